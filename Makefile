@@ -1,0 +1,51 @@
+# Two commands on a fresh machine:  `make pipeline`  and  `make test`.
+# `make setup` installs what is missing (Debian packages, .venv, pip requirements)
+# and is quick when nothing is.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The default dataset: every later stage reads it by default.
+DATASET := data/working/single-notes-2000
+COUNT := 2000
+SEED := 42
+
+.PHONY: setup apt-packages pipeline dataset features test bench clean-venv
+
+setup: apt-packages $(STAMP)
+
+apt-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+# The whole pipeline on the default dataset; finished stages are skipped.
+pipeline: setup dataset
+
+dataset: setup $(DATASET)/parameters.csv
+
+$(DATASET)/parameters.csv:
+	$(PY) generate_audio_samples.py -c $(COUNT) -s $(SEED) -o $(DATASET) -f flac
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean-venv:
+	rm -rf $(VENV)

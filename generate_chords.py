@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Write a MIDI file with a sequence of chords using music21 (a small example).
+
+Examples:
+
+    python generate_chords.py -o chords.mid                       # I-vi-IV-V-I in C major
+    python generate_chords.py -o chords.mid --key D --audio chords.flac
+    python generate_chords.py -o chords.mid --progression I IV V I --instrument 40
+
+With --audio the MIDI file is also rendered through fluidsynth_wrapper's
+renderer (the default SoundFont, or --soundfont).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from instrument_classifier.cli import UserError, atomic_path, entry_point
+from instrument_classifier.synthesis import Renderer, write_audio
+
+
+def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):
+    """A music21 stream of the Roman-numeral ``progression`` in ``key``."""
+    from music21 import instrument, key as m21key, roman, stream, tempo as m21tempo
+
+    try:
+        scale = m21key.Key(key)
+    except Exception as error:  # music21 raises assorted exception types for bad keys
+        raise UserError(f"unknown key {key!r}: {error}") from None
+    part = stream.Part()
+    part.insert(0, m21tempo.MetronomeMark(number=tempo))
+    part_instrument = instrument.instrumentFromMidiProgram(program)
+    part_instrument.midiProgram = program
+    part.insert(0, part_instrument)
+    for figure in progression:
+        try:
+            chord = roman.RomanNumeral(figure, scale)
+        except Exception as error:
+            raise UserError(f"unknown chord {figure!r}: {error}") from None
+        if not chord.pitches:
+            raise UserError(f"unknown chord {figure!r}")
+        chord.quarterLength = beats
+        part.append(chord)
+    return part
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-o", "--output", default="chords.mid", help="MIDI file to write")
+    parser.add_argument("--progression", nargs="+", default=["I", "vi", "IV", "V", "I"],
+                        help="Roman-numeral chords")
+    parser.add_argument("--key", default="C", help="key, e.g. C, a (minor), E-")
+    parser.add_argument("--beats", type=float, default=2.0, help="quarter notes per chord")
+    parser.add_argument("--tempo", type=int, default=100, help="beats per minute")
+    parser.add_argument("--instrument", type=int, default=0, help="GM program 0-127")
+    parser.add_argument("--audio", metavar="FILE", help="also render to this audio file (.wav/.flac/.ogg)")
+    parser.add_argument("-s", "--soundfont", help="SoundFont for --audio (default: the wrapper's default)")
+    return parser.parse_args(argv)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not 0 <= args.instrument <= 127:
+        raise UserError(f"--instrument must be a GM program 0-127, got {args.instrument}")
+    if args.beats <= 0 or args.tempo <= 0:
+        raise UserError("--beats and --tempo must be positive")
+    part = chord_stream(args.progression, key=args.key, beats=args.beats, program=args.instrument,
+                        tempo=args.tempo)
+    output = Path(args.output)
+    try:
+        with atomic_path(output, suffix=".mid") as tmp:
+            part.write("midi", fp=str(tmp))
+    except OSError as error:
+        raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+    print(f"wrote {output} ({len(args.progression)} chords)")
+    if args.audio:
+        with Renderer(args.soundfont) as renderer:
+            audio = renderer.render_midi(output)
+        write_audio(args.audio, audio, renderer.sample_rate)
+        print(f"wrote {args.audio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""What every stage script shares: one-line errors, atomic writes, run records.
+
+A stage raises :class:`UserError` for anything the user can fix (a bad
+argument, a missing file); :func:`entry_point` turns it into one line on
+stderr and exit status 2, never a traceback.  Artifacts are written through
+:func:`atomic_path` / :func:`atomic_dir`, so an interrupted run never leaves a
+file or folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+class UserError(Exception):
+    """A problem the user can fix; reported as one line, exit status 2."""
+
+
+def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a script's ``main(argv=None)``: one-line errors, an exit status.
+
+    ``UserError`` prints ``<script>: error: <message>`` and returns 2;
+    Ctrl-C prints ``interrupted`` and returns 130.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "instrument_classifier"
+        try:
+            status = main(*args, **kwargs)
+        except UserError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        return 0 if status is None else int(status)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps the extension (``suffix``, default the target's),
+    so libraries that pick a format by extension (soundfile, numpy) still work.
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; move it onto ``path`` on success.
+
+    With ``overwrite`` an existing ``path`` is replaced only once the new one is
+    complete.  On an exception the temporary folder is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite:
+                raise UserError(f"{path} already exists")
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, *, what: str = "JSON file") -> Any:
+    """Read a JSON file, turning a missing or broken file into a UserError."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {what} {path}: {error}") from None
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Python and the installed versions of the named distributions."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """Refuse an existing non-empty output folder unless ``overwrite``; check it is writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path exists and is not a directory: {path}")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"output directory {path} is not empty (use --overwrite to replace it)")
+    parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output directory is not writable: {parent}")
+    return path

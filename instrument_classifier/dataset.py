@@ -1,0 +1,101 @@
+"""Load a generated dataset: ``parameters.csv`` plus one audio clip per row.
+
+A dataset folder (written by ``generate_audio_samples.py``)::
+
+    DATASET/parameters.csv        one row per clip (sample_id, instrument_id,
+                                  midi_program, family_name, midi_number, volume,
+                                  velocity, duration, soundfont, audio_file, midi_file)
+    DATASET/audio/sample_000000.flac ...
+    DATASET/midi/sample_000000.mid ...
+    DATASET/generation.json       the run record
+
+>>> dataset = SingleToneDataset("data/working/single-notes-2000")
+>>> dataset.samples.shape
+(2000, 88200)
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from .cli import UserError
+from .defaults import CLIP_SAMPLES, SAMPLE_RATE
+
+PARAMETERS_CSV = "parameters.csv"
+REQUIRED_COLUMNS = ("sample_id", "family_name", "midi_number", "audio_file")
+
+
+def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """Read one dataset clip as float32 of shape (length,), checking rate and length."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=False)
+    except (OSError, RuntimeError, sf.LibsndfileError) as error:
+        raise UserError(f"cannot read audio clip {path}: {error}") from None
+    if rate != sample_rate:
+        raise UserError(f"clip {path} has sample rate {rate} Hz, expected {sample_rate} Hz")
+    if audio.ndim != 1:
+        raise UserError(f"clip {path} has {audio.shape[1]} channels, expected mono")
+    if len(audio) != length:
+        raise UserError(f"clip {path} has {len(audio)} samples, expected {length}")
+    return audio
+
+
+def read_clips(paths: list[Path], *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES,
+               jobs: int | None = None) -> np.ndarray:
+    """Read many clips into one (len(paths), length) float32 array.
+
+    Decoding runs in threads: libsndfile releases the GIL, so this scales with
+    cores without copying arrays between processes.
+    """
+    out = np.empty((len(paths), length), dtype=np.float32)
+
+    def load(index: int) -> None:
+        out[index] = read_clip(paths[index], sample_rate=sample_rate, length=length)
+
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        list(pool.map(load, range(len(paths))))
+    return out
+
+
+class SingleToneDataset:
+    """A dataset folder of single-note clips.
+
+    Parameters
+    ----------
+    path : folder holding ``parameters.csv`` and the clips it names.
+
+    Attributes
+    ----------
+    parameters : DataFrame, one row per clip in ``sample_id`` order.
+    audio_paths : list of absolute clip paths, in row order.
+    samples : float32 array [shape=(N, 88200)], decoded on first access.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        csv_path = self.path / PARAMETERS_CSV
+        if not csv_path.is_file():
+            raise UserError(f"{self.path} is not a dataset: {PARAMETERS_CSV} not found")
+        try:
+            parameters = pd.read_csv(csv_path)
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {csv_path}: {error}") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in parameters.columns]
+        if missing:
+            raise UserError(f"{csv_path} lacks columns: {', '.join(missing)}")
+        self.parameters = parameters
+        self.audio_paths = [self.path / name for name in parameters["audio_file"]]
+
+    def __len__(self) -> int:
+        return len(self.parameters)
+
+    @cached_property
+    def samples(self) -> np.ndarray:
+        return read_clips(self.audio_paths)

@@ -1,0 +1,29 @@
+"""Defaults named once: paths, the audio format of a clip, the default dataset.
+
+Every script takes these as its argparse defaults; nothing else in the code
+hard-codes a path.
+"""
+
+from pathlib import Path
+
+# The repository root: the folder holding the stage scripts.
+REPO_DIR = Path(__file__).resolve().parent.parent
+# Inputs that ship with the repository.
+DATA_DIR = REPO_DIR / "data"
+# Everything generated lives here (git-ignored), one folder per dataset.
+WORKING_DIR = DATA_DIR / "working"
+# The General MIDI Level 1 patch map with families and playable ranges.
+INSTRUMENTS_CSV = REPO_DIR / "instruments.csv"
+
+# The dataset `make pipeline` builds and every later stage reads by default.
+DEFAULT_DATASET_NAME = "single-notes-2000"
+DEFAULT_DATASET_DIR = WORKING_DIR / DEFAULT_DATASET_NAME
+
+# A clip: 2.0 s of 44.1 kHz mono float audio, one note held for 1.0 s from t = 0.
+SAMPLE_RATE = 44_100
+CLIP_SECONDS = 2.0
+NOTE_SECONDS = 1.0
+CLIP_SAMPLES = round(SAMPLE_RATE * CLIP_SECONDS)  # 88200
+
+# The original's seven harmonic families (GM programs 0-7, 16-31, 40-47, 56-79).
+DEFAULT_FAMILIES = ("piano", "organ", "guitar", "strings", "brass", "reed", "pipe")

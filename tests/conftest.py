@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny generated dataset, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from instrument_classifier.generation import GenerationSettings, generate_dataset, resolve_soundfonts
+from instrument_classifier.instruments import load_instruments, select_instruments
+
+# Enough clips for every default family to appear several times.
+TINY_COUNT = 56
+TINY_SEED = 7
+
+
+def make_dataset(path, *, count=TINY_COUNT, seed=TINY_SEED, jobs=1, audio_format="flac", soundfonts=None,
+                 families=None):
+    """Generate a small real dataset (FluidSynth, the default SoundFont) into ``path``."""
+    settings = GenerationSettings(
+        count=count, seed=seed, audio_format=audio_format, soundfonts=resolve_soundfonts(soundfonts),
+        instruments=select_instruments(load_instruments(), families=families))
+    generate_dataset(settings, path, jobs=jobs, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A generated dataset folder of 56 clips of the default families (read-only: copy to modify)."""
+    return make_dataset(tmp_path_factory.mktemp("tiny") / "dataset")

@@ -1,0 +1,130 @@
+"""The dataset stage: generate_audio_samples.py and the SingleToneDataset loader."""
+
+import filecmp
+import os
+
+import mido
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+import generate_audio_samples
+from conftest import TINY_COUNT, make_dataset
+from instrument_classifier.cli import atomic_dir
+from instrument_classifier.dataset import SingleToneDataset
+from instrument_classifier.instruments import load_instruments
+from instrument_classifier.synthesis import bundled_soundfont, default_soundfont
+
+COLUMNS = ["sample_id", "instrument_id", "midi_program", "family_name", "midi_number", "volume", "velocity",
+           "duration", "soundfont", "audio_file", "midi_file"]
+
+
+def test_parameters_follow_the_contract(tiny_dataset):
+    parameters = pd.read_csv(tiny_dataset / "parameters.csv")
+    assert set(COLUMNS) <= set(parameters.columns)
+    assert list(parameters["sample_id"]) == list(range(TINY_COUNT))
+    assert (parameters["instrument_id"] == parameters["midi_program"] + 1).all()
+    assert parameters["volume"].between(0.5, 1.0).all()
+    assert (parameters["velocity"] == (127 * parameters["volume"]).round()).all()
+    assert (parameters["duration"] == 1.0).all()
+    table = load_instruments().set_index("id")
+    ranges = table.loc[parameters["instrument_id"], ["min_pitch", "max_pitch"]].to_numpy()
+    assert ((parameters["midi_number"] >= ranges[:, 0]) & (parameters["midi_number"] <= ranges[:, 1])).all()
+    assert set(parameters["family_name"]) == {"piano", "organ", "guitar", "strings", "brass", "reed", "pipe"}
+    assert (tiny_dataset / "generation.json").is_file()
+
+
+def test_midi_files_hold_the_recorded_note(tiny_dataset):
+    parameters = pd.read_csv(tiny_dataset / "parameters.csv")
+    for row in parameters.head(5).itertuples():
+        messages = list(mido.MidiFile(tiny_dataset / row.midi_file))
+        program = next(m for m in messages if m.type == "program_change").program
+        note_on = next(m for m in messages if m.type == "note_on")
+        assert (program, note_on.note, note_on.velocity) == (row.midi_program, row.midi_number, row.velocity)
+        assert sum(m.time for m in messages) == pytest.approx(1.0)
+
+
+def test_loader_gives_clips_with_early_onsets_and_no_silence(tiny_dataset):
+    dataset = SingleToneDataset(tiny_dataset)
+    samples = dataset.samples
+    assert samples.shape == (TINY_COUNT, 88200) and samples.dtype == np.float32
+    assert len(dataset.parameters) == TINY_COUNT
+    peaks = np.abs(samples).max(axis=1)
+    assert (peaks > 10 ** (-60 / 20)).all()  # no silent clip
+    # Onset: the first sample above -40 dB of the clip's peak lies within 50 ms.
+    onsets = np.argmax(np.abs(samples) >= 0.01 * peaks[:, None], axis=1)
+    assert (onsets < 0.050 * 44100).all(), onsets.max() / 44100
+    assert sf.info(dataset.audio_paths[0]).samplerate == 44100
+
+
+def test_same_seed_same_bytes_for_any_jobs(tmp_path):
+    one = make_dataset(tmp_path / "j1", count=24, seed=3, jobs=1)
+    two = make_dataset(tmp_path / "j2", count=24, seed=3, jobs=2)
+    assert filecmp.cmp(one / "parameters.csv", two / "parameters.csv", shallow=False)
+    comparison = filecmp.dircmp(one / "audio", two / "audio")
+    assert len(comparison.common_files) == 24 and not comparison.diff_files
+    _, mismatch, errors = filecmp.cmpfiles(one / "audio", two / "audio", comparison.common_files, shallow=False)
+    assert not mismatch and not errors
+    other = make_dataset(tmp_path / "other", count=24, seed=4, jobs=1)
+    assert not filecmp.cmp(one / "parameters.csv", other / "parameters.csv", shallow=False)
+
+
+def test_clips_are_spread_over_several_soundfonts(tmp_path):
+    fonts = [str(default_soundfont()), str(bundled_soundfont())]
+    path = make_dataset(tmp_path / "fonts", count=6, soundfonts=fonts, audio_format="wav")
+    parameters = pd.read_csv(path / "parameters.csv")
+    assert list(parameters["soundfont"]) == [os.path.basename(f) for f in fonts] * 3
+    assert sf.info(path / parameters.loc[0, "audio_file"]).format == "WAV"
+
+
+def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["-c", "3", "-s", "1", "-o", str(out), "-f", "wav", "-j", "1", "-q", "--families", "brass"]
+    assert generate_audio_samples.main(args) == 0
+    assert set(pd.read_csv(out / "parameters.csv")["family_name"]) == {"brass"}
+    assert generate_audio_samples.main(args) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert generate_audio_samples.main([*args, "--overwrite", "-c", "2"]) == 0
+    assert len(pd.read_csv(out / "parameters.csv")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-c", "0"], "--count must be at least 1"),
+    (["-c", "-5"], "--count must be at least 1"),
+    (["-f", "mp3"], "unknown audio format 'mp3'"),
+    (["--soundfont", "/nonexistent/font.sf2"], "SoundFont not found"),
+    (["--soundfont", "instruments.csv"], "not a SoundFont"),
+    (["--families", "kazoo"], "unknown family 'kazoo'"),
+    (["--instruments", "theremin"], "unknown instrument 'theremin'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    status = generate_audio_samples.main(["-c", "2", "-o", str(out), "-q", *extra])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_directory_is_one_line(capsys):
+    status = generate_audio_samples.main(["-c", "2", "-o", "/proc/no-such-dataset", "-q"])
+    err = capsys.readouterr().err
+    assert status == 2 and "cannot write dataset" in err and err.count("\n") == 1
+
+
+def test_loader_rejects_a_folder_that_is_not_a_dataset(tmp_path):
+    from instrument_classifier.cli import UserError
+
+    with pytest.raises(UserError, match="is not a dataset"):
+        SingleToneDataset(tmp_path)
+
+
+def test_interrupted_write_leaves_nothing_that_looks_finished(tmp_path):
+    target = tmp_path / "dataset"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "parameters.csv").write_text("sample_id\n")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,132 @@
+"""FluidSynth rendering, the wrapper script and the chord example, on the real synth."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import fluidsynth_wrapper
+import generate_chords
+from instrument_classifier.generation import one_note_midi
+from instrument_classifier.synthesis import Renderer, bundled_soundfont, default_soundfont
+
+
+def dominant_frequency(audio, rate):
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return np.argmax(spectrum) * rate / len(audio)
+
+
+@pytest.fixture
+def a4_flute_midi(tmp_path):
+    path = tmp_path / "a4.mid"
+    path.write_bytes(one_note_midi(program=73, pitch=69, velocity=100, seconds=1.0))
+    return path
+
+
+def test_default_soundfont_resolves_to_a_general_midi_font():
+    assert default_soundfont().name in {"FluidR3_GM.sf2", "TimGM6mb.sf2"}
+    assert bundled_soundfont().is_file()
+
+
+def test_renderer_plays_the_right_pitch_from_t0():
+    with Renderer() as renderer:
+        audio = renderer.render_note(program=73, pitch=69, velocity=100, note_seconds=1.0, clip_seconds=2.0)
+    assert audio.dtype == np.float32 and audio.shape == (88200,)
+    assert np.abs(audio[: 44100 // 20]).max() > 1e-3  # sounding within the first 50 ms
+    assert abs(dominant_frequency(audio[4410:44100], 44100) - 440.0) < 3.0  # A4
+
+
+def test_renders_do_not_depend_on_synth_history_beyond_a_fresh_synth():
+    """Two fresh synths playing the same sequence give the same bytes."""
+    notes = [(0, 60), (40, 72), (56, 48)]
+    outputs = []
+    for _ in range(2):
+        with Renderer() as renderer:
+            outputs.append([renderer.render_note(program=p, pitch=k, velocity=90, note_seconds=1.0,
+                                                 clip_seconds=2.0) for p, k in notes])
+    for first, second in zip(*outputs):
+        assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("suffix, rate", [(".wav", 44100), (".flac", 44100), (".wav", 22050)])
+def test_wrapper_converts_midi_to_audio(tmp_path, a4_flute_midi, suffix, rate, capsys):
+    output = tmp_path / f"out{suffix}"
+    assert fluidsynth_wrapper.main([str(a4_flute_midi), str(output), "-r", str(rate)]) == 0
+    audio, file_rate = sf.read(output)
+    assert file_rate == rate
+    assert audio.ndim == 1 and len(audio) == 2 * rate  # 1 s note + 1 s release tail
+    assert np.abs(audio).max() > 0.01
+    assert abs(dominant_frequency(audio[: rate], rate) - 440.0) < 3.0
+
+
+def test_wrapper_uses_the_given_soundfont(tmp_path, a4_flute_midi):
+    default = tmp_path / "default.wav"
+    other = tmp_path / "other.wav"
+    assert fluidsynth_wrapper.main([str(a4_flute_midi), str(default)]) == 0
+    assert fluidsynth_wrapper.main(["-s", str(bundled_soundfont()), str(a4_flute_midi), str(other)]) == 0
+    assert not np.array_equal(sf.read(default)[0], sf.read(other)[0])
+
+
+def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert fluidsynth_wrapper.main(["--set-default", str(bundled_soundfont())]) == 0
+    assert Path(tmp_path / ".fluidsynth" / "default_sound_font").read_text().strip() == str(bundled_soundfont())
+    assert fluidsynth_wrapper.main(["--show-default"]) == 0
+    assert capsys.readouterr().out.strip().endswith("TimGM6mb.sf2")
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d, m: [str(d / "missing.mid"), str(d / "o.wav")], "MIDI file not found"),
+    (lambda d, m: [str(d / "junk.mid"), str(d / "o.wav")], "cannot read MIDI file"),
+    (lambda d, m: ["-s", str(d / "missing.sf2"), str(m), str(d / "o.wav")], "SoundFont not found"),
+    (lambda d, m: ["-s", str(m), str(m), str(d / "o.wav")], "not a SoundFont"),
+    (lambda d, m: [str(m), str(d / "o.mp4")], "unknown output format"),
+    (lambda d, m: [str(m), str(d / "no" / "such" / "dir" / "o.wav")], None),
+    (lambda d, m: ["--set-default", str(d / "missing.sf2")], "SoundFont not found"),
+    (lambda d, m: [], "give a MIDI file"),
+])
+def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, make_args, message):
+    (tmp_path / "junk.mid").write_text("not midi")
+    status = fluidsynth_wrapper.main(make_args(tmp_path, a4_flute_midi))
+    err = capsys.readouterr().err
+    if message is None:  # a missing output folder is created, not an error
+        assert status == 0
+        return
+    assert status == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_playing_without_an_audio_device_is_a_clear_error(a4_flute_midi, capsys, monkeypatch):
+    from instrument_classifier import synthesis
+
+    if synthesis.has_audio_device():
+        pytest.skip("this machine has an audio device")
+    assert fluidsynth_wrapper.main([str(a4_flute_midi)]) == 2
+    assert "no audio device" in capsys.readouterr().err
+
+
+def test_chord_example_writes_midi_and_audio(tmp_path):
+    import mido
+
+    midi_path, audio_path = tmp_path / "chords.mid", tmp_path / "chords.flac"
+    assert generate_chords.main(["-o", str(midi_path), "--progression", "I", "IV", "V", "I",
+                                 "--audio", str(audio_path)]) == 0
+    notes_on = [m for m in mido.MidiFile(midi_path) if m.type == "note_on" and m.velocity > 0]
+    assert len(notes_on) == 12  # four triads
+    first_chord = sorted(m.note % 12 for m in notes_on[:3])
+    assert first_chord == [0, 4, 7]  # C major
+    audio, rate = sf.read(audio_path)
+    assert rate == 44100 and np.abs(audio).max() > 0.01
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--progression", "XQ"], "unknown chord"),
+    (["--instrument", "300"], "GM program"),
+    (["--key", "H#"], "unknown key"),
+])
+def test_chord_example_bad_input(tmp_path, capsys, args, message):
+    assert generate_chords.main(["-o", str(tmp_path / "c.mid"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "c.mid").exists()
