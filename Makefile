@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
-APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm
+APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The default dataset: every later stage reads it by default.

@@ -103,15 +103,15 @@ def one_note_midi(*, program: int, pitch: int, velocity: int, seconds: float, ch
                   ticks_per_beat: int = 480, tempo_us: int = 500_000) -> bytes:
     """A Standard MIDI File (format 0) playing one note from t = 0 for ``seconds``.
 
-    Written directly (about 40 bytes): pretty_midi takes ~20x longer per file.
+    Written directly (about 40 bytes); pretty_midi spent ~0.7 ms a file, 10 % of a clip's cost.
     """
     ticks = round(seconds * 1e6 / tempo_us * ticks_per_beat)
     events = b"".join([
-        b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big"),           # set tempo
-        bytes([0x00, 0xC0 | channel, program]),                          # program change
-        bytes([0x00, 0x90 | channel, pitch, velocity]),                  # note on at t = 0
-        _variable_length(ticks) + bytes([0x80 | channel, pitch, 0]),      # note off
-        b"\x00\xff\x2f\x00",                                         # end of track
+        b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big"),          # set tempo
+        bytes([0x00, 0xC0 | channel, program]),                     # program change
+        bytes([0x00, 0x90 | channel, pitch, velocity]),             # note on at t = 0
+        _variable_length(ticks) + bytes([0x80 | channel, pitch, 0]),  # note off
+        b"\x00\xff\x2f\x00",                                        # end of track
     ])
     header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") \
         + ticks_per_beat.to_bytes(2, "big")
