@@ -34,18 +34,22 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 # The whole pipeline on the default dataset; finished stages are skipped.
-pipeline: setup dataset
+pipeline: setup features
 
 dataset: setup $(DATASET)/parameters.csv
 
 $(DATASET)/parameters.csv:
 	$(PY) generate_audio_samples.py -c $(COUNT) -s $(SEED) -o $(DATASET) -f flac
 
+# Instant when the features are up to date (extract_features.py checks a fingerprint).
+features: dataset
+	$(PY) extract_features.py $(DATASET) --plot
+
 test: setup
 	$(PY) -m pytest -q tests
 
 bench: setup
-	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,7 +8,7 @@ command-line program renders it in a subprocess and the audio is read back
 (run 2 at a time, as fair to the 2 cores as ours).
 Also: loading the 2000 FLAC clips with SingleToneDataset.
 
-    python bench/bench_generation.py [--count 2000] [--runs 3]
+    python -m bench.bench_generation [--count 2000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a plain script
+import numpy as np
+import pandas as pd
+import soundfile as sf
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from bench.common import median, python, run_measured, write_results  # noqa: E402
-from instrument_classifier.dataset import SingleToneDataset  # noqa: E402
-from instrument_classifier.synthesis import SYSTEM_SOUNDFONTS  # noqa: E402
+from bench.common import median, python, run_measured, write_results
+from instrument_classifier.dataset import SingleToneDataset
+from instrument_classifier.synthesis import SYSTEM_SOUNDFONTS
 
 
 def original_method(parameters: pd.DataFrame, soundfont: Path, workdir: Path, jobs: int = 2) -> np.ndarray:
