@@ -15,7 +15,7 @@ DATASET := data/working/single-notes-2000
 COUNT := 2000
 SEED := 42
 
-.PHONY: setup apt-packages pipeline dataset features test bench clean-venv
+.PHONY: setup apt-packages pipeline dataset features training-data model train test bench clean-venv
 
 setup: apt-packages $(STAMP)
 
@@ -33,17 +33,35 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
-# The whole pipeline on the default dataset; finished stages are skipped.
-pipeline: setup features
+# The whole pipeline on the default dataset; finished stages are skipped:
+# clips -> chromagrams -> splits and scaler -> a trained, evaluated model
+# (train.py evaluates it) -> its misclassified clips -> the leaderboard.
+pipeline: setup model
+	$(PY) analyze_errors.py $$($(PY) leaderboard.py $(DATASET) --best)
+	$(PY) leaderboard.py $(DATASET)
 
 dataset: setup $(DATASET)/parameters.csv
 
 $(DATASET)/parameters.csv:
 	$(PY) generate_audio_samples.py -c $(COUNT) -s $(SEED) -o $(DATASET) -f flac
 
-# Instant when the features are up to date (extract_features.py checks a fingerprint).
-features: dataset
+features: dataset $(DATASET)/features/features.json
+
+$(DATASET)/features/features.json: $(DATASET)/parameters.csv
 	$(PY) extract_features.py $(DATASET) --plot
+
+training-data: features $(DATASET)/training-data/splits.csv
+
+$(DATASET)/training-data/splits.csv: $(DATASET)/features/features.json
+	$(PY) prepare_training.py $(DATASET)
+
+# Trains the default architecture unless the dataset has a finished model;
+# `make train` always trains another one.
+model: training-data
+	@$(PY) leaderboard.py $(DATASET) --best >/dev/null 2>&1 || $(MAKE) --no-print-directory train
+
+train: training-data
+	$(PY) train.py $(DATASET)
 
 test: setup
 	$(PY) -m pytest -q tests

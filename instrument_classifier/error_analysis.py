@@ -1,0 +1,188 @@
+"""Listen to a model's mistakes: the misclassified clips of one split, on one page.
+
+``analyze_errors(MODEL_DIR)`` writes ``MODEL_DIR/evaluation/errors/``::
+
+    index.html                               per clip: an audio player, the chromagram, the probabilities
+    errors.csv                               the misclassified rows of predictions.csv
+    <sample_id>-true-<class>-pred-<class>.flac   a copy of each clip, named by its true and predicted class
+    <same name>.png                          its chromagram beside the predicted probabilities
+
+The folder is built aside and renamed into place, so re-running replaces it
+whole.  ``play_clips`` plays the copies in order with the first audio player
+found (ffplay, paplay, pw-play, aplay, afplay).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cli import UserError, atomic_dir
+from .dataset import PARAMETERS_CSV
+from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure
+from .features import load_features
+from .models import load_model_dir
+from .training import PREDICTIONS_CSV
+from .training_data import SPLITS
+
+ERRORS_DIR = "errors"
+ERRORS_CSV = "errors.csv"
+# Command lines of the players we know, in order of preference; the clip path goes last.
+# aplay reads only WAV, so clips are converted for it.
+PLAYERS = (
+    ("ffplay", ["ffplay", "-nodisp", "-autoexit", "-loglevel", "error"]),
+    ("paplay", ["paplay"]),
+    ("pw-play", ["pw-play"]),
+    ("aplay", ["aplay", "-q"]),
+    ("afplay", ["afplay"]),
+)
+
+
+def _safe(name: str) -> str:
+    """A class name as a file-name fragment."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(name)) or "_"
+
+
+def error_file_stem(sample_id, true: str, predicted: str) -> str:
+    """``000123-true-piano-pred-organ``: the name says what went wrong."""
+    sample = f"{int(sample_id):06d}" if str(sample_id).isdigit() else _safe(sample_id)
+    return f"{sample}-true-{_safe(true)}-pred-{_safe(predicted)}"
+
+
+def find_player() -> tuple[str, list[str]]:
+    """The first audio player on PATH; UserError when there is none."""
+    for name, command in PLAYERS:
+        if shutil.which(command[0]):
+            return name, command
+    raise UserError("cannot play audio: no audio player found on this machine "
+                    f"(looked for {', '.join(name for name, _ in PLAYERS)})")
+
+
+def plot_error(chromagram: np.ndarray, probabilities: pd.Series, title: str, path: Path) -> None:
+    """The chromagram (time across, pitch up) beside a bar chart of the probabilities."""
+    figure = _figure(9, 3.2)
+    chroma_ax, proba_ax = figure.subplots(1, 2, width_ratios=(2.2, 1))
+    image = chroma_ax.imshow(chromagram.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
+                             interpolation="nearest")
+    ticks = list(range(3, chromagram.shape[1], 12))  # the C of each octave: bin 3 = MIDI 24 = C1
+    chroma_ax.set_yticks(ticks, [f"C{(b + 21) // 12 - 1}" for b in ticks])
+    chroma_ax.set_xlabel("time frame")
+    chroma_ax.set_ylabel("pitch")
+    figure.colorbar(image, ax=chroma_ax, shrink=0.8)
+    order = probabilities.sort_values()
+    proba_ax.barh(range(len(order)), order.to_numpy(), color="tab:blue")
+    proba_ax.set_yticks(range(len(order)), list(order.index), fontsize=8)
+    proba_ax.set_xlim(0, 1)
+    proba_ax.set_xlabel("probability")
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=80)
+
+
+def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: bool = False) -> Path:
+    """Write ``MODEL_DIR/evaluation/errors/`` for the misclassified clips of ``split``; return its index.html.
+
+    ``split`` is train, valid, test or all.
+    """
+    if split not in (*SPLITS, "all"):
+        raise UserError(f"unknown split {split!r} (choose from: {', '.join(SPLITS)}, all)")
+    bundle = load_model_dir(model_dir)
+    model_dir = bundle.model_dir
+    try:
+        predictions = pd.read_csv(model_dir / PREDICTIONS_CSV)
+    except FileNotFoundError:
+        raise UserError(f"{model_dir} is not a finished model directory ({PREDICTIONS_CSV} missing)") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {model_dir / PREDICTIONS_CSV}: {error}") from None
+    dataset_dir = Path(bundle.config.get("dataset", ""))
+    if not (dataset_dir / PARAMETERS_CSV).is_file():
+        raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")
+    parameters = pd.read_csv(dataset_dir / PARAMETERS_CSV).set_index("sample_id", drop=False)
+    chromagrams, sample_ids, _ = load_features(dataset_dir)
+    row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
+
+    chosen = predictions if split == "all" else predictions[predictions["split"] == split]
+    errors = chosen[~chosen["correct"].astype(bool)].sort_values("sample_id")
+    proba_columns = [f"p_{name}" for name in bundle.class_names]
+    out_dir = model_dir / EVALUATION_DIR / ERRORS_DIR
+    entries = []
+    with atomic_dir(out_dir, overwrite=True) as tmp:
+        errors.to_csv(tmp / ERRORS_CSV, index=False)
+        proba = errors[proba_columns].to_numpy(dtype=float)
+        for row, row_proba in zip(errors.itertuples(index=False), proba):
+            if row.sample_id not in parameters.index or row.sample_id not in row_of:
+                raise UserError(f"sample {row.sample_id} of {PREDICTIONS_CSV} is not in {dataset_dir}; "
+                                f"was the dataset regenerated?")
+            source = dataset_dir / parameters.loc[row.sample_id, "audio_file"]
+            if not source.is_file():
+                raise UserError(f"clip not found: {source}")
+            stem = error_file_stem(row.sample_id, row.true, row.predicted)
+            audio_name = stem + source.suffix
+            shutil.copyfile(source, tmp / audio_name)
+            probabilities = pd.Series(row_proba, index=bundle.class_names)
+            details = parameters.loc[row.sample_id]
+            title = (f"sample {row.sample_id}: {details.get('instrument_name', details.get('instrument_id', ''))} "
+                     f"(MIDI {details['midi_number']}), true {row.true}, predicted {row.predicted}")
+            plot_error(chromagrams[row_of[row.sample_id]], probabilities, title, tmp / f"{stem}.png")
+            entries.append((row, audio_name, f"{stem}.png", probabilities, title))
+        (tmp / INDEX_HTML).write_text(_index_page(model_dir, split, len(chosen), entries))
+    if not quiet:
+        print(f"{len(errors)} of {len(chosen)} {split} clips misclassified; listen: {out_dir / INDEX_HTML}")
+    return out_dir / INDEX_HTML
+
+
+def _index_page(model_dir: Path, split: str, n_split: int, entries: list) -> str:
+    items = []
+    for row, audio, image, probabilities, title in entries:
+        top = probabilities.sort_values(ascending=False).head(3)
+        proba = ", ".join(f"{html.escape(name)} {p:.3f}" for name, p in top.items())
+        items.append(f"""<div class="clip"><h3>{html.escape(title)}</h3>
+<audio controls preload="none" src="{html.escape(audio)}"></audio> <a href="{html.escape(audio)}">{html.escape(audio)}</a>
+<p>top probabilities: {proba}</p>
+<img src="{html.escape(image)}" alt="chromagram of sample {html.escape(str(row.sample_id))}"></div>""")
+    body = "\n".join(items) if items else "<p>No misclassified clips.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Errors of {html.escape(model_dir.name)}</title>
+<style>body {{ font-family: sans-serif; margin: 1.5em; }} img {{ max-width: 100%; }}
+.clip {{ border-bottom: 1px solid #ddd; padding: 0.5em 0; }} h3 {{ font-size: 1em; margin: 0.3em 0; }}</style>
+</head><body><h1>Misclassified clips of {html.escape(model_dir.name)}</h1>
+<p>{len(entries)} of {n_split} clips of the {html.escape(split)} split. <a href="../{INDEX_HTML}">Evaluation report</a></p>
+{body}
+</body></html>
+"""
+
+
+def play_clips(errors_dir: str | os.PathLike, *, player: tuple[str, list[str]] | None = None) -> int:
+    """Play the clips of an errors folder in name order; return how many were played."""
+    name, command = player or find_player()
+    clips = sorted(p for p in Path(errors_dir).iterdir() if p.suffix in (".flac", ".wav", ".ogg"))
+    for clip in clips:
+        print(f"playing {clip.name}", flush=True)
+        if name == "aplay" and clip.suffix != ".wav":
+            import soundfile as sf
+
+            with tempfile.TemporaryDirectory() as tmp:
+                wav = Path(tmp) / "clip.wav"
+                audio, rate = sf.read(clip)
+                sf.write(wav, audio, rate)
+                _run_player(name, command, wav)
+        else:
+            _run_player(name, command, clip)
+    return len(clips)
+
+
+def _run_player(name: str, command: list[str], path: Path) -> None:
+    try:
+        result = subprocess.run([*command, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except OSError as error:
+        raise UserError(f"cannot play audio with {name}: {error}") from None
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["no audio device?"])[-1]
+        raise UserError(f"cannot play audio with {name} (exit {result.returncode}): {reason}")

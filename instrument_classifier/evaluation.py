@@ -1,0 +1,370 @@
+"""Evaluation report of a finished model: plots, tables and one HTML page.
+
+``evaluate_model(MODEL_DIR)`` writes ``MODEL_DIR/evaluation/``::
+
+    index.html                  everything below on one page (relative links; open it as a file)
+    metrics.csv                 per split: n, loss, error, accuracy, macro AUC
+    learning_curves.png         loss and error per epoch, train vs valid
+    confusion_<split>.png/.csv  confusion matrix, counts and row-normalised
+    per_class_metrics.csv       per split and class: precision, recall, F1, support
+    per_class_<split>.png       the same as bars
+    roc_<split>.png             one-vs-rest ROC curve of every class, with its AUC
+    error_by_pitch.png/.csv     error rate per MIDI-number band, per split
+
+On the model's own dataset it reads ``predictions.csv`` (written by
+training from the best epoch), so it is cheap and re-runnable.  With
+``dataset_dir`` set to another dataset (say, one rendered with another
+SoundFont) it predicts that dataset's clips and writes the same report,
+without learning curves, into ``evaluation/<dataset name>/``.
+
+Report files are written into a hidden staging folder and moved into place
+one by one, ``index.html`` last; sub-reports (other datasets, ``errors/``)
+are left alone.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cli import UserError
+from .models import check_model_dir, load_model_dir
+from .training import (FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV, metrics_table,
+                       predictions_table)
+from .training_data import SPLITS, load_dataset_features, target_labels
+
+EVALUATION_DIR = "evaluation"
+INDEX_HTML = "index.html"
+# Width of the MIDI-number bands of the error-by-pitch plot, in semitones:
+# ~6 test clips per band on single-notes-2000, enough for a rate.
+PITCH_BAND = 6
+# Sub-folder names that a report for another dataset must not take.
+RESERVED_NAMES = ("errors",)
+
+
+def _figure(width: float, height: float):
+    """A matplotlib Figure on the Agg canvas (no pyplot, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _class_index(predictions: pd.DataFrame, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y_true, y_pred, proba) as class indices and an (n, classes) array."""
+    index = {name: i for i, name in enumerate(class_names)}
+    y_true = predictions["true"].map(index).to_numpy(dtype=np.int64)
+    y_pred = predictions["predicted"].map(index).to_numpy(dtype=np.int64)
+    proba = predictions[[f"p_{name}" for name in class_names]].to_numpy(dtype=np.float64)
+    return y_true, y_pred, proba
+
+
+# ---------------------------------------------------------------------------
+# Plots (each writes one PNG and returns its name)
+
+
+def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
+    figure = _figure(10, 3.8)
+    loss_ax, error_ax = figure.subplots(1, 2)
+    for ax, (column, label) in ((loss_ax, ("loss", "loss (cross-entropy)")), (error_ax, ("error", "error"))):
+        ax.plot(curves["epoch"], curves[column], label="train")
+        ax.plot(curves["epoch"], curves[f"val_{column}"], label="valid")
+        best = curves["val_loss"].idxmin() if curves["val_loss"].notna().any() else None
+        if best is not None:
+            ax.axvline(curves.loc[best, "epoch"], color="gray", linestyle=":", label="best epoch (saved)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    error_ax.set_yscale("log")
+    figure.suptitle("Learning curves (train metrics include dropout and augmentation)")
+    figure.savefig(path, dpi=90)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
+    n = len(class_names)
+    size = max(4.0, 0.45 * n + 2.5)
+    figure = _figure(2 * size, size)
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+    for ax, values, label, fmt in zip(figure.subplots(1, 2), (matrix, normalised), ("counts", "normalised by true class"),
+                                      ("d", ".2f")):
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=values.max() or 1)
+        ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(n), class_names, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(label)
+        if n <= 20:
+            limit = values.max() / 2 if values.max() else 0.5
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
+                            color="white" if values[i, j] > limit else "black")
+        figure.colorbar(image, ax=ax, shrink=0.7)
+    figure.suptitle(title)
+    figure.savefig(path, dpi=90)
+
+
+def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], title: str, path: Path) -> dict:
+    """One-vs-rest ROC per class; returns {class: AUC} (classes absent from y_true are skipped)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    figure = _figure(6, 5.5)
+    ax = figure.subplots()
+    aucs = {}
+    for k, name in enumerate(class_names):
+        positive = y_true == k
+        if not positive.any() or positive.all():
+            continue
+        fpr, tpr, _ = roc_curve(positive, proba[:, k])
+        aucs[name] = float(roc_auc_score(positive, proba[:, k]))
+        ax.plot(fpr, tpr, label=f"{name} (AUC {aucs[name]:.4f})")
+    ax.plot([0, 1], [0, 1], color="gray", linestyle=":")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    macro = np.mean(list(aucs.values())) if aucs else float("nan")
+    ax.set_title(f"{title}: macro AUC {macro:.4f}")
+    if len(aucs) <= 20:
+        ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    figure.savefig(path, dpi=90)
+    return aucs
+
+
+def plot_per_class(table: pd.DataFrame, title: str, path: Path) -> None:
+    n = len(table)
+    figure = _figure(max(6, 0.6 * n + 2), 4)
+    ax = figure.subplots()
+    positions = np.arange(n)
+    for offset, column in zip((-0.27, 0, 0.27), ("precision", "recall", "f1")):
+        ax.bar(positions + offset, table[column], width=0.27, label=column)
+    ax.set_xticks(positions, table["class"], rotation=60 if n > 8 else 0, ha="right" if n > 8 else "center")
+    low = float(np.nanmin(table[["precision", "recall", "f1"]].to_numpy())) if n else 0.0
+    ax.set_ylim(max(0.0, min(0.9, low - 0.05)), 1.0)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    figure.savefig(path, dpi=90)
+
+
+def error_by_pitch(predictions: pd.DataFrame, splits: list[str], band: int = PITCH_BAND) -> pd.DataFrame:
+    """Error rate per band of ``band`` MIDI numbers, per split: split, midi_low, midi_high, n, errors, error."""
+    rows = []
+    low_all = int(predictions["midi_number"].min()) // band * band
+    for name in splits:
+        part = predictions[predictions["split"] == name]
+        lows = part["midi_number"].to_numpy() // band * band
+        wrong = ~part["correct"].to_numpy(dtype=bool)
+        for low in range(low_all, int(predictions["midi_number"].max()) + 1, band):
+            inside = lows == low
+            n = int(inside.sum())
+            rows.append({"split": name, "midi_low": low, "midi_high": low + band - 1, "n": n,
+                         "errors": int(wrong[inside].sum()), "error": wrong[inside].mean() if n else np.nan})
+    return pd.DataFrame(rows)
+
+
+def plot_error_by_pitch(table: pd.DataFrame, splits: list[str], band: int, path: Path) -> None:
+    figure = _figure(10, 5.5)
+    error_ax, count_ax = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    width = band / (len(splits) + 1)
+    for i, name in enumerate(splits):
+        part = table[table["split"] == name]
+        x = part["midi_low"] + (i + 0.5) * width
+        error_ax.bar(x, part["error"].fillna(0), width=width, align="edge", label=name)
+        count_ax.bar(x, part["n"], width=width, align="edge", label=name)
+    error_ax.set_ylabel("error rate")
+    error_ax.set_title(f"Error by pitch (bands of {band} semitones)")
+    error_ax.legend()
+    error_ax.grid(axis="y", alpha=0.3)
+    count_ax.set_ylabel("clips")
+    count_ax.set_xlabel("MIDI number")
+    count_ax.grid(axis="y", alpha=0.3)
+    figure.savefig(path, dpi=90)
+
+
+# ---------------------------------------------------------------------------
+# The report
+
+
+def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str], splits: list[str], *,
+                 title: str, curves: pd.DataFrame | None = None, links: dict[str, str] | None = None,
+                 notes: list[str] | None = None) -> Path:
+    """Write the report's files into ``out_dir`` (index.html last); return index.html's path."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", suffix=".tmp", dir=out_dir))
+    try:
+        metrics = metrics_table(predictions, class_names, splits)
+        metrics.to_csv(staging / "metrics.csv", index=False)
+        sections: list[str] = []
+        if curves is not None:
+            plot_learning_curves(curves, staging / "learning_curves.png")
+            sections.append(_section("Learning curves", _img("learning_curves.png")))
+        per_class_tables = []
+        for name in splits:
+            part = predictions[predictions["split"] == name]
+            if part.empty:
+                continue
+            y_true, y_pred, proba = _class_index(part, class_names)
+            labels = list(range(len(class_names)))
+            matrix = confusion_matrix(y_true, y_pred, labels=labels)
+            pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(
+                staging / f"confusion_{name}.csv")
+            plot_confusion(matrix, class_names, f"Confusion matrix, {name} ({len(part)} clips)",
+                           staging / f"confusion_{name}.png")
+            precision, recall, f1, support = precision_recall_fscore_support(
+                y_true, y_pred, labels=labels, zero_division=0)
+            table = pd.DataFrame({"split": name, "class": class_names, "precision": precision, "recall": recall,
+                                  "f1": f1, "support": support})
+            aucs = plot_roc(y_true, proba, class_names, f"ROC, {name}", staging / f"roc_{name}.png")
+            table["auc"] = table["class"].map(aucs)
+            per_class_tables.append(table)
+            plot_per_class(table, f"Per-class precision, recall and F1, {name}", staging / f"per_class_{name}.png")
+            sections.append(_section(
+                f"Split: {name}",
+                _img(f"confusion_{name}.png") + _img(f"roc_{name}.png") + _img(f"per_class_{name}.png")
+                + _table(table.drop(columns="split"), floats="{:.3f}")))
+        if per_class_tables:
+            pd.concat(per_class_tables).to_csv(staging / "per_class_metrics.csv", index=False)
+        if "midi_number" in predictions.columns:
+            pitch = error_by_pitch(predictions, splits)
+            pitch.to_csv(staging / "error_by_pitch.csv", index=False)
+            plot_error_by_pitch(pitch, splits, PITCH_BAND, staging / "error_by_pitch.png")
+            sections.append(_section("Error by pitch", _img("error_by_pitch.png")))
+        head = _section("Final metrics", _table(metrics, floats="{:.4f}"))
+        if notes:
+            head += "".join(f"<p>{html.escape(note)}</p>" for note in notes)
+        if links:
+            head += _section("See also", "<ul>" + "".join(
+                f'<li><a href="{html.escape(href)}">{html.escape(label)}</a></li>' for label, href in links.items())
+                + "</ul>")
+        (staging / INDEX_HTML).write_text(_page(title, head + "".join(sections)))
+        # Move into place; index.html last, so a complete page only links complete files.
+        names = sorted(p.name for p in staging.iterdir() if p.name != INDEX_HTML) + [INDEX_HTML]
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / INDEX_HTML
+
+
+def _img(name: str) -> str:
+    return f'<a href="{name}"><img src="{name}" alt="{name}"></a>\n'
+
+
+def _table(frame: pd.DataFrame, *, floats: str) -> str:
+    return frame.to_html(index=False, float_format=floats.format, na_rep="–", border=0, classes="metrics")
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>\n{body}</section>\n"
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; max-width: 1400px; }}
+img {{ max-width: 100%; margin: 0.3em; vertical-align: top; border: 1px solid #ddd; }}
+table.metrics {{ border-collapse: collapse; margin: 0.5em 0; }}
+table.metrics td, table.metrics th {{ padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1>
+{body}</body></html>
+"""
+
+
+def _links(model_dir: Path, evaluation_dir: Path, own: bool) -> dict[str, str]:
+    """Links from a report to its neighbours: other-dataset reports, the error listing, the config."""
+    links = {}
+    if own:
+        for sub in sorted(evaluation_dir.iterdir()) if evaluation_dir.is_dir() else []:
+            if sub.is_dir() and not sub.name.startswith(".") and (sub / INDEX_HTML).is_file():
+                label = "misclassified clips" if sub.name == "errors" else f"evaluation on dataset {sub.name}"
+                links[label] = f"{sub.name}/{INDEX_HTML}"
+        links["model configuration (config.json)"] = "../config.json"
+    else:
+        links["evaluation on the training dataset"] = f"../{INDEX_HTML}"
+    return links
+
+
+def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLike | None = None,
+                   quiet: bool = False) -> Path:
+    """Write the evaluation report of a model folder; return the report's index.html.
+
+    ``dataset_dir``: evaluate on another dataset (same feature parameters
+    required) into ``evaluation/<dataset name>/``.
+    """
+    model_dir = check_model_dir(model_dir)
+    bundle = load_model_dir(model_dir)  # also validates model.keras
+    config = bundle.config
+    evaluation_dir = model_dir / EVALUATION_DIR
+    own_dataset = Path(config.get("dataset", "")).resolve() if config.get("dataset") else None
+    if dataset_dir is None or (own_dataset is not None and Path(dataset_dir).resolve() == own_dataset):
+        for name in (PREDICTIONS_CSV, LEARNING_CURVES_CSV, FINAL_METRICS_CSV):
+            if not (model_dir / name).is_file():
+                raise UserError(f"{model_dir} is not a finished model directory ({name} missing)")
+        try:
+            predictions = pd.read_csv(model_dir / PREDICTIONS_CSV)
+            curves = pd.read_csv(model_dir / LEARNING_CURVES_CSV)
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read the training results in {model_dir}: {error}") from None
+        missing = [c for c in ["split", "true", "predicted", "correct"] + [f"p_{n}" for n in bundle.class_names]
+                   if c not in predictions.columns]
+        if missing:
+            raise UserError(f"{model_dir / PREDICTIONS_CSV} lacks columns: {', '.join(missing)}")
+        title = f"Evaluation of {config.get('model_id', model_dir.name)} ({config.get('arch', '?')}) " \
+                f"on {config.get('dataset_name', '?')}"
+        notes = [f"Architecture {config.get('arch')}, {config.get('parameters', '?')} parameters, "
+                 f"target {bundle.target}, {config.get('split', '?')} split, seed {config.get('seed')}, "
+                 f"best epoch {config.get('best_epoch')} of {config.get('epochs_run')}, "
+                 f"trained in {config.get('train_seconds')} s."]
+        index = write_report(evaluation_dir, predictions, bundle.class_names, list(SPLITS), title=title,
+                             curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
+    else:
+        dataset_dir = Path(dataset_dir)
+        name = dataset_dir.resolve().name
+        if name in RESERVED_NAMES or name.startswith("."):
+            raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
+        chromagrams, parameters, feature_params = load_dataset_features(dataset_dir)
+        if feature_params != bundle.feature_params:
+            raise UserError(f"the features of {dataset_dir} were extracted with other parameters than the "
+                            f"model's; re-extract them with the model's feature parameters")
+        labels = target_labels(parameters, bundle.target)
+        known = labels.isin(bundle.class_names).to_numpy()
+        if not known.any():
+            raise UserError(f"none of the classes of {dataset_dir} is known to the model "
+                            f"({', '.join(bundle.class_names)})")
+        proba = bundle.predict_proba(chromagrams[known])
+        index_of = {c: i for i, c in enumerate(bundle.class_names)}
+        y = labels[known].map(index_of).to_numpy(dtype=np.int64)
+        predictions = predictions_table(parameters[known].reset_index(drop=True), np.full(len(y), "all"), y,
+                                        proba, bundle.class_names)
+        out_dir = evaluation_dir / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging_csv = out_dir / f".{PREDICTIONS_CSV}.tmp"
+        predictions.to_csv(staging_csv, index=False)
+        os.replace(staging_csv, out_dir / PREDICTIONS_CSV)
+        notes = [f"Model {config.get('model_id', model_dir.name)} trained on {config.get('dataset_name', '?')}, "
+                 f"applied to every clip of {dataset_dir.resolve()}."]
+        if (~known).any():
+            notes.append(f"{int((~known).sum())} clips of classes the model does not know were left out.")
+        index = write_report(out_dir, predictions, bundle.class_names, ["all"],
+                             title=f"Evaluation of {config.get('model_id', model_dir.name)} on {name}",
+                             links=_links(model_dir, evaluation_dir, own=False), notes=notes)
+    if not quiet:
+        metrics = pd.read_csv(index.parent / "metrics.csv")
+        for row in metrics.itertuples():
+            print(f"{row.split:>5}: error {row.error:.2%}, AUC {row.auc:.4f} ({row.n} clips)")
+        print(f"evaluation report: {index}")
+    return index

@@ -1,0 +1,126 @@
+"""Rank the finished models of a models folder by validation error.
+
+A model folder counts once it is finished: ``model.keras``, ``config.json``
+and ``final_metrics.csv`` are all there (training writes the folder under a
+hidden temporary name and renames it at the end, so a crashed run never
+shows up).  Ranking: validation error, then validation loss, then the older
+model first.  Nothing here loads Keras: ranking stays fast.
+
+>>> best_model_dir("data/working/single-notes-2000/models")
+PosixPath('data/working/single-notes-2000/models/20261125-142301-harmonic-s42')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .cli import UserError
+
+# The files that make a folder a finished model (names as in training.py;
+# repeated so that this module does not import Keras).
+MODEL_FILES = ("model.keras", "config.json", "final_metrics.csv")
+COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
+           "valid_error", "valid_loss", "test_error", "test_auc")
+
+
+def resolve_models_dir(path: str | os.PathLike) -> Path:
+    """A models folder; a dataset folder stands for its ``models/``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"models directory not found: {path}")
+    if not _is_model_dir(path) and not any(_is_model_dir(p) for p in path.iterdir() if p.is_dir()) \
+            and (path / "models").is_dir():
+        return path / "models"
+    return path
+
+
+def _is_model_dir(path: Path) -> bool:
+    return not path.name.startswith(".") and all((path / name).is_file() for name in MODEL_FILES)
+
+
+def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished model, ranked (``rank`` 1 = lowest validation error).
+
+    Columns: rank, model_id, arch, target, split, parameters, epochs_run,
+    train_seconds, valid_error, valid_loss, valid_auc, test_error, test_auc,
+    created, path.  Folders whose files cannot be read are skipped.
+    """
+    models_dir = resolve_models_dir(models_dir)
+    rows = []
+    for path in sorted(models_dir.iterdir()):
+        if not path.is_dir() or not _is_model_dir(path):
+            continue
+        try:
+            config = json.loads((path / "config.json").read_text())
+            metrics = pd.read_csv(path / "final_metrics.csv").set_index("split")
+            row = {
+                "model_id": config.get("model_id", path.name),
+                "arch": config.get("arch"),
+                "target": config.get("target"),
+                "split": config.get("split"),
+                "parameters": config.get("parameters"),
+                "epochs_run": config.get("epochs_run"),
+                "train_seconds": config.get("train_seconds"),
+                "valid_error": float(metrics.loc["valid", "error"]),
+                "valid_loss": float(metrics.loc["valid", "loss"]) if "loss" in metrics.columns else float("nan"),
+                "valid_auc": float(metrics.loc["valid", "auc"]),
+                "test_error": float(metrics.loc["test", "error"]),
+                "test_auc": float(metrics.loc["test", "auc"]),
+                "created": config.get("created", ""),
+                "path": str(path),
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"]
+                         + ["valid_auc", "created", "path"])
+    if table.empty:
+        return table.assign(rank=pd.Series(dtype=int))
+    table = table.sort_values(["valid_error", "valid_loss", "created", "model_id"],
+                              na_position="last", kind="mergesort").reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.DataFrame:
+    if target is not None:
+        table = table[table["target"] == target]
+    if split is not None:
+        table = table[table["split"] == split]
+    return table
+
+
+def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = None, split: str | None = None) -> Path:
+    """The folder of the model with the lowest validation error (optionally of one target / split).
+
+    Raises UserError when there is no finished model.
+    """
+    table = _filtered(collect_models(models_dir), target, split)
+    if table.empty:
+        raise UserError(f"no finished models in {resolve_models_dir(models_dir)}; run train.py first")
+    return Path(table.iloc[0]["path"])
+
+
+def format_leaderboard(models_dir: str | os.PathLike, *, top: int = 10, latest: int = 3,
+                       target: str | None = None, split: str | None = None) -> str:
+    """The ``top`` best models as a table, then the rank of the ``latest`` newest ones."""
+    table = _filtered(collect_models(models_dir), target, split)
+    if table.empty:
+        raise UserError(f"no finished models in {resolve_models_dir(models_dir)}; run train.py first")
+    table = table.assign(rank=range(1, len(table) + 1))
+    shown = table.head(top)[list(COLUMNS)].copy()
+    for column in ("valid_error", "test_error"):
+        shown[column] = shown[column].map(lambda v: f"{v:.2%}")
+    for column in ("valid_loss", "test_auc"):
+        shown[column] = shown[column].map(lambda v: f"{v:.4f}")
+    lines = [f"best {len(shown)} of {len(table)} models in {resolve_models_dir(models_dir)} (by validation error):",
+             shown.to_string(index=False), "", "latest:"]
+    newest = table.sort_values(["created", "model_id"], ascending=False).head(latest)
+    for row in newest.itertuples():
+        lines.append(f"  {row.model_id}: rank {row.rank} of {len(table)} "
+                     f"(valid error {row.valid_error:.2%}, test error {row.test_error:.2%})")
+    return "\n".join(lines)

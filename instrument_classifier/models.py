@@ -1,0 +1,314 @@
+"""Network architectures, and loading a finished model folder for prediction.
+
+Every architecture is a function ``build(input_shape, n_classes, *, floor,
+seed)`` returning a functional ``keras.Model`` that maps scaled chromagrams
+(batch, 44 time frames, 115 semitone bins, 1) to class probabilities;
+``ARCHITECTURES`` names them.  Code here is backend-neutral (``keras.ops``).
+
+A model folder (written by :mod:`training`) holds everything prediction needs::
+
+    MODEL_DIR/model.keras          the best epoch on validation
+    MODEL_DIR/preprocessing.json   feature extractor params, scaler, class names
+    MODEL_DIR/config.json          how it was trained
+
+>>> bundle = load_model_dir("data/working/single-notes-2000/models/<model_id>")
+>>> bundle.predict_proba(chromagrams)          # (n, n_classes)
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import keras
+from keras import layers, ops
+
+from .cli import UserError, read_json
+from .training_data import ChromagramScaler, to_model_input
+
+MODEL_FILE = "model.keras"
+PREPROCESSING_JSON = "preprocessing.json"
+CONFIG_JSON = "config.json"
+
+# Semitone offsets of harmonics 1-8 above a fundamental: round(12 log2 h).
+HARMONIC_OFFSETS = (0, 12, 19, 24, 28, 31, 34, 36)
+
+
+# ---------------------------------------------------------------------------
+# Layers that use the pitch axis (axis 2 of (batch, frames, bins, channels))
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
+class RandomPitchShift(layers.Layer):
+    """Augmentation: transpose each example by a random whole number of semitones.
+
+    Bins shifted in from outside the range get ``fill_value`` (the scaled
+    silence floor).  Active only in training; the identity at inference.
+    """
+
+    def __init__(self, max_shift: int = 3, fill_value: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_shift = int(max_shift)
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.max_shift == 0:
+            return inputs
+        batch, bins = ops.shape(inputs)[0], inputs.shape[2]
+        shift = keras.random.randint((batch, 1), -self.max_shift, self.max_shift + 1, seed=self.seed_generator)
+        source = ops.arange(bins, dtype="int32")[None, :] - ops.cast(shift, "int32")  # (batch, bins)
+        inside = ops.logical_and(source >= 0, source < bins)
+        source = ops.clip(source, 0, bins - 1)
+        source = ops.broadcast_to(source[:, None, :, None], ops.shape(inputs))
+        shifted = ops.take_along_axis(inputs, source, axis=2)
+        return ops.where(inside[:, None, :, None], shifted, ops.cast(self.fill_value, inputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_shift": self.max_shift, "fill_value": self.fill_value, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
+class PitchWindow(layers.Layer):
+    """Pad (with ``fill_value``) or crop the top of the pitch axis to ``positions + span - 1`` bins.
+
+    A 'valid' convolution ``span`` bins wide then has exactly ``positions``
+    outputs along pitch: output p sees bins p .. p + span - 1, the candidate
+    fundamental p and the ``span - 1`` semitones above it.
+    (batch, frames, bins, channels) -> (batch, frames, positions + span - 1, channels)
+    """
+
+    def __init__(self, positions: int, span: int, fill_value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.positions = int(positions)
+        self.span = int(span)
+        self.fill_value = float(fill_value)
+
+    def call(self, inputs):
+        bins, needed = inputs.shape[2], self.positions + self.span - 1
+        if needed <= bins:
+            return inputs[:, :, :needed, :]
+        return ops.pad(inputs, [[0, 0], [0, 0], [0, needed - bins], [0, 0]], constant_values=self.fill_value)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:2], self.positions + self.span - 1, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "positions": self.positions, "span": self.span,
+                "fill_value": self.fill_value}
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
+class PitchMax(layers.Layer):
+    """Max over the pitch axis: (batch, frames, bins, channels) -> (batch, frames, channels)."""
+
+    def call(self, inputs):
+        return ops.max(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], input_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
+class GroupSum(layers.Layer):
+    """Probabilities of fine classes -> probabilities of the groups they belong to.
+
+    ``groups[k]`` is the group (class) index of fine class k; the output is
+    ``p_group[g] = sum of p[k] with groups[k] == g``, e.g. instrument
+    probabilities summed into family probabilities.
+    (batch, n_fine) -> (batch, n_groups)
+    """
+
+    def __init__(self, groups, n_groups: int, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = [int(g) for g in groups]
+        self.n_groups = int(n_groups)
+
+    def call(self, inputs):
+        matrix = ops.one_hot(ops.convert_to_tensor(self.groups, dtype="int32"), self.n_groups, dtype=inputs.dtype)
+        return ops.matmul(inputs, matrix)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_groups)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "n_groups": self.n_groups}
+
+
+# ---------------------------------------------------------------------------
+# Architectures
+
+
+def reference(input_shape, n_classes: int, *, floor: float = 0.0, seed: int | None = None) -> keras.Model:
+    """The original network: 8 convolutions in 4 blocks, ~221k parameters.
+
+    input -> BN -> 4 x [2 x (conv 3x3, BN, ELU), maxpool 2x2, dropout 0.1]
+    with 32, 64, 64, 64 filters -> flatten -> dense -> BN -> softmax.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
+    x = layers.BatchNormalization()(inputs)
+    for filters in (32, 64, 64, 64):
+        for _ in range(2):
+            x = layers.Conv2D(filters, (3, 3), padding="same")(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("elu")(x)
+        x = layers.MaxPooling2D((2, 2))(x)
+        x = layers.Dropout(0.1, seed=seed)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(n_classes)(x)
+    x = layers.BatchNormalization()(x)
+    outputs = layers.Activation("softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="reference")
+
+
+def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, seed: int | None = None,
+             filters: int = 64, span: int = 37, positions: int = 88, frames_per_template: int = 8,
+             template_hop: int = 4, max_shift: int = 3) -> keras.Model:
+    """The default: learnt harmonic templates, matched at every pitch, max over pitch.
+
+    The chromagram's bins are semitones, so a note's harmonic series has the
+    same shape at every pitch (harmonic h lies round(12 log2 h) bins above the
+    fundamental) and a transposition is a shift along the pitch axis.
+
+    1. Random transpositions of up to ``max_shift`` semitones (training only).
+    2. ``filters`` templates, each ``frames_per_template`` frames (~0.37 s) by
+       ``span`` semitones (the fundamental and three octaves above it, i.e.
+       harmonics 1-8 and what lies between them), slid along time with hop
+       ``template_hop`` and matched at each of ``positions`` candidate
+       fundamentals (bins 0-87, MIDI 21-108, by default): one large 'valid'
+       convolution, cheap on a CPU because it is one big matrix product.
+    3. Max over the candidate fundamentals: how well each template fits the
+       note, wherever it is; the same for a transposed note.
+       (B, 10, 88, F) -> (B, 10, F).  Then batch norm and ELU, on the small
+       pooled tensor only.
+    4. A time convolution over the template responses, mean and max over time.
+    5. The register matters too (instruments' ranges differ), so the input's
+       mean level per octave joins the timbre descriptor before the classifier.
+    """
+    frames = input_shape[0]
+    inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
+    x = RandomPitchShift(max_shift, fill_value=floor, seed=seed, name="pitch_shift")(inputs)
+    register = layers.Flatten(name="register")(layers.AveragePooling2D((frames, 12), name="octave_levels")(x))
+    x = PitchWindow(positions, span, fill_value=floor, name="pitch_window")(x)         # (B, 44, P + span - 1, 1)
+    x = layers.Conv2D(filters, (frames_per_template, span), strides=(template_hop, 1), padding="valid",
+                      name="harmonic_templates")(x)                                     # (B, 10, P, F)
+    x = PitchMax(name="max_over_pitch")(x)                                              # (B, 10, F)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("elu")(x)
+    x = layers.Conv1D(filters, 3, padding="same", use_bias=False, name="envelope")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("elu")(x)
+    timbre = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Concatenate(name="descriptor")([timbre, register])
+    x = layers.Dropout(0.3, seed=seed)(x)
+    x = layers.Dense(64, activation="elu")(x)
+    x = layers.Dropout(0.3, seed=seed)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="harmonic")
+
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "harmonic": harmonic,
+    "reference": reference,
+}
+DEFAULT_ARCHITECTURE = "harmonic"
+
+
+def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, seed: int | None = None
+                ) -> keras.Model:
+    """Build the named architecture; UserError for an unknown name."""
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
+    return ARCHITECTURES[arch](tuple(input_shape), n_classes, floor=floor, seed=seed)
+
+
+# ---------------------------------------------------------------------------
+# A finished model folder
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model folder: the network plus what turns features into its input.
+
+    ``model_input(chromagrams)`` scales raw chromagrams (n, frames, bins) into
+    (n, frames, bins, 1); ``predict_proba`` returns (n, n_classes) in the order
+    of ``class_names``.  ``feature_params`` rebuilds the extractor:
+    ``features.ChromagramExtractor.from_params(bundle.feature_params)``.
+    """
+
+    model_dir: Path
+    model: keras.Model
+    scaler: ChromagramScaler
+    class_names: list[str]
+    feature_params: dict
+    preprocessing: dict
+    config: dict
+
+    @property
+    def target(self) -> str:
+        return self.preprocessing.get("target", "family")
+
+    def model_input(self, chromagrams: np.ndarray) -> np.ndarray:
+        x = to_model_input(chromagrams, self.scaler)
+        expected = tuple(self.model.input_shape[1:])
+        if x.shape[1:] != expected:
+            raise UserError(f"chromagrams of shape {x.shape[1:3]} do not fit the model "
+                            f"(expects {expected[:2]}); were they extracted with other parameters?")
+        return x
+
+    def predict_proba(self, chromagrams: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        x = self.model_input(chromagrams)
+        return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+    def predict(self, chromagrams: np.ndarray) -> list[str]:
+        """The most probable class name of each chromagram."""
+        return [self.class_names[i] for i in self.predict_proba(chromagrams).argmax(axis=1)]
+
+    def extractor(self):
+        """The feature extractor the model was trained with."""
+        from .features import ChromagramExtractor
+
+        return ChromagramExtractor.from_params(self.feature_params)
+
+
+def check_model_dir(model_dir: str | os.PathLike) -> Path:
+    """Raise UserError unless ``model_dir`` holds the three files of a model folder."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"model directory not found: {model_dir}")
+    missing = [name for name in (MODEL_FILE, PREPROCESSING_JSON, CONFIG_JSON) if not (model_dir / name).is_file()]
+    if missing:
+        raise UserError(f"{model_dir} is not a model directory ({', '.join(missing)} missing)")
+    return model_dir
+
+
+def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
+    """Load and validate a model folder; one-line UserError for anything wrong."""
+    model_dir = check_model_dir(model_dir)
+    preprocessing = read_json(model_dir / PREPROCESSING_JSON, what="model preprocessing file")
+    config = read_json(model_dir / CONFIG_JSON, what="model config file")
+    try:
+        class_names = [str(name) for name in preprocessing["class_names"]]
+        scaler = ChromagramScaler.from_params(preprocessing["scaler"])
+        feature_params = dict(preprocessing["features"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
+    try:
+        model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load {model_dir / MODEL_FILE} (corrupt or not a Keras model): {first_line}") from None
+    if model.output_shape[-1] != len(class_names):
+        raise UserError(f"{model_dir / MODEL_FILE} has {model.output_shape[-1]} outputs "
+                        f"but preprocessing.json names {len(class_names)} classes")
+    return ModelBundle(model_dir=model_dir, model=model, scaler=scaler, class_names=class_names,
+                       feature_params=feature_params, preprocessing=preprocessing, config=config)

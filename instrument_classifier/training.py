@@ -1,0 +1,405 @@
+"""Train one model on a prepared dataset into a self-describing model folder.
+
+``train_model`` builds the run in a hidden temporary folder beside
+``DATASET/models/`` and renames it to ``DATASET/models/<model_id>/`` only when
+every file is written, so a crashed run leaves nothing that
+``leaderboard.py`` would rank.  The folder holds::
+
+    model.keras            the best epoch on validation (lowest val_loss)
+    preprocessing.json     feature extractor params, scaler, class names, target
+    config.json            every argument, dataset, seed, timings, library versions
+    model_summary.txt      keras' layer table
+    learning_curves.csv    per epoch: loss, accuracy, error (train and valid), lr, seconds
+    predictions.csv        per sample: split, true, predicted, p_<class> probabilities
+    final_metrics.csv      rows train/valid/test: n, loss, error, accuracy, auc
+
+Same seed, same result on a CPU: ``keras.utils.set_random_seed`` seeds
+Python, NumPy and the backend, and TensorFlow's op determinism is switched on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import keras
+
+from .cli import UserError, atomic_dir, library_versions, write_json
+from .models import ARCHITECTURES, CONFIG_JSON, MODEL_FILE, PREPROCESSING_JSON, GroupSum, build_model
+from .training_data import DEFAULT_SEED, SPLITS, TrainingData, load_training_data
+
+MODELS_DIR = "models"
+LEARNING_CURVES_CSV = "learning_curves.csv"
+PREDICTIONS_CSV = "predictions.csv"
+FINAL_METRICS_CSV = "final_metrics.csv"
+MODEL_SUMMARY_TXT = "model_summary.txt"
+
+# Per-architecture training defaults; command-line arguments override them.
+#   reference: as the original was trained (Adam, fixed learning rate, one
+#   softmax over the families).
+#   harmonic: AdamW with a cosine decay to zero over the run, so the last
+#   epochs settle; label smoothing keeps the softmax from saturating; and
+#   instrument labels as the training signal (see fine_classes).
+TRAINING_DEFAULTS = {
+    "reference": {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "optimizer": "adam",
+                  "schedule": "constant", "label_smoothing": 0.0, "patience": 0, "fine_labels": False},
+    "harmonic": {"epochs": 40, "batch_size": 32, "learning_rate": 3e-3, "optimizer": "adamw",
+                 "schedule": "cosine", "label_smoothing": 0.05, "patience": 0, "fine_labels": True},
+}
+
+
+def new_model_id(arch: str, seed: int, models_dir: Path) -> str:
+    """``YYYYMMDD-HHMMSS-<arch>-s<seed>``: sorts by start time; a suffix if taken."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{arch}-s{seed}"
+    model_id, n = base, 1
+    while (models_dir / model_id).exists():
+        n += 1
+        model_id = f"{base}-{n}"
+    return model_id
+
+
+def enable_determinism(seed: int) -> None:
+    """Seed every generator; make TensorFlow pick deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+# ---------------------------------------------------------------------------
+# Metrics (shared with evaluation)
+
+
+def macro_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean one-vs-rest ROC AUC over the classes present (NaN if none can be scored)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = []
+    for k in range(proba.shape[1]):
+        positive = y == k
+        if positive.any() and not positive.all():
+            scores.append(roc_auc_score(positive, proba[:, k]))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def split_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
+    """n, loss (cross-entropy), error, accuracy and macro AUC of one split."""
+    if len(y) == 0:
+        return {"n": 0, "loss": float("nan"), "error": float("nan"), "accuracy": float("nan"), "auc": float("nan")}
+    eps = 1e-7
+    loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1.0))))
+    accuracy = float(np.mean(proba.argmax(axis=1) == y))
+    return {"n": int(len(y)), "loss": loss, "error": 1.0 - accuracy, "accuracy": accuracy,
+            "auc": macro_auc(y, proba)}
+
+
+def predictions_table(data_parameters: pd.DataFrame, split: np.ndarray, y: np.ndarray | None,
+                      proba: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """One row per sample: ids, split, true and predicted class, p_<class> columns."""
+    predicted = proba.argmax(axis=1)
+    table = pd.DataFrame({"sample_id": data_parameters["sample_id"].to_numpy(), "split": split})
+    if y is not None:
+        table["true"] = [class_names[i] for i in y]
+    table["predicted"] = [class_names[i] for i in predicted]
+    if y is not None:
+        table["correct"] = predicted == y
+    for column in ("midi_number", "instrument_id", "instrument_name", "family_name", "audio_file"):
+        if column in data_parameters.columns:
+            table[column] = data_parameters[column].to_numpy()
+    for k, name in enumerate(class_names):
+        table[f"p_{name}"] = np.round(proba[:, k], 6)
+    return table
+
+
+def metrics_table(predictions: pd.DataFrame, class_names: list[str], splits=SPLITS) -> pd.DataFrame:
+    """final_metrics.csv from a predictions table: one row per split."""
+    index = {name: i for i, name in enumerate(class_names)}
+    proba_columns = [f"p_{name}" for name in class_names]
+    rows = []
+    for name in splits:
+        part = predictions[predictions["split"] == name]
+        y = part["true"].map(index).to_numpy(dtype=np.int64)
+        rows.append({"split": name, **split_metrics(y, part[proba_columns].to_numpy(dtype=np.float64))})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------
+# Fine labels: learn the instruments, predict their families
+
+
+def fine_classes(data: TrainingData) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Instruments as finer classes of a family target.
+
+    A family is a mixed bag of instruments (the strings family holds violins,
+    a harp and timpani), so one softmax unit per family must learn a union
+    of unlike timbres.  Given one unit per instrument heard in training, the
+    network learns each timbre as such, and a family's probability is the sum
+    of its instruments' (:class:`models.GroupSum`).  Clips of instruments the
+    training split never heard (``--split instrument``) have no fine class.
+
+    Returns
+    -------
+    fine_names : the instruments of the training split, sorted
+    groups : [shape=(n_fine,)] the class index (family) of each instrument
+    fine_y : [shape=(N,)] each row's instrument index, -1 where it has none
+    """
+    if data.target != "family" or "instrument_id" not in data.parameters.columns:
+        raise UserError("fine labels need --target family and an instrument_id column in parameters.csv")
+    instrument = data.parameters["instrument_id"].astype(str).to_numpy()
+    fine_names = sorted(set(instrument[data.split == "train"]))
+    index = {name: k for k, name in enumerate(fine_names)}
+    groups = np.zeros(len(fine_names), dtype=np.int64)
+    for name, family in zip(instrument, data.y):
+        if name in index:
+            groups[index[name]] = family
+    fine_y = np.array([index.get(name, -1) for name in instrument], dtype=np.int64)
+    return fine_names, groups, fine_y
+
+
+def allowed_targets(classes: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """0/1 masks over the fine classes [shape=(n, n_fine)]: those of group ``classes[i]``."""
+    return (groups[None, :] == np.asarray(classes)[:, None]).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
+class AllowedSetCrossEntropy(keras.losses.Loss):
+    """Cross-entropy against a set of allowed classes: ``-log sum(y_true * y_pred)``.
+
+    ``y_true`` is a 0/1 mask.  With a one-hot mask this is the usual
+    categorical cross-entropy; with the mask of a family's instruments it is
+    the cross-entropy of the family, whose probability is the sum of its
+    instruments'.  So one loss serves instrument targets in training and
+    family targets in validation.  Label smoothing eps mixes in the
+    cross-entropy against the uniform distribution, as Keras' does:
+    ``(1 - eps) * loss + eps * mean_k(-log y_pred_k)``.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "allowed_set_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        eps = keras.backend.epsilon()
+        y_pred = keras.ops.clip(y_pred, eps, 1.0)
+        mass = keras.ops.clip(keras.ops.sum(y_true * y_pred, axis=-1), eps, 1.0)
+        loss = -keras.ops.log(mass)
+        if self.label_smoothing:
+            uniform = -keras.ops.mean(keras.ops.log(y_pred), axis=-1)
+            loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def group_accuracy(groups: np.ndarray, n_classes: int) -> keras.metrics.Metric:
+    """Accuracy of the class the fine probabilities add up to, as a metric named "accuracy"."""
+    matrix = np.eye(n_classes, dtype=np.float32)[groups]  # (n_fine, n_classes)
+
+    def accuracy(y_true, y_pred):
+        true_class = keras.ops.argmax(keras.ops.matmul(y_true, matrix), axis=-1)
+        predicted = keras.ops.argmax(keras.ops.matmul(y_pred, matrix), axis=-1)
+        return keras.ops.cast(keras.ops.equal(true_class, predicted), "float32")
+
+    return keras.metrics.MeanMetricWrapper(accuracy, name="accuracy")
+
+
+# ---------------------------------------------------------------------------
+# Training
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the epoch with the lowest val_loss (in memory)."""
+
+    def on_train_begin(self, logs=None):
+        self.best_loss, self.best_epoch, self.weights = np.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss", np.nan)
+        if self.weights is None or loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.weights = loss, epoch + 1, self.model.get_weights()
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Record the learning rate and wall time of each epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.rows: list[dict] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        lr = self.model.optimizer.learning_rate
+        self.rows.append({"learning_rate": float(keras.ops.convert_to_numpy(lr)),
+                          "seconds": round(time.perf_counter() - self._start, 3)})
+
+
+def _optimizer(name: str, learning_rate: float, schedule: str, total_steps: int):
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=1e-4)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epochs: int | None = None,
+                batch_size: int | None = None, learning_rate: float | None = None, seed: int = DEFAULT_SEED,
+                patience: int | None = None, fine_labels: bool | None = None,
+                models_dir: str | os.PathLike | None = None, training_dir: str | os.PathLike | None = None,
+                verbose: int = 2) -> Path:
+    """Train ``arch`` on a prepared dataset; return the finished model folder.
+
+    ``epochs``, ``batch_size``, ``learning_rate``, ``patience`` (early
+    stopping on val_loss; 0 = off) and ``fine_labels`` (train on instruments,
+    predict families: :func:`fine_classes`) default to
+    ``TRAINING_DEFAULTS[arch]``; a default ``fine_labels`` that does not apply
+    (another target, no instrument column) is dropped, an explicit one is an
+    error.  ``verbose=2`` prints one progress line per epoch.
+    """
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
+    settings = dict(TRAINING_DEFAULTS.get(arch, TRAINING_DEFAULTS["harmonic"]))
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate),
+                       ("patience", patience), ("fine_labels", fine_labels)):
+        if value is not None:
+            settings[key] = value
+    if settings["epochs"] < 1 or settings["batch_size"] < 1:
+        raise UserError("--epochs and --batch-size must be at least 1")
+    if settings["learning_rate"] <= 0:
+        raise UserError("--learning-rate must be positive")
+
+    dataset_dir = Path(dataset_dir)
+    data = load_training_data(dataset_dir, training_dir)
+    models_dir = Path(models_dir) if models_dir is not None else dataset_dir / MODELS_DIR
+    if settings["fine_labels"] and (data.target != "family" or "instrument_id" not in data.parameters.columns):
+        if fine_labels:
+            fine_classes(data)  # raises the explanation
+        settings["fine_labels"] = False  # the default, where it does not apply
+    enable_determinism(seed)
+
+    x_train, y_train = data.arrays("train")
+    x_valid, y_valid = data.arrays("valid")
+    n_classes = len(data.class_names)
+    # The network's softmax is over `groups` fine classes: the instruments, or the classes themselves.
+    if settings["fine_labels"]:
+        fine_names, groups, fine_y = fine_classes(data)
+        train_targets = np.eye(len(fine_names), dtype=np.float32)[fine_y[data.split == "train"]]
+    else:
+        fine_names, groups = list(data.class_names), np.arange(n_classes)
+        train_targets = allowed_targets(y_train, groups)
+    valid_targets = allowed_targets(y_valid, groups)  # validation is always scored on the classes
+    floor = float(data.scaler.transform(np.zeros(1))[0])  # the scaled silence floor
+    network = build_model(arch, x_train.shape[1:], len(fine_names), floor=floor, seed=seed)
+    steps = -(-len(x_train) // settings["batch_size"]) * settings["epochs"]
+    network.compile(
+        optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),
+        loss=AllowedSetCrossEntropy(label_smoothing=settings["label_smoothing"]),
+        metrics=[group_accuracy(groups, n_classes)],
+    )
+
+    model_id = new_model_id(arch, seed, models_dir)
+    with atomic_dir(models_dir / model_id) as tmp:
+        epoch_log, best_weights = _EpochLog(), _BestWeights()
+        callbacks = [best_weights, epoch_log]
+        if settings["patience"]:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"]))
+        if verbose:
+            print(f"training {model_id}: {arch}, {network.count_params():,} parameters, "
+                  f"{len(x_train)} train / {len(x_valid)} valid samples, {settings['epochs']} epochs"
+                  + (f", {len(fine_names)} instruments as fine classes" if settings["fine_labels"] else ""),
+                  flush=True)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        history = network.fit(x_train, train_targets, validation_data=(x_valid, valid_targets),
+                              epochs=settings["epochs"], batch_size=settings["batch_size"], shuffle=True,
+                              callbacks=callbacks, verbose=verbose)
+        train_seconds = time.perf_counter() - started
+        train_cpu_seconds = time.process_time() - cpu_started
+
+        curves = pd.DataFrame(history.history)
+        curves.insert(0, "epoch", np.arange(1, len(curves) + 1))
+        curves["error"] = 1.0 - curves["accuracy"]
+        curves["val_error"] = 1.0 - curves["val_accuracy"]
+        curves = pd.concat([curves, pd.DataFrame(epoch_log.rows)], axis=1)
+        curves = curves[["epoch", "loss", "accuracy", "error", "val_loss", "val_accuracy", "val_error",
+                         "learning_rate", "seconds"]]
+        curves.to_csv(tmp / LEARNING_CURVES_CSV, index=False)
+
+        # The best epoch on validation, mapped onto the classes, is the model.
+        network.set_weights(best_weights.weights)
+        model = network
+        if settings["fine_labels"]:
+            summed = GroupSum(groups, n_classes, name="class_probabilities")(network.output)
+            model = keras.Model(network.input, summed, name=network.name)
+        keras.saving.save_model(model, tmp / MODEL_FILE)
+
+        # Evaluate the model, as saved, on every sample.
+        best = keras.saving.load_model(tmp / MODEL_FILE)
+        x_all = data.model_input()
+        proba = np.asarray(best.predict(x_all, batch_size=256, verbose=0), dtype=np.float64)
+        predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)
+        predictions.to_csv(tmp / PREDICTIONS_CSV, index=False)
+        metrics = metrics_table(predictions, data.class_names)
+        metrics.to_csv(tmp / FINAL_METRICS_CSV, index=False)
+
+        lines: list[str] = []
+        best.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+        (tmp / MODEL_SUMMARY_TXT).write_text("\n".join(lines) + "\n")
+        write_json(tmp / PREPROCESSING_JSON, _preprocessing_record(data))
+        write_json(tmp / CONFIG_JSON, {
+            "model_id": model_id,
+            "arch": arch,
+            "dataset": str(dataset_dir.resolve()),
+            "dataset_name": dataset_dir.resolve().name,
+            "training_data": str(data.training_dir.resolve()),
+            "target": data.target,
+            "split": data.record.get("split"),
+            "seed": seed,
+            **settings,
+            "epochs_run": int(len(curves)),
+            "best_epoch": best_weights.best_epoch,
+            "fine_classes": fine_names if settings["fine_labels"] else None,
+            "parameters": int(network.count_params()),
+            "train_seconds": round(train_seconds, 2),
+            "train_cpu_seconds": round(train_cpu_seconds, 2),
+            "cpu_count": os.cpu_count(),
+            "created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "counts": {name: int(np.sum(data.split == name)) for name in SPLITS},
+            "backend": keras.backend.backend(),
+            "versions": library_versions("keras", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn",
+                                         "pandas"),
+        })
+    if verbose:
+        row = metrics.set_index("split")
+        print(f"trained in {train_seconds:.0f} s; best epoch {best_weights.best_epoch}; "
+              + ", ".join(f"{name} error {row.loc[name, 'error']:.2%}" for name in SPLITS)
+              + f", test AUC {row.loc['test', 'auc']:.4f}", flush=True)
+    return models_dir / model_id
+
+
+def _preprocessing_record(data: TrainingData) -> dict:
+    """What turns a clip into model input, and model output into a class name."""
+    record = data.record
+    extra = {}
+    if "peak_dbfs" in data.parameters.columns:
+        # The level range of the training clips: prediction warns about clips far outside it.
+        levels = data.parameters.loc[data.split == "train", "peak_dbfs"].astype(float)
+        extra["peak_dbfs_range"] = [float(levels.min()), float(levels.max())]
+    return {
+        "target": record["target"],
+        "class_names": data.class_names,
+        "scaler": data.scaler.get_params(),
+        "features": data.feature_params,
+        "input_shape": list(data.chromagrams.shape[1:]) + [1],
+        "model_input": "scaler.transform(chromagrams)[..., None]",
+        "split": record.get("split"),
+        "split_seed": record.get("seed"),
+        **extra,
+    }

@@ -1,0 +1,379 @@
+"""Turn a dataset's chromagrams into training data: targets, splits, a scaler.
+
+``prepare_training.py`` writes ``DATASET/training-data/``::
+
+    splits.csv            sample_id, split (train / valid / test)
+    preprocessing.json    target, split method, seed, class names (the label
+                          encoding: class index = position in the list), the
+                          scaler's parameters (fit on the training split only),
+                          the feature extractor's parameters, counts, versions
+
+Later stages read it back with :func:`load_training_data`, which joins it with
+``parameters.csv`` and ``features/chromagrams.npz``.  The model input is
+``ChromagramScaler.transform(chromagrams)[..., None]``: float32 of shape
+(N, 44 time frames, 115 semitone bins, 1); :func:`to_model_input` does that.
+
+>>> data = load_training_data("data/working/single-notes-2000")
+>>> x, y = data.arrays("train")     # x (n, 44, 115, 1) scaled, y (n,) class index
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cli import UserError, atomic_dir, library_versions, read_json, write_json
+from .dataset import PARAMETERS_CSV
+from .features import load_features
+from .instruments import load_instruments
+
+TRAINING_DATA_DIR = "training-data"
+SPLITS_CSV = "splits.csv"
+PREPROCESSING_JSON = "preprocessing.json"
+
+TARGETS = ("family", "instrument")
+SPLIT_METHODS = ("random", "instrument")
+SPLITS = ("train", "valid", "test")
+
+# The original's 60/20/20 split: 20 % of each class (or of each family's
+# instruments, for --split instrument) for validation, 20 % for test.
+VALID_FRACTION = 0.2
+TEST_FRACTION = 0.2
+DEFAULT_SEED = 42
+
+
+# ---------------------------------------------------------------------------
+# Scaler
+
+
+class ChromagramScaler:
+    """Standardise chromagrams with one mean and one standard deviation.
+
+    One scalar for all bins (not one per bin) keeps the input's structure
+    intact: a transposition of the input is still a transposition of the
+    scaled input, which the default architecture relies on.  The floor of the
+    log-amplitude features (0) maps to ``transform(0) = -mean_ / std_``.
+    """
+
+    def __init__(self) -> None:
+        self.mean_: float | None = None
+        self.std_: float | None = None
+
+    def fit(self, chromagrams: np.ndarray) -> "ChromagramScaler":
+        """Learn mean and std from ``chromagrams`` [shape=(n, frames, bins)]."""
+        chromagrams = np.asarray(chromagrams, dtype=np.float64)
+        if chromagrams.size == 0:
+            raise ValueError("cannot fit a scaler on no data")
+        self.mean_ = float(chromagrams.mean())
+        self.std_ = float(chromagrams.std()) or 1.0
+        return self
+
+    def transform(self, chromagrams: np.ndarray) -> np.ndarray:
+        """Return ``(chromagrams - mean_) / std_`` as float32, same shape."""
+        if self.mean_ is None or self.std_ is None:
+            raise ValueError("the scaler is not fitted")
+        return ((np.asarray(chromagrams, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32)
+
+    def get_params(self) -> dict:
+        """The fitted state as plain JSON-able values."""
+        return {"kind": "standard-scalar", "mean": self.mean_, "std": self.std_}
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ChromagramScaler":
+        """Rebuild a fitted scaler from :meth:`get_params` output."""
+        try:
+            if params["kind"] != "standard-scalar":
+                raise ValueError(f"unknown scaler kind {params['kind']!r}")
+            scaler = cls()
+            scaler.mean_ = float(params["mean"])
+            scaler.std_ = float(params["std"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"invalid scaler parameters {params!r}: {error}") from None
+        if not np.isfinite(scaler.std_) or scaler.std_ <= 0:
+            raise UserError(f"invalid scaler std {scaler.std_}")
+        return scaler
+
+
+def to_model_input(chromagrams: np.ndarray, scaler: ChromagramScaler) -> np.ndarray:
+    """Raw chromagrams [shape=(n, frames, bins)] -> model input (n, frames, bins, 1)."""
+    chromagrams = np.asarray(chromagrams)
+    if chromagrams.ndim == 2:
+        chromagrams = chromagrams[None]
+    if chromagrams.ndim != 3:
+        raise UserError(f"expected chromagrams of shape (n, frames, bins), got {chromagrams.shape}")
+    return scaler.transform(chromagrams)[..., None]
+
+
+# ---------------------------------------------------------------------------
+# Targets and splits
+
+
+def target_labels(parameters: pd.DataFrame, target: str) -> pd.Series:
+    """The class label (a string) of every row of ``parameters.csv``.
+
+    ``family``: the family name; ``instrument``: the GM instrument name.
+    """
+    if target == "family":
+        return parameters["family_name"].astype(str)
+    if target == "instrument":
+        if "instrument_id" not in parameters.columns:
+            raise UserError("parameters.csv lacks the instrument_id column needed for --target instrument")
+        names = load_instruments().set_index("id")["name"]
+        return parameters["instrument_id"].map(names).fillna(
+            parameters["instrument_id"].map(lambda i: f"instrument_{i}")).astype(str)
+    raise UserError(f"unknown target {target!r} (choose from: {', '.join(TARGETS)})")
+
+
+def _split_counts(n: int, valid_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(n_valid, n_test) out of n items: at least one each when n >= 3."""
+    n_test = round(n * test_fraction)
+    n_valid = round(n * valid_fraction)
+    if n >= 3:
+        n_test, n_valid = max(1, n_test), max(1, n_valid)
+        while n - n_test - n_valid < 1:
+            if n_valid >= n_test:
+                n_valid -= 1
+            else:
+                n_test -= 1
+    return n_valid, n_test
+
+
+def random_split(labels: pd.Series, *, seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION,
+                 test_fraction: float = TEST_FRACTION) -> np.ndarray:
+    """Stratified random split: the fractions apply within every class.
+
+    Returns an array of "train" / "valid" / "test", one per label.
+    """
+    rng = np.random.default_rng(seed)
+    split = np.full(len(labels), "train", dtype=object)
+    labels = np.asarray(labels)
+    for label in sorted(set(labels)):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_valid, n_test = _split_counts(len(rows), valid_fraction, test_fraction)
+        split[rows[:n_test]] = "test"
+        split[rows[n_test:n_test + n_valid]] = "valid"
+    return split
+
+
+def instrument_split(parameters: pd.DataFrame, labels: pd.Series, *, seed: int = DEFAULT_SEED,
+                     valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION) -> np.ndarray:
+    """Hold whole instruments out: every clip of an instrument lands in one split.
+
+    The instruments of each class are shuffled and divided by the fractions, so
+    each class keeps instruments in every split and the test set measures
+    instruments the model never heard.
+    """
+    if "instrument_id" not in parameters.columns:
+        raise UserError("parameters.csv lacks the instrument_id column needed for --split instrument")
+    rng = np.random.default_rng(seed)
+    instrument = parameters["instrument_id"].to_numpy()
+    labels = np.asarray(labels)
+    split = np.full(len(labels), "train", dtype=object)
+    for label in sorted(set(labels)):
+        instruments = np.array(sorted(set(instrument[labels == label])))
+        if len(instruments) < 3:
+            raise UserError(f"--split instrument needs at least 3 instruments per class, "
+                            f"class {label!r} has {len(instruments)}")
+        instruments = rng.permutation(instruments)
+        n_valid, n_test = _split_counts(len(instruments), valid_fraction, test_fraction)
+        split[np.isin(instrument, instruments[:n_test])] = "test"
+        split[np.isin(instrument, instruments[n_test:n_test + n_valid])] = "valid"
+    return split
+
+
+def check_split(labels: pd.Series, split: np.ndarray) -> None:
+    """Raise UserError when a split lacks a class (it could be neither learnt nor measured)."""
+    labels = np.asarray(labels)
+    for name in SPLITS:
+        present = set(labels[split == name])
+        missing = sorted(set(labels) - present)
+        if missing:
+            raise UserError(f"the {name} split has no samples of class {missing[0]!r} "
+                            f"({len(missing)} class(es) empty); use a larger dataset or another split")
+
+
+# ---------------------------------------------------------------------------
+# Preparing and loading
+
+
+def _load_features(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The dataset's chromagrams, sample ids and extractor parameters."""
+    if not dataset_dir.is_dir():
+        raise UserError(f"dataset folder not found: {dataset_dir}")
+    return load_features(dataset_dir)
+
+
+def _read_parameters(dataset_dir: Path) -> pd.DataFrame:
+    csv_path = dataset_dir / PARAMETERS_CSV
+    if not dataset_dir.is_dir():
+        raise UserError(f"dataset folder not found: {dataset_dir}")
+    if not csv_path.is_file():
+        raise UserError(f"{dataset_dir} is not a dataset: {PARAMETERS_CSV} not found")
+    try:
+        parameters = pd.read_csv(csv_path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {csv_path}: {error}") from None
+    for column in ("sample_id", "family_name", "midi_number"):
+        if column not in parameters.columns:
+            raise UserError(f"{csv_path} lacks the {column} column")
+    return parameters
+
+
+def _align(parameters: pd.DataFrame, sample_id: np.ndarray, dataset_dir: Path) -> pd.DataFrame:
+    """parameters.csv rows in the order of the feature file's sample ids."""
+    by_id = parameters.set_index("sample_id", drop=False)
+    missing = np.setdiff1d(sample_id, by_id.index.to_numpy())
+    if len(missing) or len(sample_id) != len(parameters):
+        raise UserError(f"the features of {dataset_dir} do not match its parameters.csv "
+                        f"({len(sample_id)} feature rows, {len(parameters)} clips); re-run extract_features.py")
+    return by_id.loc[sample_id].reset_index(drop=True)
+
+
+def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
+                          seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION,
+                          test_fraction: float = TEST_FRACTION, output_dir: str | os.PathLike | None = None,
+                          overwrite: bool = True) -> Path:
+    """Write ``splits.csv`` and ``preprocessing.json``; return the output folder.
+
+    The folder (default ``DATASET/training-data``) is built beside its target
+    and renamed into place, so a failure leaves the previous one untouched.
+    """
+    dataset_dir = Path(dataset_dir)
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r} (choose from: {', '.join(TARGETS)})")
+    if split not in SPLIT_METHODS:
+        raise UserError(f"unknown split {split!r} (choose from: {', '.join(SPLIT_METHODS)})")
+    if target == "instrument" and split == "instrument":
+        raise UserError("--split instrument holds whole instruments out, so every --target instrument class "
+                        "would be missing from training; use --split random")
+    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
+    parameters = _read_parameters(dataset_dir)
+    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    parameters = _align(parameters, sample_id, dataset_dir)
+    labels = target_labels(parameters, target)
+    if split == "random":
+        assignment = random_split(labels, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    else:
+        assignment = instrument_split(parameters, labels, seed=seed, valid_fraction=valid_fraction,
+                                      test_fraction=test_fraction)
+    check_split(labels, assignment)
+    class_names = sorted(set(labels))
+    scaler = ChromagramScaler().fit(chromagrams[assignment == "train"])
+
+    output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
+    counts = pd.crosstab(labels.to_numpy(), assignment).reindex(columns=list(SPLITS), fill_value=0)
+    record = {
+        "dataset": str(dataset_dir.resolve()),
+        "target": target,
+        "split": split,
+        "seed": seed,
+        "valid_fraction": valid_fraction,
+        "test_fraction": test_fraction,
+        "class_names": class_names,
+        "scaler": scaler.get_params(),
+        "features": feature_params,
+        "input_shape": list(chromagrams.shape[1:]),
+        "counts": {name: {label: int(counts.loc[label, name]) for label in class_names} for name in SPLITS},
+        "versions": library_versions("numpy", "pandas"),
+    }
+    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+        pd.DataFrame({"sample_id": sample_id, "split": assignment}).to_csv(tmp / SPLITS_CSV, index=False)
+        write_json(tmp / PREPROCESSING_JSON, record)
+    return output_dir
+
+
+@dataclass
+class TrainingData:
+    """A prepared dataset, rows in feature-file order.
+
+    chromagrams : raw features [shape=(N, frames, bins)]
+    y : class index per row [shape=(N,)], into ``class_names``
+    split : "train" / "valid" / "test" per row
+    parameters : the rows of parameters.csv, aligned with ``chromagrams``
+    """
+
+    dataset_dir: Path
+    training_dir: Path
+    chromagrams: np.ndarray
+    sample_id: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    parameters: pd.DataFrame
+    class_names: list[str]
+    scaler: ChromagramScaler
+    feature_params: dict
+    record: dict
+
+    @property
+    def target(self) -> str:
+        return self.record["target"]
+
+    def model_input(self) -> np.ndarray:
+        """The scaled model input of every row (N, frames, bins, 1)."""
+        return to_model_input(self.chromagrams, self.scaler)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of one split: x the scaled model input (n, frames, bins, 1)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        rows = self.split == split
+        return to_model_input(self.chromagrams[rows], self.scaler), self.y[rows]
+
+
+def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.PathLike | None = None
+                       ) -> TrainingData:
+    """Load what ``prepare_training.py`` wrote, joined with features and parameters.
+
+    Raises UserError when the folder is missing or the features changed since
+    the split was made (the scaler would no longer fit them).
+    """
+    dataset_dir = Path(dataset_dir)
+    training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
+    if not (training_dir / PREPROCESSING_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
+        raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir} first")
+    record = read_json(training_dir / PREPROCESSING_JSON, what="training-data record")
+    parameters = _read_parameters(dataset_dir)
+    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    if feature_params != record.get("features"):
+        raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
+    parameters = _align(parameters, sample_id, dataset_dir)
+    try:
+        splits = pd.read_csv(training_dir / SPLITS_CSV)
+        split = splits.set_index("sample_id").loc[sample_id, "split"].to_numpy()
+        class_names = list(record["class_names"])
+        labels = target_labels(parameters, record["target"])
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"cannot read the training data in {training_dir}: {error}") from None
+    unknown = sorted(set(labels) - set(class_names))
+    if unknown:
+        raise UserError(f"class {unknown[0]!r} of {dataset_dir} is not in {training_dir}; run prepare_training.py")
+    index = {name: i for i, name in enumerate(class_names)}
+    return TrainingData(
+        dataset_dir=dataset_dir,
+        training_dir=training_dir,
+        chromagrams=chromagrams,
+        sample_id=np.asarray(sample_id),
+        y=labels.map(index).to_numpy(dtype=np.int64),
+        split=split.astype(str),
+        parameters=parameters,
+        class_names=class_names,
+        scaler=ChromagramScaler.from_params(record["scaler"]),
+        feature_params=feature_params,
+        record=record,
+    )
+
+
+def load_dataset_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """(chromagrams, aligned parameters.csv rows, extractor params) of any dataset with features.
+
+    Used to evaluate a model on another dataset, which has no training data.
+    """
+    dataset_dir = Path(dataset_dir)
+    parameters = _read_parameters(dataset_dir)
+    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    return chromagrams, _align(parameters, sample_id, dataset_dir), feature_params

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""The best models so far, by validation error, and where the latest ones rank.
+
+Lists the finished models of MODELS_DIR (a dataset folder stands for its
+models/): rank, id, architecture, target, split, size, epochs, training time,
+validation error and loss, test error and AUC.  Runs that crashed leave no
+folder, so they never appear.
+
+Examples:
+
+    python leaderboard.py data/working/single-notes-2000/models
+    python leaderboard.py --best          # only the best model's folder, for scripts
+    python evaluate.py "$(python leaderboard.py --best)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from instrument_classifier.cli import entry_point
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR
+from instrument_classifier.leaderboard import best_model_dir, format_leaderboard
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("models_dir", nargs="?", default=str(DEFAULT_DATASET_DIR / "models"),
+                        help="folder of model folders (or a dataset folder)")
+    parser.add_argument("--best", action="store_true", help="print only the best model's directory")
+    parser.add_argument("--top", type=int, default=10, help="how many of the best to list")
+    parser.add_argument("--latest", type=int, default=3, help="how many of the newest to rank")
+    parser.add_argument("--target", default=None, help="only models of this target (family, instrument)")
+    parser.add_argument("--split", default=None, help="only models of this split method (random, instrument)")
+    return parser.parse_args(argv)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.best:
+        print(best_model_dir(args.models_dir, target=args.target, split=args.split))
+    else:
+        print(format_leaderboard(args.models_dir, top=args.top, latest=args.latest, target=args.target,
+                                 split=args.split))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Prepare a dataset's chromagrams for training: the target, the split, the scaler.
+
+Reads DATASET/parameters.csv and DATASET/features/ (extract_features.py) and
+writes DATASET/training-data/:
+
+    splits.csv          sample_id, split (train / valid / test)
+    preprocessing.json  target, split method and seed, class names (the label
+                        encoding), the scaler fitted on the training split only,
+                        the feature extractor's parameters, counts per class and split
+
+Examples:
+
+    python prepare_training.py data/working/single-notes-2000
+    python prepare_training.py data/working/single-notes-2000 --split instrument   # unseen instruments in test
+    python prepare_training.py data/working/single-notes-2000 --target instrument
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from instrument_classifier.cli import entry_point
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR
+from instrument_classifier.training_data import (DEFAULT_SEED, SPLIT_METHODS, TARGETS, TEST_FRACTION,
+                                                 VALID_FRACTION, load_training_data, prepare_training_data)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="--split random: 60/20/20 within every class, seeded. --split instrument: whole instruments "
+               "go to one split (60/20/20 of each family's instruments), so the test set measures "
+               "instruments the model never heard.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
+    parser.add_argument("--target", choices=TARGETS, default="family", help="what the model predicts")
+    parser.add_argument("--split", choices=SPLIT_METHODS, default="random", help="how samples are split")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed of the split")
+    parser.add_argument("--valid-fraction", type=float, default=VALID_FRACTION, help="share for validation")
+    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share for testing")
+    parser.add_argument("-o", "--output-dir", default=None,
+                        help="where to write (default: DATASET/training-data); train.py --training-data reads it")
+    return parser.parse_args(argv)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = prepare_training_data(args.dataset, target=args.target, split=args.split, seed=args.seed,
+                                valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
+                                output_dir=args.output_dir)
+    data = load_training_data(args.dataset, out)
+    counts = ", ".join(f"{name} {int((data.split == name).sum())}" for name in ("train", "valid", "test"))
+    print(f"{len(data.class_names)} classes ({args.target}), {args.split} split: {counts}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

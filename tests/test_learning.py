@@ -1,0 +1,457 @@
+"""The learning stage: prepare_training.py -> train.py -> evaluate.py -> analyze_errors.py -> leaderboard.py.
+
+Unit tests use synthetic arrays with known answers; one tiny end-to-end run
+(56 generated clips, 2 epochs) is shared by the module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analyze_errors
+import evaluate
+import leaderboard
+import prepare_training
+import train
+from instrument_classifier.cli import UserError
+from instrument_classifier.training_data import (ChromagramScaler, instrument_split, load_training_data,
+                                                 random_split, to_model_input)
+
+MODEL_FILES = {"model.keras", "preprocessing.json", "config.json", "model_summary.txt", "learning_curves.csv",
+               "predictions.csv", "final_metrics.csv"}
+
+
+def run_script(module, argv, capsys) -> tuple[int, str, str]:
+    """Run a stage script's main in-process; return (status, stdout, stderr)."""
+    status = module.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------------------
+# Fixtures: one tiny dataset with features, one tiny trained model
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_dataset, tmp_path_factory) -> Path:
+    """A writable copy of the tiny dataset, with features."""
+    from instrument_classifier.features import extract_dataset
+
+    copy = tmp_path_factory.mktemp("learning") / "tiny-notes"
+    shutil.copytree(tiny_dataset, copy)
+    extract_dataset(copy, quiet=True, jobs=1)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def model_dir(dataset) -> Path:
+    """A model trained for 2 epochs by train.py, evaluated by it."""
+    assert prepare_training.main([str(dataset)]) == 0
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert train.main([str(dataset), "--epochs", "2", "--seed", "3", "-q"]) == 0
+    path = Path(out.getvalue().strip().splitlines()[-1])  # the last line is the model folder
+    assert path.parent == dataset / "models"
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Units
+
+
+def test_scaler_round_trips_through_json():
+    rng = np.random.default_rng(0)
+    x = rng.random((10, 44, 115)).astype(np.float32)
+    scaler = ChromagramScaler().fit(x)
+    again = ChromagramScaler.from_params(json.loads(json.dumps(scaler.get_params())))
+    np.testing.assert_array_equal(scaler.transform(x), again.transform(x))
+    scaled = scaler.transform(x)
+    assert abs(scaled.mean()) < 1e-4 and abs(scaled.std() - 1) < 1e-3
+    assert to_model_input(x, scaler).shape == (10, 44, 115, 1)
+    with pytest.raises(UserError):
+        ChromagramScaler.from_params({"kind": "other"})
+
+
+def synthetic_parameters(n_per_instrument=10, families=("piano", "organ", "guitar"), instruments_per_family=5):
+    rows = []
+    for f, family in enumerate(families):
+        for i in range(instruments_per_family):
+            for _ in range(n_per_instrument):
+                rows.append({"sample_id": len(rows), "family_name": family, "instrument_id": 8 * f + i + 1})
+    return pd.DataFrame(rows)
+
+
+def test_random_split_is_stratified_and_seeded():
+    parameters = synthetic_parameters()
+    labels = parameters["family_name"]
+    split = random_split(labels, seed=1)
+    counts = pd.crosstab(labels, split)
+    assert (counts["test"] == 10).all() and (counts["valid"] == 10).all() and (counts["train"] == 30).all()
+    np.testing.assert_array_equal(split, random_split(labels, seed=1))
+    assert (split != random_split(labels, seed=2)).any()
+
+
+def test_instrument_split_holds_whole_instruments_out():
+    parameters = synthetic_parameters()
+    split = instrument_split(parameters, parameters["family_name"], seed=0)
+    per_instrument = pd.Series(split).groupby(parameters["instrument_id"]).nunique()
+    assert (per_instrument == 1).all()  # every instrument lies in exactly one split
+    per_family = pd.crosstab(parameters["family_name"], split)
+    assert (per_family > 0).all().all()  # and every family is in every split
+    with pytest.raises(UserError, match="at least 3 instruments"):
+        small = synthetic_parameters(instruments_per_family=2)
+        instrument_split(small, small["family_name"])
+
+
+def test_pitch_layers_transpose():
+    from instrument_classifier.models import PitchMax, PitchWindow, RandomPitchShift
+
+    x = np.zeros((2, 4, 60, 1), np.float32)
+    x[:, :, 10, 0] = 1.0
+    window = np.asarray(PitchWindow(positions=30, span=37, fill_value=-1.0)(x))
+    assert window.shape == (2, 4, 66, 1) and window[0, 0, 10, 0] == 1 and (window[:, :, 60:] == -1).all()
+    np.testing.assert_array_equal(np.asarray(PitchWindow(positions=10, span=5)(x)), x[:, :, :14])
+    pooled = np.asarray(PitchMax()(np.moveaxis(np.stack([x[..., 0], 2 * x[..., 0]]), 0, -1)))
+    assert pooled.shape == (2, 4, 2) and (pooled == [1, 2]).all()
+    layer = RandomPitchShift(max_shift=3, fill_value=-5.0, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    for example in out:  # each example moved by a whole number of semitones, filled at the edge
+        peak = int(np.argmax(example[0, :, 0]))
+        assert abs(peak - 10) <= 3
+        np.testing.assert_array_equal(example[0, :, 0][example[0, :, 0] != -5.0].sum(), 1.0)
+
+
+def test_harmonic_templates_are_transposition_invariant():
+    """Up to the random shift and the register input, a transposed note gives the same features."""
+    import keras
+
+    from instrument_classifier.models import build_model
+
+    model = build_model("harmonic", (44, 115, 1), 7, floor=-1.0, seed=0)
+    timbre = keras.Model(model.input, model.get_layer("max_over_pitch").output)
+    rng = np.random.default_rng(0)
+    # A "note" at bin 36 and the 3 octaves above it; every template position that sees any of it
+    # (36 - 36 .. 36 + 36) is one of the 88 candidate fundamentals, for the note and 15 semitones higher.
+    note = np.full((1, 44, 115, 1), -1.0, np.float32)
+    note[0, :, 36:73, 0] = rng.random((44, 37))
+    moved = np.full_like(note, -1.0)
+    moved[0, :, 51:88] = note[0, :, 36:73]
+    np.testing.assert_allclose(np.asarray(timbre(note)), np.asarray(timbre(moved)), rtol=1e-5, atol=1e-5)
+
+
+def test_fine_labels_sum_into_families():
+    import keras
+
+    from instrument_classifier.models import GroupSum
+    from instrument_classifier.training import AllowedSetCrossEntropy, allowed_targets, group_accuracy
+
+    groups = np.array([0, 0, 1, 2, 2, 2])                 # six instruments in three families
+    p = np.array([[0.1, 0.2, 0.3, 0.1, 0.1, 0.2]], np.float32)
+    np.testing.assert_allclose(np.asarray(GroupSum(groups, 3)(p)), [[0.3, 0.3, 0.4]], rtol=1e-6)
+    masks = allowed_targets([2], groups)
+    np.testing.assert_array_equal(masks, [[0, 0, 0, 1, 1, 1]])
+    loss = AllowedSetCrossEntropy()
+    # A family mask scores the family's summed probability; a one-hot the instrument's.
+    assert float(loss(masks, p)) == pytest.approx(-np.log(0.4), rel=1e-5)
+    assert float(loss(np.eye(6, dtype=np.float32)[[2]], p)) == pytest.approx(-np.log(0.3), rel=1e-5)
+    smoothed = AllowedSetCrossEntropy(label_smoothing=0.1)
+    assert float(smoothed(masks, p)) == pytest.approx(0.9 * -np.log(0.4) + 0.1 * -np.log(p).mean(), rel=1e-5)
+    metric = group_accuracy(groups, 3)
+    metric.update_state(np.eye(6, dtype=np.float32)[[3, 0]], np.tile(p, (2, 1)))  # family 2 wins: right, wrong
+    assert float(metric.result()) == pytest.approx(0.5)
+    restored = keras.layers.deserialize(keras.layers.serialize(GroupSum(groups, 3)))
+    assert restored.groups == list(groups) and restored.n_groups == 3
+
+
+def test_architectures():
+    from instrument_classifier.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
+
+    assert set(ARCHITECTURES) == {"reference", DEFAULT_ARCHITECTURE}
+    reference = build_model("reference", (44, 115, 1), 7)
+    assert reference.count_params() == 220_807  # "about 221k parameters"
+    default = build_model(DEFAULT_ARCHITECTURE, (44, 115, 1), 56)  # one output per instrument
+    assert default.count_params() < reference.count_params() / 4
+    x = np.random.default_rng(0).random((3, 44, 115, 1)).astype(np.float32)
+    for model, n in ((reference, 7), (default, 56)):
+        p = np.asarray(model(x, training=False))
+        assert p.shape == (3, n)
+        np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    with pytest.raises(UserError, match="unknown architecture"):
+        build_model("nope", (44, 115, 1), 7)
+
+
+# ---------------------------------------------------------------------------
+# End to end
+
+
+def test_model_folder_holds_everything(model_dir):
+    assert MODEL_FILES <= {p.name for p in model_dir.iterdir()}
+    config = json.loads((model_dir / "config.json").read_text())
+    for key in ("arch", "epochs", "batch_size", "seed", "dataset", "versions", "model_id", "best_epoch"):
+        assert key in config
+    assert config["seed"] == 3 and config["epochs"] == 2 and config["model_id"] == model_dir.name
+    assert config["fine_labels"] and len(config["fine_classes"]) > 7  # trained on instruments ...
+    assert model_dir.name.endswith(f"-{config['arch']}-s3") and model_dir.name[:8].isdigit()
+    preprocessing = json.loads((model_dir / "preprocessing.json").read_text())
+    assert {"class_names", "scaler", "features", "target"} <= set(preprocessing)
+    metrics = pd.read_csv(model_dir / "final_metrics.csv")
+    assert list(metrics["split"]) == ["train", "valid", "test"]
+    assert {"error", "accuracy", "auc"} <= set(metrics.columns)
+    predictions = pd.read_csv(model_dir / "predictions.csv")
+    assert len(predictions) == 56 and set(predictions["split"]) == {"train", "valid", "test"}
+    assert {"sample_id", "true", "predicted"} <= set(predictions.columns)
+    proba = predictions[[f"p_{c}" for c in preprocessing["class_names"]]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-4)  # ... predicts the 7 families
+    assert len(preprocessing["class_names"]) == 7
+    curves = pd.read_csv(model_dir / "learning_curves.csv")
+    assert len(curves) == 2 and {"loss", "val_loss", "error", "val_error"} <= set(curves.columns)
+    # train.py evaluated it too.
+    assert (model_dir / "evaluation" / "index.html").is_file()
+    # Nothing else in models/: the temporary folder was renamed.
+    assert [p.name for p in model_dir.parent.iterdir()] == [model_dir.name]
+
+
+def test_model_folder_alone_predicts(model_dir, dataset):
+    from instrument_classifier.features import load_features
+    from instrument_classifier.models import load_model_dir
+
+    bundle = load_model_dir(model_dir)
+    chromagrams, _, _ = load_features(dataset)
+    proba = bundle.predict_proba(chromagrams[:5])
+    stored = pd.read_csv(model_dir / "predictions.csv").head(5)
+    np.testing.assert_allclose(proba, stored[[f"p_{c}" for c in bundle.class_names]].to_numpy(), atol=1e-5)
+    assert bundle.predict(chromagrams[:5]) == list(stored["predicted"])
+
+
+def test_same_seed_same_result(dataset, model_dir, tmp_path):
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert train.main([str(dataset), "--epochs", "2", "--seed", "3", "-q", "--no-evaluate",
+                           "--models-dir", str(tmp_path)]) == 0
+    again = Path(out.getvalue().strip().splitlines()[-1])
+    assert not (again / "evaluation").exists()
+    first = pd.read_csv(model_dir / "learning_curves.csv")
+    second = pd.read_csv(again / "learning_curves.csv")
+    pd.testing.assert_frame_equal(first.drop(columns="seconds"), second.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(pd.read_csv(model_dir / "predictions.csv"), pd.read_csv(again / "predictions.csv"))
+
+
+def test_instrument_split_trains_on_the_heard_instruments(dataset, tmp_path, capsys):
+    """Held-out instruments have no fine class; they are scored on their family."""
+    training_dir = tmp_path / "by-instrument"
+    assert prepare_training.main([str(dataset), "--split", "instrument", "--output-dir", str(training_dir)]) == 0
+    status, out, _ = run_script(train, [dataset, "--training-data", training_dir, "--epochs", "1", "-q",
+                                        "--no-evaluate", "--models-dir", tmp_path / "models"], capsys)
+    assert status == 0
+    model_dir = Path(out.strip().splitlines()[-1])
+    config = json.loads((model_dir / "config.json").read_text())
+    predictions = pd.read_csv(model_dir / "predictions.csv")
+    heard = {str(i) for i in predictions.loc[predictions["split"] == "train", "instrument_id"]}
+    held_out = {str(i) for i in predictions.loc[predictions["split"] == "test", "instrument_id"]}
+    assert set(config["fine_classes"]) == heard and not heard & held_out
+    assert predictions.loc[predictions["split"] == "test", "predicted"].notna().all()
+
+
+def test_fine_classes_are_the_instruments_of_the_training_split():
+    from instrument_classifier.training import fine_classes
+    from instrument_classifier.training_data import TrainingData
+
+    parameters = synthetic_parameters(n_per_instrument=2, instruments_per_family=2)  # 3 families x 2 instruments
+    split = np.where(parameters["instrument_id"] == 2, "test", "train")                # instrument 2 held out
+    labels = parameters["family_name"].map({"guitar": 0, "organ": 1, "piano": 2}).to_numpy()
+    data = TrainingData(dataset_dir=Path("."), training_dir=Path("."), chromagrams=np.zeros((12, 1, 1)),
+                        sample_id=parameters["sample_id"].to_numpy(), y=labels, split=split, parameters=parameters,
+                        class_names=["guitar", "organ", "piano"], scaler=None, feature_params={},
+                        record={"target": "family"})
+    names, groups, fine_y = fine_classes(data)
+    assert names == ["1", "10", "17", "18", "9"]            # instrument ids as text, sorted; 2 is not heard
+    assert list(groups) == [2, 1, 0, 0, 1]                 # 1, 2: piano; 9, 10: organ; 17, 18: guitar
+    assert (fine_y[parameters["instrument_id"] == 2] == -1).all()
+    data.record["target"] = "instrument"
+    with pytest.raises(UserError, match="fine labels need --target family"):
+        fine_classes(data)
+
+
+def test_evaluation_report_is_complete_and_rerunnable(model_dir, capsys):
+    report = model_dir / "evaluation"
+    index = (report / "index.html").read_text()
+    images = {"learning_curves.png", "error_by_pitch.png"} | {
+        f"{kind}_{split}.png" for kind in ("confusion", "roc", "per_class") for split in ("train", "valid", "test")}
+    for name in images:
+        assert (report / name).stat().st_size > 1000, name
+        assert f'src="{name}"' in index
+    assert "/" not in "".join(line.split('src="')[1].split('"')[0] for line in index.splitlines() if 'src="' in line)
+    assert {"precision", "recall", "f1"} <= set(pd.read_csv(report / "per_class_metrics.csv").columns)
+    before = (report / "metrics.csv").read_text()
+    status, out, _ = run_script(evaluate, [model_dir], capsys)
+    assert status == 0 and "evaluation report" in out
+    assert (report / "metrics.csv").read_text() == before
+    assert not [p for p in report.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluate_on_another_dataset(model_dir, dataset, tmp_path, capsys):
+    other = tmp_path / "other-font"
+    shutil.copytree(dataset, other, ignore=shutil.ignore_patterns("models", "training-data"))
+    status, _, _ = run_script(evaluate, [model_dir, "--dataset", other], capsys)
+    assert status == 0
+    sub = model_dir / "evaluation" / "other-font"
+    assert (sub / "index.html").is_file() and (sub / "confusion_all.png").is_file()
+    assert len(pd.read_csv(sub / "predictions.csv")) == 56
+    # Re-evaluating on the own dataset keeps the other report and links to it.
+    assert run_script(evaluate, [model_dir, "-q"], capsys)[0] == 0
+    assert (sub / "index.html").is_file()
+    assert 'href="other-font/index.html"' in (model_dir / "evaluation" / "index.html").read_text()
+
+
+def test_analyze_errors_is_rerunnable(model_dir, capsys):
+    for _ in range(2):
+        status, out, _ = run_script(analyze_errors, [model_dir, "--split", "all"], capsys)
+        assert status == 0 and "misclassified" in out
+    errors_dir = model_dir / "evaluation" / "errors"
+    predictions = pd.read_csv(model_dir / "predictions.csv")
+    wrong = predictions[~predictions["correct"]]
+    clips = sorted(errors_dir.glob("*.flac"))
+    assert len(clips) == len(wrong) == len(pd.read_csv(errors_dir / "errors.csv")) if len(wrong) else True
+    page = (errors_dir / "index.html").read_text()
+    for row in wrong.itertuples():
+        name = f"{row.sample_id:06d}-true-{row.true}-pred-{row.predicted}"
+        assert (errors_dir / f"{name}.flac").is_file() and (errors_dir / f"{name}.png").is_file()
+        assert f'src="{name}.flac"' in page
+    assert len(list(model_dir.parent.parent.joinpath("audio").glob("*.flac"))) == 56  # originals untouched
+
+
+def test_play_without_audio_player_is_one_line_error(model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert_one_line_error(*run_script(analyze_errors, [model_dir, "--play"], capsys)[::2], "no audio player")
+
+
+def test_leaderboard(model_dir, capsys):
+    status, out, _ = run_script(leaderboard, [model_dir.parent], capsys)
+    assert status == 0 and model_dir.name in out and "rank 1 of 1" in out
+    status, out, _ = run_script(leaderboard, [model_dir.parent, "--best"], capsys)
+    assert status == 0 and out.strip() == str(model_dir)
+    from instrument_classifier.leaderboard import best_model_dir
+
+    assert best_model_dir(model_dir.parent.parent) == model_dir  # a dataset folder stands for its models/
+
+
+def test_leaderboard_ranks_by_validation_error(model_dir, tmp_path):
+    from instrument_classifier.leaderboard import best_model_dir, collect_models
+
+    for name, error in (("20990101-000000-x-s1", 0.5), ("20990101-000001-x-s1", 0.1), (".20990101-tmp", 0.0)):
+        copy = tmp_path / name
+        shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("evaluation"))
+        metrics = pd.read_csv(copy / "final_metrics.csv")
+        metrics.loc[metrics["split"] == "valid", "error"] = error
+        metrics.to_csv(copy / "final_metrics.csv", index=False)
+    (tmp_path / "unfinished").mkdir()
+    table = collect_models(tmp_path)
+    assert list(table["path"].map(lambda p: Path(p).name)) == ["20990101-000001-x-s1", "20990101-000000-x-s1"]
+    assert best_model_dir(tmp_path).name == "20990101-000001-x-s1"
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, exit status 2, nothing half-written
+
+
+def test_dataset_without_features(tiny_dataset, tmp_path, capsys):
+    copy = tmp_path / "no-features"
+    shutil.copytree(tiny_dataset, copy, ignore=shutil.ignore_patterns("features"))
+    assert_one_line_error(*run_script(prepare_training, [copy], capsys)[::2], "features")
+    assert not (copy / "training-data").exists()
+    assert_one_line_error(*run_script(prepare_training, [tmp_path / "missing"], capsys)[::2])
+
+
+def test_not_a_model_dir(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for script in (evaluate, analyze_errors):
+        assert_one_line_error(*run_script(script, [tmp_path / "empty"], capsys)[::2], "not a model directory")
+    assert_one_line_error(*run_script(evaluate, [tmp_path / "missing"], capsys)[::2], "not found")
+    assert not (tmp_path / "empty" / "evaluation").exists()
+    assert_one_line_error(*run_script(leaderboard, [tmp_path / "empty", "--best"], capsys)[::2], "no finished")
+
+
+@pytest.mark.parametrize("garbage", [b"not a zip file", b""])
+def test_corrupt_model_file(model_dir, tmp_path, capsys, garbage):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken, ignore=shutil.ignore_patterns("evaluation"))
+    (broken / "model.keras").write_bytes(garbage)
+    for script in (evaluate, analyze_errors):
+        assert_one_line_error(*run_script(script, [broken], capsys)[::2], "model.keras")
+    assert not (broken / "evaluation").exists()
+
+
+def test_truncated_model_file(model_dir, tmp_path, capsys):
+    broken = tmp_path / "truncated"
+    shutil.copytree(model_dir, broken, ignore=shutil.ignore_patterns("evaluation"))
+    with zipfile.ZipFile(model_dir / "model.keras") as source, \
+            zipfile.ZipFile(broken / "model.keras", "w") as target:
+        target.writestr("config.json", source.read("config.json"))  # no weights
+    assert_one_line_error(*run_script(evaluate, [broken], capsys)[::2], "model.keras")
+
+
+def test_unknown_architecture_leaves_nothing(model_dir, dataset, tmp_path, capsys):
+    status, _, err = run_script(train, [dataset, "--arch", "transformer", "--models-dir", tmp_path / "m"], capsys)
+    assert_one_line_error(status, err, "unknown architecture")
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_interrupted_training_leaves_no_model_folder(model_dir, dataset, tmp_path, capsys, monkeypatch):
+    import keras
+
+    def interrupt(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "fit", interrupt)
+    status, _, _ = run_script(train, [dataset, "--epochs", "1", "--models-dir", tmp_path / "m", "-q"], capsys)
+    assert status == 130
+    assert not any((tmp_path / "m").iterdir())
+
+
+def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
+    small = tmp_path / "small"
+    shutil.copytree(dataset, small, ignore=shutil.ignore_patterns("models", "training-data"))
+    parameters = pd.read_csv(small / "parameters.csv")
+    keep = parameters[(parameters["family_name"] != "piano") | (parameters.groupby("family_name").cumcount() < 2)]
+    keep.to_csv(small / "parameters.csv", index=False)  # only 2 piano clips: no room for valid and test
+    from instrument_classifier.features import extract_dataset
+
+    extract_dataset(small, quiet=True, jobs=1, overwrite=True)
+    assert_one_line_error(*run_script(prepare_training, [small], capsys)[::2], "piano")
+    assert not (small / "training-data").exists()
+    # Whole instruments held out with an instrument target: every class would miss from training.
+    assert_one_line_error(*run_script(prepare_training, [dataset, "--target", "instrument", "--split", "instrument",
+                                                         "-o", tmp_path / "td"], capsys)[::2])
+    assert not (tmp_path / "td").exists()
+
+
+def test_instrument_split_end_to_end(dataset, tmp_path, capsys):
+    out = tmp_path / "by-instrument"
+    status, _, err = run_script(prepare_training, [dataset, "--split", "instrument", "-o", out], capsys)
+    if status != 0:  # the tiny dataset may have too few instruments in a family
+        assert_one_line_error(status, err, "instruments")
+        return
+    data = load_training_data(dataset, out)
+    per_instrument = pd.Series(data.split).groupby(data.parameters["instrument_id"].to_numpy()).nunique()
+    assert (per_instrument == 1).all()
