@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Print the predicted instrument family of audio files.
+
+Any format libsndfile reads (WAV, FLAC, OGG, MP3, AIFF, ...), any sample rate
+(resampled to the model's), mono or multi-channel (downmixed), any length:
+a 2 s window is taken from the onset of the first note and padded with
+silence when the file is shorter.  The features are computed with the exact
+extractor parameters stored in the model folder.
+
+Examples:
+
+    python predict.py note.wav other.mp3
+    python predict.py -m data/working/single-notes-2000/models/<model_id> --proba clips/*.flac
+    python predict.py --json note.wav          # one JSON object per line
+
+Output: one line per file, ``FILE<TAB>LABEL`` (with --proba followed by
+``class=probability`` for every class); with --json the objects
+``{"file", "label", "probabilities", "model_id", "warnings"}`` (a file that
+failed has "error" and a null label).  Warnings (a silent or very short clip,
+a level or sample rate unlike the training clips) and errors (a missing,
+empty, unsupported or corrupt file) go to stderr, one line each; the other
+files are still classified.  Exit status: 0 when every file was classified,
+1 when any failed, 2 for a bad model folder or bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from instrument_classifier.cli import UserError, entry_point
+
+# Clips per feature-and-network batch: large enough to amortise the network
+# call, small enough (32 x 88,200 samples) to keep memory flat.
+BATCH_SIZE = 32
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 all files classified, 1 some file failed, 2 bad arguments or model. "
+               "See the module docstring (head -30 predict.py) for the input handling.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files to classify")
+    parser.add_argument("-m", "--model-dir", default=None,
+                        help="model folder written by train.py (default: the best model of the default "
+                             "dataset, as `leaderboard.py --best` picks it)")
+    parser.add_argument("--proba", action="store_true", help="also print the probability of every class")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON object per file: {"file", "label", "probabilities", '
+                             '"model_id", "warnings"}')
+    parser.add_argument("-b", "--batch-size", type=int, default=BATCH_SIZE,
+                        help="files per feature-and-network batch")
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="threads for decoding and features (default: all cores)")
+    return parser.parse_args(argv)
+
+
+def format_line(path: str, prediction, *, proba: bool) -> str:
+    """``FILE<TAB>LABEL``, with ``proba`` then ``class=p`` for every class."""
+    line = f"{path}\t{prediction.label}"
+    if proba:
+        line += "\t" + " ".join(f"{name}={p:.4f}" for name, p in prediction.probabilities.items())
+    return line
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    from instrument_classifier.prediction import Predictor, resolve_model_dir
+
+    predictor = Predictor(resolve_model_dir(args.model_dir))
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "predict.py"
+    failed = 0
+    for path, result in predictor.predict_files(args.files, batch_size=args.batch_size, jobs=args.jobs):
+        if isinstance(result, Exception):
+            failed += 1
+            print(f"{prog}: error: {result}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"file": path, "label": None, "probabilities": None,
+                                  "model_id": predictor.model_id, "warnings": [], "error": str(result)}),
+                      flush=True)
+            continue
+        for warning in result.warnings:
+            print(f"{prog}: warning: {path}: {warning}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"file": path, **result.to_json(), "model_id": predictor.model_id}), flush=True)
+        else:
+            print(format_line(path, result, proba=args.proba), flush=True)
+    if failed:
+        print(f"{prog}: {failed} of {len(args.files)} files could not be classified", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Prediction: reading any audio, the onset window, the Predictor, and predict.py.
+
+Unit tests use synthetic tones with known onsets; the rest use a tiny model
+trained for a few epochs on the session's tiny dataset.  Such a model is poor,
+so "the same label" tests pick the clip it is most sure of and also check that
+the features themselves barely move.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import soxr
+
+import predict
+from instrument_classifier.prediction import (AudioError, Predictor, clip_window, find_onset, read_audio,
+                                              resample, to_mono)
+
+RATE = 44_100
+CLIP = 88_200
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tone(seconds=1.5, *, rate=RATE, pitch=440.0, level=0.3, attack=0.01):
+    """A decaying harmonic tone with a linear attack [shape=(n,)], float32."""
+    t = np.arange(round(seconds * rate)) / rate
+    wave = sum(np.sin(2 * np.pi * pitch * k * t + 1.0) / k for k in range(1, 6))
+    envelope = np.minimum(1.0, (t + 1 / rate) / attack) * np.exp(-2 * t)  # non-zero from the first sample
+    return (level * wave * envelope / np.abs(wave).max()).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# A tiny trained model (shared with test_webapp.py; replace by a conftest fixture when there is one)
+
+
+def train_tiny_model(base: Path, dataset: Path, *, epochs: int = 2) -> Path:
+    """Copy ``dataset`` under ``base`` and train a model on it once; return the model folder."""
+    from instrument_classifier.features import extract_dataset
+    from instrument_classifier.training import train_model
+    from instrument_classifier.training_data import prepare_training_data
+
+    models = sorted((base / "dataset" / "models").glob("*/model.keras"))
+    if models:
+        return models[-1].parent
+    copy = base / "dataset"
+    shutil.copytree(dataset, copy)
+    extract_dataset(copy, quiet=True, jobs=1)
+    prepare_training_data(copy)
+    return train_model(copy, epochs=epochs, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_dataset, tmp_path_factory):
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "prediction-model", tiny_dataset)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor(model_dir)
+
+
+@pytest.fixture(scope="module")
+def confident_clip(predictor, model_dir):
+    """(path, samples) of the dataset clip the model is most sure of (largest top-1 - top-2 margin)."""
+    dataset = model_dir.parent.parent
+    paths = sorted((dataset / "audio").glob("*.flac"))
+    best, best_margin = None, -1.0
+    for path in paths:
+        samples, rate = read_audio(path)
+        p = np.sort(list(predictor.predict(samples, rate).probabilities.values()))
+        if p[-1] - p[-2] > best_margin:
+            best, best_margin = (path, samples[:, 0]), p[-1] - p[-2]
+    return best
+
+
+# ---------------------------------------------------------------------------
+# Reading and shaping audio
+
+
+def test_find_onset_after_digital_silence_is_the_first_sample():
+    note = tone()
+    for offset in (0, 1234, 3 * RATE + 17):
+        padded = np.concatenate([np.zeros(offset, np.float32), note])
+        assert find_onset(padded, RATE) == offset
+
+
+def test_find_onset_keeps_a_clip_that_starts_with_its_note():
+    note = tone(attack=0.003)
+    note[:100] = 0  # FluidSynth clips can start with a few silent samples
+    assert find_onset(note, RATE) == 0
+
+
+def test_find_onset_in_a_noisy_recording_lands_just_before_the_note():
+    rng = np.random.default_rng(0)
+    start = int(1.234 * RATE)
+    for noise in (1e-4, 1e-3, 1e-2):
+        audio = rng.normal(0, noise, 4 * RATE).astype(np.float32)
+        audio[start:start + RATE] += tone(1.0)
+        onset = find_onset(audio, RATE)
+        assert start - 0.015 * RATE <= onset <= start + 0.002 * RATE, (noise, onset - start)
+
+
+def test_find_onset_of_silence_and_of_a_slow_attack():
+    assert find_onset(np.zeros(1000, np.float32), RATE) == 0
+    slow = np.concatenate([np.zeros(RATE, np.float32), tone(attack=0.2)])
+    assert RATE <= find_onset(slow, RATE) <= RATE + 0.01 * RATE
+
+
+def test_clip_window_pads_and_cuts():
+    audio = np.arange(1, 11, dtype=np.float32)
+    assert clip_window(audio, 8, 5).tolist() == [9, 10, 0, 0, 0]
+    assert clip_window(audio, 2, 3).tolist() == [3, 4, 5]
+
+
+def test_to_mono_and_resample():
+    left, right = tone(0.5), tone(0.5, pitch=220)
+    assert np.allclose(to_mono(np.stack([left, right], axis=1)), (left + right) / 2, atol=1e-7)
+    assert to_mono(left[:, None]).shape == left.shape
+    resampled = resample(tone(1.0, rate=48_000), 48_000, RATE)
+    assert resampled.dtype == np.float32 and len(resampled) == RATE
+
+
+@pytest.mark.parametrize("suffix, subtype", [
+    (".flac", "PCM_16"), (".wav", "FLOAT"), (".ogg", "VORBIS"), (".aiff", "PCM_24"),
+    pytest.param(".mp3", "MPEG_LAYER_III", marks=pytest.mark.skipif(
+        "MP3" not in sf.available_formats(), reason="this libsndfile has no MP3"))])
+def test_read_audio_formats(tmp_path, suffix, subtype):
+    stereo = np.stack([tone(0.5, rate=22_050), tone(0.5, rate=22_050)], axis=1)
+    sf.write(tmp_path / f"clip{suffix}", stereo, 22_050, subtype=subtype)
+    for source in (tmp_path / f"clip{suffix}", (tmp_path / f"clip{suffix}").read_bytes()):
+        samples, rate = read_audio(source, name=f"clip{suffix}")
+        assert rate == 22_050 and samples.shape[1] == 2 and samples.dtype == np.float32
+        assert abs(len(samples) - len(stereo)) <= (2000 if suffix == ".mp3" else 1)  # MP3 pads its frames
+
+
+def test_read_audio_bad_files(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "fake.wav").write_text("not audio either")
+    sf.write(tmp_path / "good.flac", tone(0.5), RATE)
+    (tmp_path / "cut.flac").write_bytes((tmp_path / "good.flac").read_bytes()[:200])
+    sf.write(tmp_path / "noframes.wav", np.zeros((0, 1), np.float32), RATE)
+    cases = {"missing.wav": "missing", "empty.wav": "empty", "notes.txt": "unsupported", "fake.wav": "unreadable",
+             "cut.flac": "unreadable", "noframes.wav": "empty", ".": "missing"}
+    for name, kind in cases.items():
+        with pytest.raises(AudioError) as error:
+            read_audio(tmp_path / name)
+        assert error.value.kind == kind, name
+        assert "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------------------
+# The Predictor
+
+
+def test_predictor_matches_the_training_run(predictor, model_dir):
+    """A dataset clip through the predictor gets the probabilities train.py recorded."""
+    table = pd.read_csv(model_dir / "predictions.csv").head(5)
+    for row in table.itertuples():
+        samples, rate = read_audio(model_dir.parent.parent / row.audio_file)
+        result = predictor.predict(samples, rate)
+        expected = [getattr(row, f"p_{name}") for name in predictor.class_names]
+        assert np.allclose(list(result.probabilities.values()), expected, atol=1e-4)
+        assert result.label == row.predicted and result.warnings == []
+        assert result.onset_seconds == 0.0
+
+
+def test_predict_result(predictor):
+    result = predictor.predict(tone(2.0), RATE)
+    assert result.label in predictor.class_names
+    assert list(result.probabilities) == predictor.class_names
+    assert abs(sum(result.probabilities.values()) - 1) < 1e-4
+    assert result.chromagram.shape == (44, 115)
+    assert json.dumps(result.to_json())
+
+
+def test_same_clip_in_other_formats_gets_the_same_label(predictor, confident_clip, tmp_path):
+    path, clip = confident_clip
+    base = predictor.predict_file(path)
+    variants = {
+        "stereo-louder.wav": (np.stack([clip, clip], axis=1) * 2.0, RATE, "PCM_16"),
+        "resampled-48k.wav": (soxr.resample(clip, RATE, 48_000), 48_000, "PCM_24"),
+        "resampled-22k.ogg": (soxr.resample(clip, RATE, 22_050), 22_050, "VORBIS"),
+        "padded-3s.flac": (np.concatenate([np.zeros(3 * RATE, np.float32), clip]), RATE, "PCM_16"),
+    }
+    # Cells of the note below 1.3 kHz (bin 60): in band for the 22.05 kHz file, and
+    # loud enough (> -60 dB) that the Vorbis noise floor does not matter.
+    note_cells = np.zeros_like(base.chromagram, dtype=bool)
+    note_cells[:, :60] = base.chromagram[:, :60] > 0.5
+    assert note_cells.sum() > 20
+    for name, (audio, rate, subtype) in variants.items():
+        sf.write(tmp_path / name, audio, rate, subtype=subtype)
+        result = predictor.predict_file(tmp_path / name)
+        assert result.label == base.label, name
+        shift = (result.chromagram - base.chromagram)[note_cells]
+        if name == "padded-3s.flac":
+            # The window starts at the clip's first sound (the unpadded clip keeps
+            # its few leading zeros: it starts with its note, as training clips do).
+            assert round(result.onset_seconds * RATE) == 3 * RATE + np.flatnonzero(clip)[0]
+            assert np.median(np.abs(shift)) < 0.03
+        elif name == "stereo-louder.wav":
+            # The features are absolute dB: +6 dB moves the note's cells up by 6/120.
+            assert abs(np.median(shift) - 6.02 / 120) < 0.005
+        elif name == "resampled-48k.wav":
+            assert np.abs(shift).max() < 0.01
+        else:
+            assert np.median(np.abs(shift)) < 0.03, np.median(np.abs(shift))
+
+
+def test_silent_and_short_clips_get_warnings(predictor):
+    silent = predictor.predict(np.zeros(RATE, np.float32), RATE)
+    assert silent.label in predictor.class_names
+    assert len(silent.warnings) == 1 and "silent" in silent.warnings[0]
+    short = predictor.predict(tone(0.3), RATE)
+    assert any("short clip" in w for w in short.warnings)
+    assert any("sample rate" in w for w in predictor.predict(tone(1.0, rate=8000), 8000).warnings)
+
+
+def test_predict_rejects_bad_arrays(predictor):
+    with pytest.raises(AudioError):
+        predictor.predict(np.zeros(0, np.float32), RATE)
+    with pytest.raises(AudioError):
+        predictor.predict(np.full(100, np.nan, np.float32), RATE)
+    with pytest.raises(AudioError):
+        predictor.predict(tone(0.5), 1)
+
+
+def test_predict_files_keeps_order_and_goes_on_after_errors(predictor, tmp_path):
+    sf.write(tmp_path / "a.wav", tone(1.0), RATE)
+    sf.write(tmp_path / "b.flac", tone(1.0, pitch=220), RATE)
+    (tmp_path / "bad.wav").write_text("nope")
+    paths = [tmp_path / "a.wav", tmp_path / "bad.wav", tmp_path / "missing.ogg", tmp_path / "b.flac"]
+    results = list(predictor.predict_files(paths, batch_size=2, jobs=1))
+    assert [path for path, _ in results] == [str(p) for p in paths]
+    kinds = [getattr(result, "kind", None) for _, result in results]
+    assert kinds == [None, "unreadable", "missing", None]
+    single = predictor.predict_file(tmp_path / "b.flac")
+    assert np.allclose(list(results[3][1].probabilities.values()), list(single.probabilities.values()),
+                       atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# predict.py
+
+
+@pytest.fixture
+def clip_files(tmp_path):
+    sf.write(tmp_path / "one.wav", tone(1.0), RATE)
+    sf.write(tmp_path / "two.flac", tone(1.0, pitch=330), RATE)
+    sf.write(tmp_path / "silent.wav", np.zeros(RATE, np.float32), RATE)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.txt").write_text("hello")
+    return tmp_path
+
+
+def test_cli_prints_one_label_per_file(model_dir, predictor, clip_files, capsys):
+    files = [str(clip_files / "one.wav"), str(clip_files / "two.flac")]
+    assert predict.main(["-m", str(model_dir), *files]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == files
+    assert err == ""
+
+    assert predict.main(["-m", str(model_dir), "--proba", *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        path, label, probabilities = line.split("\t")
+        assert label in predictor.class_names
+        assert [pair.split("=")[0] for pair in probabilities.split()] == predictor.class_names
+
+
+def test_cli_json(model_dir, predictor, clip_files, capsys):
+    assert predict.main(["-m", str(model_dir), "--json", str(clip_files / "one.wav")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert {"file", "label", "probabilities", "model_id", "warnings"} <= set(record)
+    assert record["model_id"] == predictor.model_id and record["label"] in predictor.class_names
+
+
+def test_cli_bad_files_one_line_each_and_the_rest_classified(model_dir, clip_files, capsys):
+    names = ["one.wav", "missing.wav", "empty.wav", "text.txt", "silent.wav", "two.flac"]
+    status = predict.main(["-m", str(model_dir), *[str(clip_files / n) for n in names]])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert [Path(line.split("\t")[0]).name for line in out.splitlines()] == ["one.wav", "silent.wav", "two.flac"]
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    warnings = [line for line in err.splitlines() if ": warning: " in line]
+    assert len(errors) == 3 and len(warnings) == 1 and "silent" in warnings[0]
+    assert "Traceback" not in err
+
+
+def test_cli_bad_model_dir(tmp_path, clip_files, capsys):
+    assert predict.main(["-m", str(tmp_path / "nope"), str(clip_files / "one.wav")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "model directory not found" in err
+
+
+def test_cli_script_end_to_end(model_dir, clip_files):
+    """The real script in a subprocess: labels on stdout, only one-line messages on stderr."""
+    run = subprocess.run([sys.executable, str(REPO / "predict.py"), "-m", str(model_dir), "--json",
+                          str(clip_files / "one.wav"), str(clip_files / "text.txt")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 1
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert records[0]["label"] and records[1]["label"] is None and "unsupported" in records[1]["error"]
+    assert all(line.startswith("predict.py: ") for line in run.stderr.splitlines()), run.stderr
