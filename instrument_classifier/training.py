@@ -333,15 +333,17 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
         curves.to_csv(tmp / LEARNING_CURVES_CSV, index=False)
 
         # The best epoch on validation, mapped onto the classes, is the model.
+        # A new functional model over the same layers: uncompiled, so that model.keras
+        # holds no training-only objects (the loss, the metric) that loading would need.
         network.set_weights(best_weights.weights)
-        model = network
+        outputs = network.output
         if settings["fine_labels"]:
-            summed = GroupSum(groups, n_classes, name="class_probabilities")(network.output)
-            model = keras.Model(network.input, summed, name=network.name)
+            outputs = GroupSum(groups, n_classes, name="class_probabilities")(outputs)
+        model = keras.Model(network.input, outputs, name=network.name)
         keras.saving.save_model(model, tmp / MODEL_FILE)
 
         # Evaluate the model, as saved, on every sample.
-        best = keras.saving.load_model(tmp / MODEL_FILE)
+        best = keras.saving.load_model(tmp / MODEL_FILE, compile=False)
         x_all = data.model_input()
         proba = np.asarray(best.predict(x_all, batch_size=256, verbose=0), dtype=np.float64)
         predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)

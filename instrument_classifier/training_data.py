@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir, library_versions, read_json, write_json
-from .dataset import PARAMETERS_CSV
+from .dataset import SingleToneDataset
 from .features import load_features
 from .instruments import load_instruments
 
@@ -208,19 +208,10 @@ def _load_features(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def _read_parameters(dataset_dir: Path) -> pd.DataFrame:
-    csv_path = dataset_dir / PARAMETERS_CSV
+    """The dataset's parameters.csv (UserError when the folder is not a dataset)."""
     if not dataset_dir.is_dir():
         raise UserError(f"dataset folder not found: {dataset_dir}")
-    if not csv_path.is_file():
-        raise UserError(f"{dataset_dir} is not a dataset: {PARAMETERS_CSV} not found")
-    try:
-        parameters = pd.read_csv(csv_path)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {csv_path}: {error}") from None
-    for column in ("sample_id", "family_name", "midi_number"):
-        if column not in parameters.columns:
-            raise UserError(f"{csv_path} lacks the {column} column")
-    return parameters
+    return SingleToneDataset(dataset_dir).parameters
 
 
 def _align(parameters: pd.DataFrame, sample_id: np.ndarray, dataset_dir: Path) -> pd.DataFrame:

@@ -273,6 +273,19 @@ def test_instrument_split_trains_on_the_heard_instruments(dataset, tmp_path, cap
     assert predictions.loc[predictions["split"] == "test", "predicted"].notna().all()
 
 
+def test_reference_architecture_trains_one_unit_per_family(dataset, tmp_path, capsys):
+    from instrument_classifier.models import load_model_dir
+
+    status, out, _ = run_script(train, [dataset, "--arch", "reference", "--epochs", "1", "-q", "--no-evaluate",
+                                        "--models-dir", tmp_path], capsys)
+    assert status == 0
+    model_dir = Path(out.strip().splitlines()[-1])
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["arch"] == "reference" and config["fine_labels"] is False and config["parameters"] == 220_807
+    bundle = load_model_dir(model_dir)
+    assert bundle.model.output_shape == (None, 7) and len(bundle.class_names) == 7
+
+
 def test_fine_classes_are_the_instruments_of_the_training_split():
     from instrument_classifier.training import fine_classes
     from instrument_classifier.training_data import TrainingData
