@@ -16,8 +16,10 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,16 +28,28 @@ class UserError(Exception):
     """A problem the user can fix; reported as one line, exit status 2."""
 
 
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that ``finally`` blocks and atomic writes clean up."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's ``main(argv=None)``: one-line errors, an exit status.
 
     ``UserError`` prints ``<script>: error: <message>`` and returns 2;
-    Ctrl-C prints ``interrupted`` and returns 130.
+    Ctrl-C prints ``interrupted`` and returns 130; SIGTERM (``kill``) prints
+    ``terminated`` and returns 143.  Either way the temporary files and
+    folders of :func:`atomic_path` / :func:`atomic_dir` are removed first.
     """
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> int:
         prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "instrument_classifier"
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
         try:
             status = main(*args, **kwargs)
         except UserError as error:
@@ -44,6 +58,12 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print(f"{prog}: terminated", file=sys.stderr)
+            return 143
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
         return 0 if status is None else int(status)
 
     return wrapper

@@ -286,6 +286,25 @@ def test_reference_architecture_trains_one_unit_per_family(dataset, tmp_path, ca
     assert bundle.model.output_shape == (None, 7) and len(bundle.class_names) == 7
 
 
+def test_killed_training_leaves_no_folder(dataset, model_dir, tmp_path):
+    """SIGTERM mid-training: a one-line message, exit status 143, nothing leaderboard.py could rank."""
+    import signal
+    import subprocess
+    import sys
+
+    models_dir = tmp_path / "models"
+    process = subprocess.Popen([sys.executable, "train.py", str(dataset), "--epochs", "500", "--models-dir",
+                                str(models_dir)], cwd=Path(train.__file__).parent, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # the run's temporary folder exists once training has started
+        if line.startswith("Epoch 2/"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and err.strip().splitlines() == ["train.py: terminated"], err
+    assert list(models_dir.iterdir()) == []
+
+
 def test_fine_classes_are_the_instruments_of_the_training_split():
     from instrument_classifier.training import fine_classes
     from instrument_classifier.training_data import TrainingData
