@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         epilog="Architectures: harmonic (default; learnt harmonic templates matched at every pitch, max over "
                "pitch, ~44k parameters, trained on instrument labels summed into families; under 2 minutes on "
-               "2 CPU cores) and reference (the original 8-convolution network, ~221k parameters, about 11 "
+               "2 CPU cores) and reference (the original 8-convolution network, ~221k parameters, about 12 "
                "minutes). Defaults of --epochs, --batch-size, --learning-rate and --fine-labels depend on the "
                "architecture.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -329,6 +329,10 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
                  f"target {bundle.target}, {config.get('split', '?')} split, seed {config.get('seed')}, "
                  f"best epoch {config.get('best_epoch')} of {config.get('epochs_run')}, "
                  f"trained in {config.get('train_seconds')} s."]
+        if config.get("fine_labels"):
+            notes.append(f"Trained on instrument labels ({len(config.get('fine_classes') or [])} instruments), "
+                         f"family probability = sum of its instruments': the training loss is the instruments' "
+                         f"cross-entropy, the validation loss and both error curves are the families'.")
         index = write_report(evaluation_dir, predictions, bundle.class_names, list(SPLITS), title=title,
                              curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
     else:

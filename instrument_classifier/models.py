@@ -3,7 +3,9 @@
 Every architecture is a function ``build(input_shape, n_classes, *, floor,
 seed)`` returning a functional ``keras.Model`` that maps scaled chromagrams
 (batch, 44 time frames, 115 semitone bins, 1) to class probabilities;
-``ARCHITECTURES`` names them.  Code here is backend-neutral (``keras.ops``).
+``ARCHITECTURES`` names them.  Trained on fine labels (instruments), the saved
+model ends in :class:`GroupSum`, which adds them up into the classes
+(families).  Code here is backend-neutral (``keras.ops``).
 
 A model folder (written by :mod:`training`) holds everything prediction needs::
 
@@ -78,6 +80,59 @@ class RandomPitchShift(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
+class RandomLevel(layers.Layer):
+    """Augmentation: a random gain, and sometimes a random low-pass, per example.
+
+    Real files are louder or quieter than the training clips (a normalised
+    file peaks near 0 dBFS, the clips near -19 dBFS) and lossy codecs cut the
+    highest frequencies.  The features are log amplitudes, so a gain of g dB
+    adds ``g * db_step`` (the scaled size of one dB) to every cell above the
+    silence floor ``floor``, cells pushed below it become silence and cells
+    pushed above ``ceiling`` (0 dB) saturate, as the extractor's would.  g is
+    uniform in [-max_cut_db, +max_boost_db]; with probability
+    ``lowpass_probability`` every bin from a random one in
+    [lowest_cutoff, bins) upwards becomes silence.  Active only in training.
+    """
+
+    def __init__(self, max_cut_db: float = 24.0, max_boost_db: float = 24.0, db_step: float = 0.0,
+                 floor: float = 0.0, ceiling: float = 1.0, lowpass_probability: float = 0.5,
+                 lowest_cutoff: int = 100, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_cut_db = float(max_cut_db)
+        self.max_boost_db = float(max_boost_db)
+        self.db_step = float(db_step)
+        self.floor = float(floor)
+        self.ceiling = float(ceiling)
+        self.lowpass_probability = float(lowpass_probability)
+        self.lowest_cutoff = int(lowest_cutoff)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.db_step == 0:
+            return inputs
+        batch, bins = ops.shape(inputs)[0], inputs.shape[2]
+        floor = ops.cast(self.floor, inputs.dtype)
+        gain = keras.random.uniform((batch, 1, 1, 1), -self.max_cut_db, self.max_boost_db, seed=self.seed_generator)
+        louder = ops.clip(inputs + ops.cast(gain * self.db_step, inputs.dtype), self.floor, self.ceiling)
+        x = ops.where(inputs > floor, louder, inputs)
+        cutoff = keras.random.randint((batch, 1, 1, 1), min(self.lowest_cutoff, bins), bins + 1,
+                                      seed=self.seed_generator)
+        cut = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < self.lowpass_probability
+        above = ops.reshape(ops.arange(bins, dtype="int32"), (1, 1, bins, 1)) >= ops.cast(cutoff, "int32")
+        return ops.where(ops.logical_and(cut, above), floor, x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_cut_db": self.max_cut_db, "max_boost_db": self.max_boost_db,
+                "db_step": self.db_step, "floor": self.floor, "ceiling": self.ceiling,
+                "lowpass_probability": self.lowpass_probability, "lowest_cutoff": self.lowest_cutoff,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
 class PitchWindow(layers.Layer):
     """Pad (with ``fill_value``) or crop the top of the pitch axis to ``positions + span - 1`` bins.
 
@@ -148,11 +203,13 @@ class GroupSum(layers.Layer):
 # Architectures
 
 
-def reference(input_shape, n_classes: int, *, floor: float = 0.0, seed: int | None = None) -> keras.Model:
+def reference(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0, db_step: float = 0.0,
+              seed: int | None = None) -> keras.Model:
     """The original network: 8 convolutions in 4 blocks, ~221k parameters.
 
     input -> BN -> 4 x [2 x (conv 3x3, BN, ELU), maxpool 2x2, dropout 0.1]
-    with 32, 64, 64, 64 filters -> flatten -> dense -> BN -> softmax.
+    with 32, 64, 64, 64 filters -> flatten -> dense -> BN -> softmax.  No
+    augmentation (``floor``, ``ceiling`` and ``db_step`` are unused), as the original.
     """
     inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
     x = layers.BatchNormalization()(inputs)
@@ -170,9 +227,11 @@ def reference(input_shape, n_classes: int, *, floor: float = 0.0, seed: int | No
     return keras.Model(inputs, outputs, name="reference")
 
 
-def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, seed: int | None = None,
+def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0, db_step: float = 0.0,
+             seed: int | None = None,
              filters: int = 64, span: int = 37, positions: int = 88, frames_per_template: int = 8,
-             template_hop: int = 4, max_shift: int = 3) -> keras.Model:
+             template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
+             max_boost_db: float = 24.0) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -197,6 +256,8 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, seed: int | Non
     frames = input_shape[0]
     inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
     x = RandomPitchShift(max_shift, fill_value=floor, seed=seed, name="pitch_shift")(inputs)
+    x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=seed,
+                    name="level")(x)
     register = layers.Flatten(name="register")(layers.AveragePooling2D((frames, 12), name="octave_levels")(x))
     x = PitchWindow(positions, span, fill_value=floor, name="pitch_window")(x)         # (B, 44, P + span - 1, 1)
     x = layers.Conv2D(filters, (frames_per_template, span), strides=(template_hop, 1), padding="valid",
@@ -223,12 +284,18 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
 DEFAULT_ARCHITECTURE = "harmonic"
 
 
-def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, seed: int | None = None
-                ) -> keras.Model:
-    """Build the named architecture; UserError for an unknown name."""
+def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0,
+                db_step: float = 0.0, seed: int | None = None) -> keras.Model:
+    """Build the named architecture; UserError for an unknown name.
+
+    ``floor`` and ``ceiling`` are the scaled values of silence and of 0 dB,
+    ``db_step`` the scaled size of one dB (for the augmentations); ``seed``
+    seeds them and dropout.
+    """
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[arch](tuple(input_shape), n_classes, floor=floor, seed=seed)
+    return ARCHITECTURES[arch](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
+                               seed=seed)
 
 
 # ---------------------------------------------------------------------------

@@ -13,9 +13,11 @@ starting at t = 0.  A file from elsewhere is turned into such a clip first:
    stored in the model folder, scale it with the stored scaler
    (:meth:`models.ModelBundle.model_input`) and run the network.
 
-Nothing else is normalised.  The chromagram is in absolute dB (0 = -120 dBFS,
-1 = 0 dBFS), so the level of a clip is part of its features; a clip far
-louder or quieter than the training clips gets a warning.
+The chromagram is in absolute dB (0 = -120 dBFS, 1 = 0 dBFS), so the level of
+a clip is part of its features: a clip whose peak lies more than
+``LEVEL_MARGIN_DB`` outside the training clips' peak levels (a file normalised
+to 0 dBFS, say, where the clips peak near -19 dBFS) is scaled to the nearest
+edge of that range, with a warning.  Nothing else is normalised.
 
 >>> predictor = Predictor("data/working/single-notes-2000/models/<model_id>")
 >>> samples, rate = read_audio("note.wav")
@@ -62,7 +64,7 @@ START_TOLERANCE_SECONDS = 0.01
 SILENCE_DBFS = -90.0
 # Files longer than this are read only this far (the note must start before).
 MAX_READ_SECONDS = 600.0
-# Peak levels this far outside the training clips' range get a warning.
+# Peak levels this far outside the training clips' range are scaled into it, with a warning.
 LEVEL_MARGIN_DB = 6.0
 # Clips per feature-and-network batch when classifying many files.
 BATCH_SIZE = 32
@@ -373,9 +375,11 @@ class Predictor:
             if self.level_range_dbfs is not None:
                 low, high = self.level_range_dbfs
                 if not low - LEVEL_MARGIN_DB <= level <= high + LEVEL_MARGIN_DB:
+                    # The features are absolute levels: bring the clip into the range the model heard.
+                    target = min(max(level, low), high)
+                    window = window * np.float32(10 ** ((target - level) / 20))
                     warnings.append(f"peak level {level:.1f} dBFS is outside the training clips' "
-                                    f"{low:.0f} to {high:.0f} dBFS: the features depend on level, "
-                                    "the label may be less reliable")
+                                    f"{low:.0f} to {high:.0f} dBFS: scaled to {target:.0f} dBFS")
         if sample_rate < self.sample_rate:
             warnings.append(f"sample rate {sample_rate} Hz is below the model's {self.sample_rate} Hz: "
                             f"nothing above {sample_rate / 2000:.1f} kHz, the label may be less reliable")

@@ -296,8 +296,11 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
         fine_names, groups = list(data.class_names), np.arange(n_classes)
         train_targets = allowed_targets(y_train, groups)
     valid_targets = allowed_targets(y_valid, groups)  # validation is always scored on the classes
-    floor = float(data.scaler.transform(np.zeros(1))[0])  # the scaled silence floor
-    network = build_model(arch, x_train.shape[1:], len(fine_names), floor=floor, seed=seed)
+    # The scaled silence floor, 0 dB and the scaled size of one dB, for the augmentations.
+    db_range = data.feature_params["top_db"] - data.feature_params["floor_db"]
+    floor, one_db, ceiling = (float(v) for v in data.scaler.transform(np.array([0.0, 1.0 / db_range, 1.0])))
+    network = build_model(arch, x_train.shape[1:], len(fine_names), floor=floor, ceiling=ceiling,
+                          db_step=one_db - floor, seed=seed)
     steps = -(-len(x_train) // settings["batch_size"]) * settings["epochs"]
     network.compile(
         optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),

@@ -140,6 +140,35 @@ def test_pitch_layers_transpose():
         np.testing.assert_array_equal(example[0, :, 0][example[0, :, 0] != -5.0].sum(), 1.0)
 
 
+def test_random_level_plays_louder_or_quieter_and_cuts_the_top():
+    from instrument_classifier.models import RandomLevel
+
+    rng = np.random.default_rng(0)
+    x = np.full((64, 4, 20, 1), -2.0, np.float32)        # -2: silence
+    x[:, :, 5:15] = rng.uniform(-1.0, 1.0, (64, 4, 10, 1)).astype(np.float32)
+    gain = RandomLevel(max_cut_db=10, max_boost_db=10, db_step=0.01, floor=-2.0, ceiling=0.95,
+                       lowpass_probability=0.0, seed=1)
+    np.testing.assert_array_equal(np.asarray(gain(x, training=False)), x)
+    out = np.asarray(gain(x, training=True))
+    assert (out[x == -2.0] == -2.0).all()                 # silence stays silence
+    assert out.max() <= 0.95 and out.min() >= -2.0        # saturates at 0 dB, never below the floor
+    for before, after in zip(x, out):                     # one gain per example, within +-10 dB
+        inside = (before > -2.0) & (after < 0.95) & (after > -2.0)
+        shift = after[inside] - before[inside]
+        np.testing.assert_allclose(shift, shift[0], atol=1e-6)
+        assert abs(shift[0]) <= 0.1 + 1e-6
+    assert np.ptp([np.median(a - b) for a, b in zip(out, x)]) > 0.05
+    lowpass = RandomLevel(max_cut_db=0, max_boost_db=0, db_step=0.01, floor=-2.0, lowpass_probability=1.0,
+                          lowest_cutoff=8, seed=1)
+    cut = np.asarray(lowpass(x, training=True))
+    for before, after in zip(x, cut):                     # everything from some bin >= 8 upwards is silence
+        silent = (after[0, :, 0] == -2.0) & (before[0, :, 0] != -2.0)
+        first = np.flatnonzero(silent)
+        if len(first):
+            assert first[0] >= 8 and (after[:, first[0]:] == -2.0).all()
+            np.testing.assert_array_equal(after[:, :first[0]], before[:, :first[0]])
+
+
 def test_harmonic_templates_are_transposition_invariant():
     """Up to the random shift and the register input, a transposed note gives the same features."""
     import keras

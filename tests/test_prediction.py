@@ -215,6 +215,20 @@ def test_same_clip_in_other_formats_gets_the_same_label(predictor, confident_cli
             assert np.median(np.abs(shift)) < 0.03, np.median(np.abs(shift))
 
 
+def test_clip_far_outside_the_training_levels_is_scaled_into_them(predictor, confident_clip):
+    """A file normalised to -1 dBFS (the clips peak near -19 dBFS) is brought to the loudest training level."""
+    path, clip = confident_clip
+    low, high = predictor.level_range_dbfs
+    base = predictor.predict_file(path)
+    normalised = clip * np.float32(10 ** (-1 / 20) / np.abs(clip).max())
+    result = predictor.predict(normalised, RATE)
+    assert result.label == base.label
+    assert any(f"scaled to {high:.0f} dBFS" in w for w in result.warnings), result.warnings
+    prepared = predictor.prepare(normalised, RATE)
+    assert abs(20 * np.log10(np.abs(prepared.window).max()) - high) < 0.01
+    assert not any("scaled" in w for w in predictor.predict(clip * np.float32(10 ** (3 / 20)), RATE).warnings)
+
+
 def test_silent_and_short_clips_get_warnings(predictor):
     silent = predictor.predict(np.zeros(RATE, np.float32), RATE)
     assert silent.label in predictor.class_names
