@@ -66,7 +66,7 @@ train: training-data
 test: setup
 	$(PY) -m pytest -q tests
 
-bench: setup
+bench: model
 	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done
 
 clean-venv:

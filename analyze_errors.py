@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import entry_point
+from instrument_classifier.cli import ArgumentParser, entry_point
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="model folder (train.py's last output line)")
     parser.add_argument("--split", choices=("train", "valid", "test", "all"), default="test",
                         help="whose misclassified clips")

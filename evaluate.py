@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import UserError, entry_point
+from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
+from instrument_classifier.model_files import MODELS_DIR
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", nargs="?", help="model folder (train.py's last output line)")
     parser.add_argument("--best", action="store_true",
                         help=f"evaluate the best model of {DEFAULT_DATASET_DIR / 'models'} (see leaderboard.py)")
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("give a model directory or --best")
         from instrument_classifier.leaderboard import best_model_dir
 
-        args.model_dir = best_model_dir(DEFAULT_DATASET_DIR / "models")
+        args.model_dir = best_model_dir(DEFAULT_DATASET_DIR / MODELS_DIR)
     from instrument_classifier.evaluation import evaluate_model
 
     evaluate_model(args.model_dir, dataset_dir=args.dataset, quiet=args.quiet)

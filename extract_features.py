@@ -23,23 +23,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import entry_point
+from instrument_classifier.cli import ArgumentParser, entry_point, positive_int
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
 from instrument_classifier.features import extract_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Example: python extract_features.py data/working/single-notes-2000 --plot",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Example: python extract_features.py data/working/single-notes-2000 --plot")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), metavar="DATASET",
                         help="dataset folder (parameters.csv plus audio clips)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute even if the features are up to date")
     parser.add_argument("--plot", action="store_true",
                         help="also write features/chromagrams.png, one example chromagram per family")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
+    parser.add_argument("-j", "--jobs", type=positive_int, default=None,
                         help="threads for decoding and the transform (default: all cores)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status line")
     return parser.parse_args(argv)

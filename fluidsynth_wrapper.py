@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from instrument_classifier.cli import UserError, entry_point
+from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import SAMPLE_RATE
-from instrument_classifier.synthesis import (AUDIO_FORMATS, Renderer, default_soundfont, play_midi,
+from instrument_classifier.synthesis import (AUDIO_FORMATS, Renderer, check_audio_path, default_soundfont, play_midi,
                                              set_default_soundfont, write_audio)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=f"Output formats: {', '.join(AUDIO_FORMATS)}.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", nargs="?", help="MIDI file (.mid)")
@@ -52,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("give a MIDI file to convert or play (see --help)")
     if not 8000 <= args.rate <= 192000:
         raise UserError(f"sample rate must be within 8000..192000 Hz, got {args.rate}")
-    if args.output is not None and Path(args.output).suffix.lower() not in AUDIO_FORMATS:
-        raise UserError(f"unknown output format for {args.output} (use {', '.join(AUDIO_FORMATS)})")
+    if args.output is not None:
+        check_audio_path(args.output)
     if args.output is None:
         play_midi(args.input, args.soundfont)
         return 0

@@ -18,22 +18,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import entry_point
+from instrument_classifier.cli import ArgumentParser, entry_point, positive_int, seed_type
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_FAMILIES
 from instrument_classifier.generation import FORMATS, GenerationSettings, generate_dataset, resolve_soundfonts
 from instrument_classifier.instruments import load_instruments, select_instruments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0] + ".",
-        epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv.")
     parser.add_argument("-c", "--count", type=int, default=2000, help="number of clips")
-    parser.add_argument("-s", "--seed", type=int, default=42, help="random seed")
+    parser.add_argument("-s", "--seed", type=seed_type, default=42, help="random seed")
     parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
-    parser.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--soundfont", action="append", metavar="PATH",
                         help="SoundFont (.sf2); repeat to spread clips over several fonts "
                              "(default: fluidsynth_wrapper.py's default SoundFont)")

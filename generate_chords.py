@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from instrument_classifier.cli import UserError, atomic_path, entry_point
-from instrument_classifier.synthesis import Renderer, write_audio
+from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point
+from instrument_classifier.synthesis import Renderer, check_audio_path, write_audio
 
 
 def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):
@@ -47,8 +47,7 @@ def chord_stream(progression: list[str], *, key: str, beats: float, program: int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-o", "--output", default="chords.mid", help="MIDI file to write")
     parser.add_argument("--progression", nargs="+", default=["I", "vi", "IV", "V", "I"],
                         help="Roman-numeral chords")
@@ -68,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--instrument must be a GM program 0-127, got {args.instrument}")
     if args.beats <= 0 or args.tempo <= 0:
         raise UserError("--beats and --tempo must be positive")
+    if args.audio:
+        check_audio_path(args.audio)  # before anything is written
     part = chord_stream(args.progression, key=args.key, beats=args.beats, program=args.instrument,
                         tempo=args.tempo)
     output = Path(args.output)

@@ -18,17 +18,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import entry_point
+from instrument_classifier.cli import ArgumentParser, entry_point
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.leaderboard import best_model_dir, format_leaderboard
+from instrument_classifier.model_files import MODELS_DIR
+from instrument_classifier.leaderboard import DEFAULT_MODEL_TARGET, best_model_dir, format_leaderboard
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("models_dir", nargs="?", default=str(DEFAULT_DATASET_DIR / "models"),
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models_dir", nargs="?", default=str(DEFAULT_DATASET_DIR / MODELS_DIR),
                         help="folder of model folders (or a dataset folder)")
-    parser.add_argument("--best", action="store_true", help="print only the best model's directory")
+    parser.add_argument("--best", action="store_true",
+                        help="print only the best model's directory (of --target, default family)")
     parser.add_argument("--top", type=int, default=10, help="how many of the best to list")
     parser.add_argument("--latest", type=int, default=3, help="how many of the newest to rank")
     parser.add_argument("--target", default=None, help="only models of this target (family, instrument)")
@@ -40,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.best:
-        print(best_model_dir(args.models_dir, target=args.target, split=args.split))
+        print(best_model_dir(args.models_dir, target=args.target or DEFAULT_MODEL_TARGET, split=args.split))
     else:
         print(format_leaderboard(args.models_dir, top=args.top, latest=args.latest, target=args.target,
                                  split=args.split))

@@ -30,19 +30,15 @@ import json
 import sys
 from pathlib import Path
 
-from instrument_classifier.cli import UserError, entry_point
-
-# Clips per feature-and-network batch: large enough to amortise the network
-# call, small enough (32 x 88,200 samples) to keep memory flat.
-BATCH_SIZE = 32
+from instrument_classifier.cli import ArgumentParser, UserError, entry_point, positive_int
+from instrument_classifier.defaults import PREDICT_BATCH_SIZE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Exit status: 0 all files classified, 1 some file failed, 2 bad arguments or model. "
-               "See the module docstring (head -30 predict.py) for the input handling.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "See the module docstring (head -30 predict.py) for the input handling.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files to classify")
     parser.add_argument("-m", "--model-dir", default=None,
                         help="model folder written by train.py (default: the best model of the default "
@@ -51,9 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true",
                         help='print one JSON object per file: {"file", "label", "probabilities", '
                              '"model_id", "warnings"}')
-    parser.add_argument("-b", "--batch-size", type=int, default=BATCH_SIZE,
+    parser.add_argument("-b", "--batch-size", type=int, default=PREDICT_BATCH_SIZE,
                         help="files per feature-and-network batch")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
+    parser.add_argument("-j", "--jobs", type=positive_int, default=None,
                         help="threads for decoding and features (default: all cores)")
     return parser.parse_args(argv)
 
@@ -71,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError("--jobs must be at least 1")
     from instrument_classifier.prediction import Predictor, resolve_model_dir
 
     predictor = Predictor(resolve_model_dir(args.model_dir))

@@ -29,7 +29,7 @@ import argparse
 import logging
 import sys
 
-from instrument_classifier.cli import UserError, entry_point
+from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 
 # Loopback only by default: pass --host 0.0.0.0 to serve the network.
 DEFAULT_HOST = "127.0.0.1"
@@ -37,10 +37,9 @@ DEFAULT_PORT = 5000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Example: python predict_webapp.py --port 8080, then open http://127.0.0.1:8080/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Example: python predict_webapp.py --port 8080, then open http://127.0.0.1:8080/")
     parser.add_argument("-m", "--model-dir", default=None,
                         help="model folder written by train.py (default: the best model of the default "
                              "dataset, as `leaderboard.py --best` picks it)")

@@ -21,23 +21,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import entry_point
+from instrument_classifier.cli import ArgumentParser, entry_point, seed_type
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
 from instrument_classifier.training_data import (DEFAULT_SEED, SPLIT_METHODS, TARGETS, TEST_FRACTION,
                                                  VALID_FRACTION, load_training_data, prepare_training_data)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="--split random: 60/20/20 within every class, seeded. --split instrument: whole instruments "
                "go to one split (60/20/20 of each family's instruments), so the test set measures "
-               "instruments the model never heard.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "instruments the model never heard.")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
     parser.add_argument("--target", choices=TARGETS, default="family", help="what the model predicts")
     parser.add_argument("--split", choices=SPLIT_METHODS, default="random", help="how samples are split")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed of the split")
+    parser.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help="random seed of the split")
     parser.add_argument("--valid-fraction", type=float, default=VALID_FRACTION, help="share for validation")
     parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share for testing")
     parser.add_argument("-o", "--output-dir", default=None,

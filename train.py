@@ -23,21 +23,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import entry_point
+from instrument_classifier.cli import ArgumentParser, entry_point, seed_type
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Keras is imported only after the arguments parsed: --help stays instant.
     architectures = ("harmonic", "reference")
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Architectures: harmonic (default; learnt harmonic templates matched at every pitch, max over "
-               "pitch, ~44k parameters, trained on instrument labels summed into families; under 2 minutes on "
-               "2 CPU cores) and reference (the original 8-convolution network, ~221k parameters, about 12 "
+               "pitch, ~44k parameters, trained on instrument labels summed into families; about 1.5 minutes "
+               "on 2 CPU cores) and reference (the original 8-convolution network, ~221k parameters, 12-14 "
                "minutes). Defaults of --epochs, --batch-size, --learning-rate and --fine-labels depend on the "
-               "architecture.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "architecture.")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
     parser.add_argument("--arch", default="harmonic", help=f"architecture: {', '.join(architectures)}")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: per architecture)")
@@ -45,11 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=None, help="initial learning rate "
                         "(default: per architecture)")
     parser.add_argument("--patience", type=int, default=None,
-                        help="stop after this many epochs without a better val_loss (0: never)")
+                        help="stop after this many epochs without a better validation cross-entropy (0: never)")
     parser.add_argument("--fine-labels", action=argparse.BooleanOptionalAction, default=None,
                         help="learn the instruments and sum their probabilities into families (needs --target "
                              "family; default: on for harmonic, off for reference)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (weights, shuffling, augmentation)")
+    parser.add_argument("--seed", type=seed_type, default=42, help="random seed (weights, shuffling, augmentation)")
     parser.add_argument("--training-data", default=None, help="prepared folder (default: DATASET/training-data)")
     parser.add_argument("--models-dir", default=None, help="where run folders go (default: DATASET/models)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report")

@@ -11,8 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-REPO_DIR = Path(__file__).resolve().parent.parent
+from instrument_classifier.defaults import REPO_DIR
+
+RESULTS_DIR = REPO_DIR / "bench" / "results"
 
 
 def _tree_rss_kb(root: int) -> int:

@@ -9,6 +9,7 @@ file or folder that looks finished.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import importlib.metadata
@@ -32,6 +33,49 @@ class Terminated(BaseException):
     """Raised in the main thread on SIGTERM, so that ``finally`` blocks and atomic writes clean up."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show ``(default: X)`` where there is a default and the help does not name one already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the stage scripts: defaults in ``--help``, a usage error in one line (exit status 2)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def seed_type(text: str) -> int:
+    """An argparse type: a random seed, an integer from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"invalid seed {value}: must be from 0 to {2**32 - 1}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least 1")
+    return value
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
@@ -39,7 +83,8 @@ def _terminate(signum: int, frame: Any) -> None:
 def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's ``main(argv=None)``: one-line errors, an exit status.
 
-    ``UserError`` prints ``<script>: error: <message>`` and returns 2;
+    ``UserError`` (and an ``OSError``: a folder not writable, a disk full)
+    prints ``<script>: error: <message>`` and returns 2;
     Ctrl-C prints ``interrupted`` and returns 130; SIGTERM (``kill``) prints
     ``terminated`` and returns 143.  Either way the temporary files and
     folders of :func:`atomic_path` / :func:`atomic_dir` are removed first.
@@ -54,6 +99,10 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
             status = main(*args, **kwargs)
         except UserError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:  # a disk full, a folder not writable: the system's one-line reason
+            print(f"{prog}: error: {error.strerror or error}"
+                  + (f": {error.filename}" if getattr(error, "filename", None) else ""), file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)

@@ -3,8 +3,9 @@
 A dataset folder (written by ``generate_audio_samples.py``)::
 
     DATASET/parameters.csv        one row per clip (sample_id, instrument_id,
-                                  midi_program, family_name, midi_number, volume,
-                                  velocity, duration, soundfont, audio_file, midi_file)
+                                  midi_program, instrument_name, family_name,
+                                  midi_number, volume, velocity, duration, soundfont,
+                                  peak_dbfs, redraws, audio_file, midi_file)
     DATASET/audio/sample_000000.flac ...
     DATASET/midi/sample_000000.mid ...
     DATASET/generation.json       the run record
@@ -73,7 +74,7 @@ class SingleToneDataset:
 
     Attributes
     ----------
-    parameters : DataFrame, one row per clip in ``sample_id`` order.
+    parameters : DataFrame, one row per clip, in the file's order (``sample_id`` order as generated).
     audio_paths : list of absolute clip paths, in row order.
     samples : float32 array [shape=(N, 88200)], decoded on first access.
     """

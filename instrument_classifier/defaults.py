@@ -15,6 +15,12 @@ WORKING_DIR = DATA_DIR / "working"
 # The General MIDI Level 1 patch map with families and playable ranges.
 INSTRUMENTS_CSV = REPO_DIR / "instruments.csv"
 
+# Where the default SoundFont's path is stored (the seed's convention; `~` expanded when read).
+DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
+# Fallbacks when that file is absent: Debian's fluid-soundfont-gm (then the
+# small GM font that the pretty_midi wheel ships, found at run time).
+SYSTEM_SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
+
 # The dataset `make pipeline` builds and every later stage reads by default.
 DEFAULT_DATASET_NAME = "single-notes-2000"
 DEFAULT_DATASET_DIR = WORKING_DIR / DEFAULT_DATASET_NAME
@@ -27,3 +33,7 @@ CLIP_SAMPLES = round(SAMPLE_RATE * CLIP_SECONDS)  # 88200
 
 # The original's seven harmonic families (GM programs 0-7, 16-31, 40-47, 56-79).
 DEFAULT_FAMILIES = ("piano", "organ", "guitar", "strings", "brass", "reed", "pipe")
+
+# Clips per feature-and-network batch when predicting many files: large enough
+# to amortise the network call, small enough (32 x 88,200 samples) to keep memory flat.
+PREDICT_BATCH_SIZE = 32

@@ -28,9 +28,9 @@ import pandas as pd
 from .cli import UserError, atomic_dir
 from .dataset import PARAMETERS_CSV
 from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure
-from .features import load_features
+from .features import load_features, note_name
 from .models import load_model_dir
-from .training import PREDICTIONS_CSV
+from .model_files import PREDICTIONS_CSV
 from .training_data import SPLITS
 
 ERRORS_DIR = "errors"
@@ -66,14 +66,18 @@ def find_player() -> tuple[str, list[str]]:
                     f"(looked for {', '.join(name for name, _ in PLAYERS)})")
 
 
-def plot_error(chromagram: np.ndarray, probabilities: pd.Series, title: str, path: Path) -> None:
-    """The chromagram (time across, pitch up) beside a bar chart of the probabilities."""
+def plot_error(chromagram: np.ndarray, probabilities: pd.Series, title: str, path: Path,
+               pitches: np.ndarray) -> None:
+    """The chromagram (time across, pitch up) beside a bar chart of the probabilities.
+
+    ``pitches``: the MIDI pitch of each bin (``extractor.bin_pitches()``), for the axis.
+    """
     figure = _figure(9, 3.2)
     chroma_ax, proba_ax = figure.subplots(1, 2, width_ratios=(2.2, 1))
     image = chroma_ax.imshow(chromagram.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
                              interpolation="nearest")
-    ticks = list(range(3, chromagram.shape[1], 12))  # the C of each octave: bin 3 = MIDI 24 = C1
-    chroma_ax.set_yticks(ticks, [f"C{(b + 21) // 12 - 1}" for b in ticks])
+    ticks = [b for b, p in enumerate(pitches) if p == int(p) and int(p) % 12 == 0]  # the C of each octave
+    chroma_ax.set_yticks(ticks, [note_name(int(pitches[b])) for b in ticks])
     chroma_ax.set_xlabel("time frame")
     chroma_ax.set_ylabel("pitch")
     figure.colorbar(image, ax=chroma_ax, shrink=0.8)
@@ -107,6 +111,7 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
     parameters = pd.read_csv(dataset_dir / PARAMETERS_CSV).set_index("sample_id", drop=False)
     chromagrams, sample_ids, _ = load_features(dataset_dir)
     row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
+    pitches = bundle.extractor().bin_pitches()
 
     chosen = predictions if split == "all" else predictions[predictions["split"] == split]
     errors = chosen[~chosen["correct"].astype(bool)].sort_values("sample_id")
@@ -130,7 +135,7 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
             details = parameters.loc[row.sample_id]
             title = (f"sample {row.sample_id}: {details.get('instrument_name', details.get('instrument_id', ''))} "
                      f"(MIDI {details['midi_number']}), true {row.true}, predicted {row.predicted}")
-            plot_error(chromagrams[row_of[row.sample_id]], probabilities, title, tmp / f"{stem}.png")
+            plot_error(chromagrams[row_of[row.sample_id]], probabilities, title, tmp / f"{stem}.png", pitches)
             entries.append((row, audio_name, f"{stem}.png", probabilities, title))
         (tmp / INDEX_HTML).write_text(_index_page(model_dir, split, len(chosen), entries))
     if not quiet:

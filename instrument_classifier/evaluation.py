@@ -74,10 +74,13 @@ def _class_index(predictions: pd.DataFrame, class_names: list[str]) -> tuple[np.
 def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
     figure = _figure(10, 3.8)
     loss_ax, error_ax = figure.subplots(1, 2)
-    for ax, (column, label) in ((loss_ax, ("loss", "loss (cross-entropy)")), (error_ax, ("error", "error"))):
+    # The plain cross-entropy (what picks the saved epoch) where recorded, else the loss.
+    loss = "crossentropy" if "val_crossentropy" in curves.columns else "loss"
+    monitored = curves[f"val_{loss}"]
+    best = monitored.idxmin() if monitored.notna().any() else None
+    for ax, (column, label) in ((loss_ax, (loss, "cross-entropy")), (error_ax, ("error", "error"))):
         ax.plot(curves["epoch"], curves[column], label="train")
         ax.plot(curves["epoch"], curves[f"val_{column}"], label="valid")
-        best = curves["val_loss"].idxmin() if curves["val_loss"].notna().any() else None
         if best is not None:
             ax.axvline(curves.loc[best, "epoch"], color="gray", linestyle=":", label="best epoch (saved)")
         ax.set_xlabel("epoch")
@@ -292,6 +295,8 @@ def _links(model_dir: Path, evaluation_dir: Path, own: bool) -> dict[str, str]:
             if sub.is_dir() and not sub.name.startswith(".") and (sub / INDEX_HTML).is_file():
                 label = "misclassified clips" if sub.name == "errors" else f"evaluation on dataset {sub.name}"
                 links[label] = f"{sub.name}/{INDEX_HTML}"
+        if "misclassified clips" not in links:  # the page analyze_errors.py writes later, in this folder
+            links["misclassified clips (once analyze_errors.py has listed them)"] = f"errors/{INDEX_HTML}"
         links["model configuration (config.json)"] = "../config.json"
     else:
         links["evaluation on the training dataset"] = f"../{INDEX_HTML}"
@@ -331,8 +336,8 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
                  f"trained in {config.get('train_seconds')} s."]
         if config.get("fine_labels"):
             notes.append(f"Trained on instrument labels ({len(config.get('fine_classes') or [])} instruments), "
-                         f"family probability = sum of its instruments': the training loss is the instruments' "
-                         f"cross-entropy, the validation loss and both error curves are the families'.")
+                         "family probability = sum of its instruments': the training cross-entropy is the "
+                         "instruments', the validation cross-entropy and both error curves are the families'.")
         index = write_report(evaluation_dir, predictions, bundle.class_names, list(SPLITS), title=title,
                              curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
     else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,16 @@ def _render_shard_task(task: tuple) -> list[dict]:
     return render_shard(*task)
 
 
+def _worker_init() -> None:
+    """Interrupts are the parent's business: it stops the pool and cleans up, quietly.
+
+    A forked worker inherits the parent's SIGTERM handler (which raises) and
+    gets Ctrl-C too; either would print a traceback per worker.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike, *, jobs: int | None = None,
                      overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """Render ``settings.count`` clips into ``output_dir``; return ``parameters.csv`` as a DataFrame.
@@ -177,12 +188,15 @@ def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike
     ``generation.json``; it appears only once complete.
     """
     output_dir = check_output_dir(output_dir, overwrite=overwrite)
+    if jobs is not None and jobs < 1:
+        raise UserError("--jobs must be at least 1")
     jobs = max(1, min(jobs or os.cpu_count() or 1, -(-settings.count // SHARD_SIZE)))
     started = time.perf_counter()
     try:
         return _generate(settings, output_dir, jobs, progress, started)
-    except OSError as error:
-        raise UserError(f"cannot write dataset {output_dir}: {error.strerror or error}") from None
+    except (OSError, sf.LibsndfileError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise UserError(f"cannot write dataset {output_dir}: {reason}") from None
 
 
 def _generate(settings: GenerationSettings, output_dir: Path, jobs: int, progress: bool,
@@ -199,7 +213,7 @@ def _generate(settings: GenerationSettings, output_dir: Path, jobs: int, progres
                 results = map(_render_shard_task, tasks)
                 pool = None
             else:
-                pool = multiprocessing.get_context("fork").Pool(jobs)
+                pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
                 results = pool.imap_unordered(_render_shard_task, tasks)
             try:
                 for shard_rows in results:

@@ -19,10 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError
+from .model_files import CONFIG_JSON, FINAL_METRICS_CSV, MODELS_DIR, is_model_dir
 
-# The files that make a folder a finished model (names as in training.py;
-# repeated so that this module does not import Keras).
-MODEL_FILES = ("model.keras", "config.json", "final_metrics.csv")
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
 
@@ -32,14 +30,10 @@ def resolve_models_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"models directory not found: {path}")
-    if not _is_model_dir(path) and not any(_is_model_dir(p) for p in path.iterdir() if p.is_dir()) \
-            and (path / "models").is_dir():
-        return path / "models"
+    if not is_model_dir(path) and not any(is_model_dir(p) for p in path.iterdir() if p.is_dir()) \
+            and (path / MODELS_DIR).is_dir():
+        return path / MODELS_DIR
     return path
-
-
-def _is_model_dir(path: Path) -> bool:
-    return not path.name.startswith(".") and all((path / name).is_file() for name in MODEL_FILES)
 
 
 def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
@@ -52,11 +46,11 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
     models_dir = resolve_models_dir(models_dir)
     rows = []
     for path in sorted(models_dir.iterdir()):
-        if not path.is_dir() or not _is_model_dir(path):
+        if not path.is_dir() or not is_model_dir(path):
             continue
         try:
-            config = json.loads((path / "config.json").read_text())
-            metrics = pd.read_csv(path / "final_metrics.csv").set_index("split")
+            config = json.loads((path / CONFIG_JSON).read_text())
+            metrics = pd.read_csv(path / FINAL_METRICS_CSV).set_index("split")
             row = {
                 "model_id": config.get("model_id", path.name),
                 "arch": config.get("arch"),
@@ -94,14 +88,23 @@ def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.
     return table
 
 
-def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = None, split: str | None = None) -> Path:
-    """The folder of the model with the lowest validation error (optionally of one target / split).
+# The target of the default model (`leaderboard.py --best`, predict.py, evaluate.py --best):
+# the pipeline classifies families.
+DEFAULT_MODEL_TARGET = "family"
+
+
+def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAULT_MODEL_TARGET,
+                   split: str | None = None) -> Path:
+    """The folder of the model with the lowest validation error, of one target (None: any) and split.
 
     Raises UserError when there is no finished model.
     """
-    table = _filtered(collect_models(models_dir), target, split)
+    every = collect_models(models_dir)
+    table = _filtered(every, target, split)
     if table.empty:
-        raise UserError(f"no finished models in {resolve_models_dir(models_dir)}; run train.py first")
+        which = " and ".join(f"{key} {value}" for key, value in (("target", target), ("split", split)) if value)
+        raise UserError(f"no finished models{' of ' + which if which and not every.empty else ''} in "
+                        f"{resolve_models_dir(models_dir)}; run train.py first")
     return Path(table.iloc[0]["path"])
 
 

@@ -31,11 +31,9 @@ import keras
 from keras import layers, ops
 
 from .cli import UserError, read_json
+from .model_files import CONFIG_JSON, MODEL_FILE, PREDICTION_FILES, PREPROCESSING_JSON
 from .training_data import ChromagramScaler, to_model_input
 
-MODEL_FILE = "model.keras"
-PREPROCESSING_JSON = "preprocessing.json"
-CONFIG_JSON = "config.json"
 
 # Semitone offsets of harmonics 1-8 above a fundamental: round(12 log2 h).
 HARMONIC_OFFSETS = (0, 12, 19, 24, 28, 31, 34, 36)
@@ -203,6 +201,18 @@ class GroupSum(layers.Layer):
 # Architectures
 
 
+def _layer_seeds(seed: int | None):
+    """A distinct seed for each random layer, in build order (``None`` stays ``None``).
+
+    Two layers given the same seed draw the same random stream: their dropout
+    masks (or a transposition and a gain) would be correlated.
+    """
+    k = 0
+    while True:
+        yield None if seed is None else (seed + k) % 2**32
+        k += 1
+
+
 def reference(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0, db_step: float = 0.0,
               seed: int | None = None) -> keras.Model:
     """The original network: 8 convolutions in 4 blocks, ~221k parameters.
@@ -211,6 +221,7 @@ def reference(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float
     with 32, 64, 64, 64 filters -> flatten -> dense -> BN -> softmax.  No
     augmentation (``floor``, ``ceiling`` and ``db_step`` are unused), as the original.
     """
+    seeds = _layer_seeds(seed)
     inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
     x = layers.BatchNormalization()(inputs)
     for filters in (32, 64, 64, 64):
@@ -219,7 +230,7 @@ def reference(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float
             x = layers.BatchNormalization()(x)
             x = layers.Activation("elu")(x)
         x = layers.MaxPooling2D((2, 2))(x)
-        x = layers.Dropout(0.1, seed=seed)(x)
+        x = layers.Dropout(0.1, seed=next(seeds))(x)
     x = layers.Flatten()(x)
     x = layers.Dense(n_classes)(x)
     x = layers.BatchNormalization()(x)
@@ -228,9 +239,8 @@ def reference(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float
 
 
 def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0, db_step: float = 0.0,
-             seed: int | None = None,
-             filters: int = 64, span: int = 37, positions: int = 88, frames_per_template: int = 8,
-             template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
+             seed: int | None = None, filters: int = 64, span: int = 37, positions: int = 88,
+             frames_per_template: int = 8, template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
              max_boost_db: float = 24.0) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
@@ -238,7 +248,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     same shape at every pitch (harmonic h lies round(12 log2 h) bins above the
     fundamental) and a transposition is a shift along the pitch axis.
 
-    1. Random transpositions of up to ``max_shift`` semitones (training only).
+    1. Training only: random transpositions of up to ``max_shift`` semitones,
+       random gains in [-max_cut_db, +max_boost_db] and random low-passes
+       (:class:`RandomLevel`), so that a file's level and codec matter less.
     2. ``filters`` templates, each ``frames_per_template`` frames (~0.37 s) by
        ``span`` semitones (the fundamental and three octaves above it, i.e.
        harmonics 1-8 and what lies between them), slid along time with hop
@@ -253,10 +265,10 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     5. The register matters too (instruments' ranges differ), so the input's
        mean level per octave joins the timbre descriptor before the classifier.
     """
-    frames = input_shape[0]
+    frames, seeds = input_shape[0], _layer_seeds(seed)
     inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
-    x = RandomPitchShift(max_shift, fill_value=floor, seed=seed, name="pitch_shift")(inputs)
-    x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=seed,
+    x = RandomPitchShift(max_shift, fill_value=floor, seed=next(seeds), name="pitch_shift")(inputs)
+    x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
                     name="level")(x)
     register = layers.Flatten(name="register")(layers.AveragePooling2D((frames, 12), name="octave_levels")(x))
     x = PitchWindow(positions, span, fill_value=floor, name="pitch_window")(x)         # (B, 44, P + span - 1, 1)
@@ -270,9 +282,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     x = layers.Activation("elu")(x)
     timbre = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Concatenate(name="descriptor")([timbre, register])
-    x = layers.Dropout(0.3, seed=seed)(x)
+    x = layers.Dropout(0.3, seed=next(seeds))(x)
     x = layers.Dense(64, activation="elu")(x)
-    x = layers.Dropout(0.3, seed=seed)(x)
+    x = layers.Dropout(0.3, seed=next(seeds))(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="harmonic")
 
@@ -352,7 +364,7 @@ def check_model_dir(model_dir: str | os.PathLike) -> Path:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"model directory not found: {model_dir}")
-    missing = [name for name in (MODEL_FILE, PREPROCESSING_JSON, CONFIG_JSON) if not (model_dir / name).is_file()]
+    missing = [name for name in PREDICTION_FILES if not (model_dir / name).is_file()]
     if missing:
         raise UserError(f"{model_dir} is not a model directory ({', '.join(missing)} missing)")
     return model_dir

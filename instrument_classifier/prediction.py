@@ -42,7 +42,7 @@ import soxr
 
 from .cli import UserError
 from .dataset import PARAMETERS_CSV
-from .defaults import CLIP_SECONDS, NOTE_SECONDS
+from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
 from .models import load_model_dir
 
 # Onset detection works on the mean power over short windows of this length.
@@ -66,8 +66,6 @@ SILENCE_DBFS = -90.0
 MAX_READ_SECONDS = 600.0
 # Peak levels this far outside the training clips' range are scaled into it, with a warning.
 LEVEL_MARGIN_DB = 6.0
-# Clips per feature-and-network batch when classifying many files.
-BATCH_SIZE = 32
 
 # File extensions of the formats libsndfile can read, by its format name.
 _FORMAT_EXTENSIONS = {
@@ -423,7 +421,7 @@ class Predictor:
                 peak_dbfs=clip.peak_dbfs, chromagram=chromagram))
         return results
 
-    def predict_files(self, paths: Iterable[str | os.PathLike], *, batch_size: int = BATCH_SIZE,
+    def predict_files(self, paths: Iterable[str | os.PathLike], *, batch_size: int = PREDICT_BATCH_SIZE,
                       jobs: int | None = None) -> Iterator[tuple[str, Prediction | AudioError]]:
         """Classify files in batches, yielding ``(path, Prediction or AudioError)`` in order.
 
@@ -533,7 +531,7 @@ def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:
         return Path(model_dir)
     from .defaults import DEFAULT_DATASET_DIR
     from .leaderboard import best_model_dir
-    from .training import MODELS_DIR
+    from .model_files import MODELS_DIR
 
     models_dir = DEFAULT_DATASET_DIR / MODELS_DIR
     if not models_dir.is_dir():

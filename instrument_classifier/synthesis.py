@@ -36,13 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
-from .defaults import SAMPLE_RATE
-
-# Where the default SoundFont's path is stored (the seed's convention).
-DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
-# Fallbacks when that file is absent: Debian's fluid-soundfont-gm, then the
-# small GM font that the pretty_midi wheel ships.
-SYSTEM_SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
+from .defaults import DEFAULT_SOUNDFONT_FILE, SAMPLE_RATE, SYSTEM_SOUNDFONTS
 
 # FluidSynth renders in blocks of this many samples (FLUID_BUFSIZE).
 BLOCK = 64
@@ -148,6 +142,7 @@ class Renderer:
                "synth.cpu-cores": 1, "synth.verbose": 0})
         self._sfid = self._synth.sfload(str(self.soundfont))
         if self._sfid < 0:
+            self.close()
             raise UserError(f"FluidSynth could not load SoundFont {self.soundfont}")
         self._left = np.zeros(0, dtype=np.float32)
         self._right = np.zeros(0, dtype=np.float32)
@@ -268,16 +263,22 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
 AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
+def check_audio_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; UserError unless its extension names a format :func:`write_audio` writes."""
+    path = Path(path)
+    if path.suffix.lower() not in AUDIO_FORMATS:
+        raise UserError(f"unknown output format {path.suffix or '(none)'!r} for {path} "
+                        f"(use {', '.join(AUDIO_FORMATS)})")
+    return path
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write mono float audio atomically; the format follows the extension."""
     import soundfile as sf
 
     from .cli import atomic_path
 
-    path = Path(path)
-    if path.suffix.lower() not in AUDIO_FORMATS:
-        raise UserError(f"unknown output format {path.suffix or '(none)'!r} for {path} "
-                        f"(use {', '.join(AUDIO_FORMATS)})")
+    path = check_audio_path(path)
     audio_format, subtype = AUDIO_FORMATS[path.suffix.lower()]
     try:
         with atomic_path(path) as tmp:

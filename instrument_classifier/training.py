@@ -5,11 +5,11 @@
 every file is written, so a crashed run leaves nothing that
 ``leaderboard.py`` would rank.  The folder holds::
 
-    model.keras            the best epoch on validation (lowest val_loss)
+    model.keras            the best epoch on validation (lowest cross-entropy, no smoothing)
     preprocessing.json     feature extractor params, scaler, class names, target
     config.json            every argument, dataset, seed, timings, library versions
     model_summary.txt      keras' layer table
-    learning_curves.csv    per epoch: loss, accuracy, error (train and valid), lr, seconds
+    learning_curves.csv    per epoch: loss, cross-entropy, accuracy, error (train and valid), lr, seconds
     predictions.csv        per sample: split, true, predicted, p_<class> probabilities
     final_metrics.csv      rows train/valid/test: n, loss, error, accuracy, auc
 
@@ -30,14 +30,11 @@ import pandas as pd
 import keras
 
 from .cli import UserError, atomic_dir, library_versions, write_json
-from .models import ARCHITECTURES, CONFIG_JSON, MODEL_FILE, PREPROCESSING_JSON, GroupSum, build_model
+from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
+                          MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
+from .models import ARCHITECTURES, GroupSum, build_model
 from .training_data import DEFAULT_SEED, SPLITS, TrainingData, load_training_data
 
-MODELS_DIR = "models"
-LEARNING_CURVES_CSV = "learning_curves.csv"
-PREDICTIONS_CSV = "predictions.csv"
-FINAL_METRICS_CSV = "final_metrics.csv"
-MODEL_SUMMARY_TXT = "model_summary.txt"
 
 # Per-architecture training defaults; command-line arguments override them.
 #   reference: as the original was trained (Adam, fixed learning rate, one
@@ -146,14 +143,14 @@ def fine_classes(data: TrainingData) -> tuple[list[str], np.ndarray, np.ndarray]
 
     Returns
     -------
-    fine_names : the instruments of the training split, sorted
+    fine_names : the instruments (ids) of the training split, in numeric order
     groups : [shape=(n_fine,)] the class index (family) of each instrument
     fine_y : [shape=(N,)] each row's instrument index, -1 where it has none
     """
     if data.target != "family" or "instrument_id" not in data.parameters.columns:
         raise UserError("fine labels need --target family and an instrument_id column in parameters.csv")
     instrument = data.parameters["instrument_id"].astype(str).to_numpy()
-    fine_names = sorted(set(instrument[data.split == "train"]))
+    fine_names = sorted(set(instrument[data.split == "train"]), key=lambda name: (len(name), name))  # 1, 2, ..., 10
     index = {name: k for k, name in enumerate(fine_names)}
     groups = np.zeros(len(fine_names), dtype=np.int64)
     for name, family in zip(instrument, data.y):
@@ -199,6 +196,19 @@ class AllowedSetCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+def crossentropy_metric() -> keras.metrics.Metric:
+    """The plain cross-entropy of the classes (no label smoothing), as a metric named "crossentropy".
+
+    The loss carries the label smoothing, which rewards spreading probability
+    over all fine classes; epochs are chosen on this metric instead, the
+    validation clips' cross-entropy of their true class.
+    """
+    return keras.metrics.MeanMetricWrapper(AllowedSetCrossEntropy().call, name="crossentropy")  # per clip
+
+
+MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
+
+
 def group_accuracy(groups: np.ndarray, n_classes: int) -> keras.metrics.Metric:
     """Accuracy of the class the fine probabilities add up to, as a metric named "accuracy"."""
     matrix = np.eye(n_classes, dtype=np.float32)[groups]  # (n_fine, n_classes)
@@ -216,13 +226,13 @@ def group_accuracy(groups: np.ndarray, n_classes: int) -> keras.metrics.Metric:
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the epoch with the lowest val_loss (in memory)."""
+    """Keep the weights of the epoch with the lowest :data:`MONITOR` (in memory)."""
 
     def on_train_begin(self, logs=None):
         self.best_loss, self.best_epoch, self.weights = np.inf, None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("val_loss", np.nan)
+        loss = (logs or {}).get(MONITOR, np.nan)
         if self.weights is None or loss < self.best_loss:
             self.best_loss, self.best_epoch, self.weights = loss, epoch + 1, self.model.get_weights()
 
@@ -258,7 +268,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
     """Train ``arch`` on a prepared dataset; return the finished model folder.
 
     ``epochs``, ``batch_size``, ``learning_rate``, ``patience`` (early
-    stopping on val_loss; 0 = off) and ``fine_labels`` (train on instruments,
+    stopping on :data:`MONITOR`; 0 = off) and ``fine_labels`` (train on instruments,
     predict families: :func:`fine_classes`) default to
     ``TRAINING_DEFAULTS[arch]``; a default ``fine_labels`` that does not apply
     (another target, no instrument column) is dropped, an explicit one is an
@@ -266,7 +276,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
     """
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
-    settings = dict(TRAINING_DEFAULTS.get(arch, TRAINING_DEFAULTS["harmonic"]))
+    settings = dict(TRAINING_DEFAULTS[arch])
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate),
                        ("patience", patience), ("fine_labels", fine_labels)):
         if value is not None:
@@ -305,7 +315,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
     network.compile(
         optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),
         loss=AllowedSetCrossEntropy(label_smoothing=settings["label_smoothing"]),
-        metrics=[group_accuracy(groups, n_classes)],
+        metrics=[group_accuracy(groups, n_classes), crossentropy_metric()],
     )
 
     model_id = new_model_id(arch, seed, models_dir)
@@ -313,7 +323,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
         epoch_log, best_weights = _EpochLog(), _BestWeights()
         callbacks = [best_weights, epoch_log]
         if settings["patience"]:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"]))
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings["patience"]))
         if verbose:
             print(f"training {model_id}: {arch}, {network.count_params():,} parameters, "
                   f"{len(x_train)} train / {len(x_valid)} valid samples, {settings['epochs']} epochs"
@@ -331,8 +341,8 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
         curves["error"] = 1.0 - curves["accuracy"]
         curves["val_error"] = 1.0 - curves["val_accuracy"]
         curves = pd.concat([curves, pd.DataFrame(epoch_log.rows)], axis=1)
-        curves = curves[["epoch", "loss", "accuracy", "error", "val_loss", "val_accuracy", "val_error",
-                         "learning_rate", "seconds"]]
+        curves = curves[["epoch", "loss", "crossentropy", "accuracy", "error", "val_loss", "val_crossentropy",
+                         "val_accuracy", "val_error", "learning_rate", "seconds"]]
         curves.to_csv(tmp / LEARNING_CURVES_CSV, index=False)
 
         # The best epoch on validation, mapped onto the classes, is the model.

@@ -2,6 +2,7 @@
 
 import filecmp
 import os
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -16,8 +17,8 @@ from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.instruments import load_instruments
 from instrument_classifier.synthesis import bundled_soundfont, default_soundfont
 
-COLUMNS = ["sample_id", "instrument_id", "midi_program", "family_name", "midi_number", "volume", "velocity",
-           "duration", "soundfont", "audio_file", "midi_file"]
+COLUMNS = ["sample_id", "instrument_id", "midi_program", "instrument_name", "family_name", "midi_number", "volume",
+           "velocity", "duration", "soundfont", "peak_dbfs", "redraws", "audio_file", "midi_file"]
 
 
 def test_parameters_follow_the_contract(tiny_dataset):
@@ -32,6 +33,12 @@ def test_parameters_follow_the_contract(tiny_dataset):
     ranges = table.loc[parameters["instrument_id"], ["min_pitch", "max_pitch"]].to_numpy()
     assert ((parameters["midi_number"] >= ranges[:, 0]) & (parameters["midi_number"] <= ranges[:, 1])).all()
     assert set(parameters["family_name"]) == {"piano", "organ", "guitar", "strings", "brass", "reed", "pipe"}
+    assert (parameters["instrument_name"] == table.loc[parameters["instrument_id"], "name"].to_numpy()).all()
+    assert (parameters["redraws"] >= 0).all()
+    # peak_dbfs is the clip's peak, as stored (16-bit FLAC), and no clip is near silence.
+    peaks = 20 * np.log10(np.abs(SingleToneDataset(tiny_dataset).samples).max(axis=1))
+    np.testing.assert_allclose(parameters["peak_dbfs"], peaks, atol=0.02)
+    assert (parameters["peak_dbfs"] > -60).all()
     assert (tiny_dataset / "generation.json").is_file()
 
 
@@ -112,6 +119,28 @@ def test_unwritable_output_directory_is_one_line(capsys):
     status = generate_audio_samples.main(["-c", "2", "-o", "/proc/no-such-dataset", "-q"])
     err = capsys.readouterr().err
     assert status == 2 and "cannot write dataset" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("signal_name, status, message", [("SIGTERM", 143, "terminated"),
+                                                           ("SIGINT", 130, "interrupted")])
+def test_killed_generation_is_one_line_and_leaves_nothing(tmp_path, signal_name, status, message):
+    """kill or Ctrl-C while two worker processes render: no worker tracebacks, no dataset folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "dataset"
+    process = subprocess.Popen([sys.executable, "generate_audio_samples.py", "-c", "2000", "-j", "2", "-q",
+                                "-o", str(out)], cwd=Path(generate_audio_samples.__file__).parent,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(tmp_path.glob(".dataset.*/audio/*.flac")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the workers have written clips
+    process.send_signal(getattr(signal, signal_name))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == status and err.strip().splitlines() == [f"generate_audio_samples.py: {message}"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_loader_rejects_a_folder_that_is_not_a_dataset(tmp_path):

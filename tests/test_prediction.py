@@ -179,7 +179,10 @@ def test_predict_result(predictor):
     assert list(result.probabilities) == predictor.class_names
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4
     assert result.chromagram.shape == (44, 115)
-    assert json.dumps(result.to_json())
+    record = json.loads(json.dumps(result.to_json()))  # plain JSON values
+    assert record["label"] == result.label and record["warnings"] == list(result.warnings)
+    assert record["probabilities"] == pytest.approx(result.probabilities, abs=1e-6)
+    assert record["sample_rate"] == RATE and record["duration_seconds"] == pytest.approx(2.0)
 
 
 def test_same_clip_in_other_formats_gets_the_same_label(predictor, confident_clip, tmp_path):
