@@ -133,7 +133,9 @@ def test_killed_generation_is_one_line_and_leaves_nothing(tmp_path, signal_name,
     out = tmp_path / "dataset"
     process = subprocess.Popen([sys.executable, "generate_audio_samples.py", "-c", "2000", "-j", "2", "-q",
                                 "-o", str(out)], cwd=Path(generate_audio_samples.__file__).parent,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C as in a terminal: a background job (as CI may run us) ignores SIGINT.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(tmp_path.glob(".dataset.*/audio/*.flac")) and time.monotonic() < deadline:
         time.sleep(0.05)  # until the workers have written clips
