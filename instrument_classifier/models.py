@@ -35,10 +35,6 @@ from .model_files import CONFIG_JSON, MODEL_FILE, PREDICTION_FILES, PREPROCESSIN
 from .training_data import ChromagramScaler, to_model_input
 
 
-# Semitone offsets of harmonics 1-8 above a fundamental: round(12 log2 h).
-HARMONIC_OFFSETS = (0, 12, 19, 24, 28, 31, 34, 36)
-
-
 # ---------------------------------------------------------------------------
 # Layers that use the pitch axis (axis 2 of (batch, frames, bins, channels))
 

@@ -27,6 +27,7 @@ edge of that range, with a warning.  Nothing else is normalised.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -41,8 +42,8 @@ import soundfile as sf
 import soxr
 
 from .cli import UserError
-from .dataset import PARAMETERS_CSV
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
+from .model_files import FINAL_METRICS_CSV
 from .models import load_model_dir
 
 # Onset detection works on the mean power over short windows of this length.
@@ -331,7 +332,7 @@ class Predictor:
         self.model_id = str(self.bundle.config.get("model_id") or Path(self.model_dir).name)
         self.sample_rate = int(self.extractor.sample_rate)
         self.clip_samples = round(CLIP_SECONDS * self.sample_rate)
-        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing, self.bundle.config)
+        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing)
         self._lock = threading.Lock()
         # The first call builds the graph; do it now so no request pays for it.
         self._run_network(np.zeros((1, self.clip_samples), dtype=np.float32))
@@ -482,9 +483,7 @@ class Predictor:
 
 def read_final_metrics(model_dir: str | os.PathLike) -> dict[str, dict[str, float]]:
     """final_metrics.csv as {split: {column: value}}; {} when absent or unreadable."""
-    import csv
-
-    path = Path(model_dir) / "final_metrics.csv"
+    path = Path(model_dir) / FINAL_METRICS_CSV
     try:
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -506,23 +505,12 @@ def read_final_metrics(model_dir: str | os.PathLike) -> dict[str, dict[str, floa
     return metrics
 
 
-def _training_level_range(preprocessing: dict, config: dict) -> tuple[float, float] | None:
-    """Peak levels (dBFS) of the training clips: from preprocessing.json, else the dataset's parameters.csv."""
+def _training_level_range(preprocessing: dict) -> tuple[float, float] | None:
+    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown."""
     stored = preprocessing.get("peak_dbfs_range")
     if isinstance(stored, (list, tuple)) and len(stored) == 2:
         return float(stored[0]), float(stored[1])
-    dataset = config.get("dataset")
-    if not dataset:
-        return None
-    import csv
-
-    try:
-        with (Path(dataset) / PARAMETERS_CSV).open(newline="") as handle:
-            levels = [float(row["peak_dbfs"]) for row in csv.DictReader(handle)]
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-    levels = [level for level in levels if math.isfinite(level)]
-    return (min(levels), max(levels)) if levels else None
+    return None
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:

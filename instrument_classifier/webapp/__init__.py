@@ -38,6 +38,8 @@ import numpy as np
 from flask import Flask, Request, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from ..dataset import PARAMETERS_CSV
+from ..model_files import PREDICTIONS_CSV
 from ..prediction import AudioError, Prediction, Predictor, read_audio
 
 # Uploads larger than this are refused with 413.
@@ -261,7 +263,7 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
         return []
     dataset = Path(dataset)
     table = None
-    for path in (Path(predictor.model_dir) / "predictions.csv", dataset / "parameters.csv"):
+    for path in (Path(predictor.model_dir) / PREDICTIONS_CSV, dataset / PARAMETERS_CSV):
         try:
             table = pd.read_csv(path)
             break
