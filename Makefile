@@ -7,7 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
-APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm chromium
+# FluidSynth, the GM SoundFonts of data/soundfonts.csv, and Chromium for the browser test.
+APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm fluidr3mono-gm-soundfont musescore-general-soundfont \
+	timgm6mb-soundfont csound-soundfont chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The default dataset: every later stage reads it by default.

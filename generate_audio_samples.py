@@ -3,11 +3,20 @@
 
 Each clip is one note (instrument, pitch and volume drawn at random) written
 as a MIDI file and synthesised by FluidSynth: 2.0 s of 44.1 kHz mono audio,
-the note held 1.0 s from t = 0.  Same seed, same bytes, for any --jobs.
+the note from t = 0.  --variation realistic also varies how it is played
+(velocity, length, detune, vibrato, brightness) and recorded (room, microphone
+colour, level, noise and hum, MP3); --variation none gives the seed's clean
+clips (the note held 1.0 s, dry).  Same seed, same bytes, for any --jobs.
 
-Example (the default dataset that `make pipeline` builds):
+Examples:
 
+    # the default multi-font dataset that `make pipeline` builds
+    python generate_audio_samples.py -c 6000 -s 42 --soundfont all --variation realistic \
+        -o data/working/multi-font-6000
+    # the seed's single-font experiment
     python generate_audio_samples.py -c 2000 -s 42 -o data/working/single-notes-2000 -f flac
+    # an ablation: the same clips without rooms
+    python generate_audio_samples.py -c 6000 --soundfont all --variation realistic --vary room_probability=0 -o OUT
 
 Writes OUT/parameters.csv, OUT/audio/sample_000000.flac ..., OUT/midi/sample_000000.mid ...
 and OUT/generation.json (arguments, counts, library versions, time).
@@ -20,22 +29,33 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int, seed_type
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_FAMILIES
-from instrument_classifier.generation import FORMATS, GenerationSettings, generate_dataset, resolve_soundfonts
+from instrument_classifier.generation import FORMATS, GenerationSettings, generate_dataset
 from instrument_classifier.instruments import load_instruments, select_instruments
+from instrument_classifier.soundfonts import load_catalogue, resolve_soundfonts
+from instrument_classifier.variation import RECIPES, Recipe, get_recipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
         description=__doc__.split("\n\n")[0] + ".",
-        epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv.")
+        epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv. "
+               f"SoundFonts by name (data/soundfonts.csv): {', '.join(f.name for f in load_catalogue())}. "
+               "--vary keys (KEY=VALUE for a probability, KEY=LOW:HIGH for a range; see "
+               f"instrument_classifier/variation.py): {', '.join(Recipe().to_json())}.")
     parser.add_argument("-c", "--count", type=int, default=2000, help="number of clips")
     parser.add_argument("-s", "--seed", type=seed_type, default=42, help="random seed")
     parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--soundfont", action="append", metavar="PATH",
-                        help="SoundFont (.sf2); repeat to spread clips over several fonts "
+    parser.add_argument("--soundfont", action="append", metavar="NAME_OR_PATH",
+                        help="SoundFont: a name from data/soundfonts.csv, 'all' of them, or a .sf2/.sf3 path; "
+                             "repeat to spread clips over several fonts, clip i on font i mod n "
                              "(default: fluidsynth_wrapper.py's default SoundFont)")
+    parser.add_argument("--variation", choices=list(RECIPES), default="none",
+                        help="how notes are played and recorded: none (the seed's clean clips) or realistic")
+    parser.add_argument("--vary", action="append", metavar="KEY=VALUE", default=[],
+                        help="change one setting of the variation recipe, e.g. room_probability=0 or "
+                             "noise_db=-60:-30 (repeatable)")
     parser.add_argument("--families", nargs="+", metavar="FAMILY",
                         help=f"families that play (default: {' '.join(DEFAULT_FAMILIES)})")
     parser.add_argument("--instruments", nargs="+", metavar="NAME_OR_ID",
@@ -50,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     instruments = select_instruments(load_instruments(), families=args.families, instruments=args.instruments)
     settings = GenerationSettings(count=args.count, seed=args.seed, audio_format=args.format.lower(),
-                                  soundfonts=resolve_soundfonts(args.soundfont), instruments=instruments)
+                                  soundfonts=resolve_soundfonts(args.soundfont), instruments=instruments,
+                                  recipe=get_recipe(args.variation, args.vary))
     parameters = generate_dataset(settings, args.output_dir, jobs=args.jobs, overwrite=args.overwrite,
                                   progress=not args.quiet)
     print(f"wrote {len(parameters)} clips to {args.output_dir}")

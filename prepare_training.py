@@ -14,6 +14,8 @@ Examples:
     python prepare_training.py data/working/single-notes-2000
     python prepare_training.py data/working/single-notes-2000 --split instrument   # unseen instruments in test
     python prepare_training.py data/working/single-notes-2000 --target instrument
+    python prepare_training.py data/working/multi-font-6000 --split soundfont --test-lineage gs \
+        -o data/working/multi-font-6000/training-data-without-gs      # sound banks never heard in test
 """
 
 from __future__ import annotations
@@ -32,13 +34,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         epilog="--split random: 60/20/20 within every class, seeded. --split instrument: whole instruments "
                "go to one split (60/20/20 of each family's instruments), so the test set measures "
-               "instruments the model never heard.")
+               "instruments the model never heard. --split soundfont: every clip of the --test-fonts (or of the "
+               "fonts of a --test-lineage; see data/soundfonts.csv) is a test clip, so the test set measures "
+               "sound banks the model never heard; validation is --valid-fraction of the other fonts' clips, "
+               "or the --valid-fonts.")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
     parser.add_argument("--target", choices=TARGETS, default="family", help="what the model predicts")
     parser.add_argument("--split", choices=SPLIT_METHODS, default="random", help="how samples are split")
     parser.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help="random seed of the split")
     parser.add_argument("--valid-fraction", type=float, default=VALID_FRACTION, help="share for validation")
     parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share for testing")
+    parser.add_argument("--test-fonts", nargs="+", metavar="FONT", help="--split soundfont: fonts held out for test")
+    parser.add_argument("--test-lineage", nargs="+", metavar="LINEAGE",
+                        help="--split soundfont: lineages (fluid, gs, ...) whose fonts are held out for test")
+    parser.add_argument("--valid-fonts", nargs="+", metavar="FONT",
+                        help="--split soundfont: fonts held out for validation (default: a random share of the rest)")
     parser.add_argument("-o", "--output-dir", default=None,
                         help="where to write (default: DATASET/training-data); train.py --training-data reads it")
     return parser.parse_args(argv)
@@ -49,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = prepare_training_data(args.dataset, target=args.target, split=args.split, seed=args.seed,
                                 valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
-                                output_dir=args.output_dir)
+                                output_dir=args.output_dir, test_fonts=args.test_fonts,
+                                test_lineages=args.test_lineage, valid_fonts=args.valid_fonts)
     data = load_training_data(args.dataset, out)
     counts = ", ".join(f"{name} {int((data.split == name).sum())}" for name in ("train", "valid", "test"))
     print(f"{len(data.class_names)} classes ({args.target}), {args.split} split: {counts}")

@@ -15,6 +15,9 @@ WORKING_DIR = DATA_DIR / "working"
 # The General MIDI Level 1 patch map with families and playable ranges.
 INSTRUMENTS_CSV = REPO_DIR / "instruments.csv"
 
+# The SoundFont catalogue: name, file, Debian package, licence and lineage of
+# every GM font the project trains on (read by instrument_classifier.soundfonts).
+SOUNDFONTS_CSV = DATA_DIR / "soundfonts.csv"
 # Where the default SoundFont's path is stored (the seed's convention; `~` expanded when read).
 DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
 # Fallbacks when that file is absent: Debian's fluid-soundfont-gm (then the

@@ -1,15 +1,21 @@
 """Generate a dataset of random single-note clips rendered by FluidSynth.
 
 Each clip: an instrument drawn uniformly from the selection, a pitch uniform
-in its playable range (``instruments.csv``), a volume uniform in [0.5, 1.0]
-(velocity = round(127 * volume)), the note on at t = 0 and held 1.0 s, in a
-2.0 s clip of 44.1 kHz mono audio.
+in its playable range (``instruments.csv``), a volume (velocity = round(127 *
+volume)), the note on at t = 0, in a 2.0 s clip of 44.1 kHz mono audio, then
+the clip's :class:`~instrument_classifier.variation.Variation`: note length,
+expression, room, microphone, noise and codec, drawn from the recipe
+(``--variation``; ``none`` gives the seed's clean clips: volume 0.5-1.0, the
+note held 1.0 s, dry).
 
 Same seed, same bytes, for any number of jobs:
 
-* every clip draws its parameters from its own generator, seeded by
-  ``(seed, sample_id)``; a note that the SoundFont leaves silent is redrawn
-  from that same generator (and counted), so no draw depends on scheduling;
+* every clip draws its note from its own generator, seeded by
+  ``(seed, sample_id)``, its variation from a second one,
+  ``(seed, sample_id, 1)``, and its noise from a third, ``(seed, sample_id,
+  2)``; a note that the SoundFont leaves silent is redrawn from the first (and
+  counted), so no draw depends on scheduling, and the notes of a dataset do
+  not depend on its variation recipe;
 * clips are rendered in fixed shards of :data:`SHARD_SIZE` consecutive ids,
   each shard on a fresh synth (see :mod:`instrument_classifier.synthesis` for
   the state a synth carries between notes), so a worker's history never
@@ -36,8 +42,10 @@ from tqdm import tqdm
 
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, write_json
 from .dataset import PARAMETERS_CSV
-from .defaults import CLIP_SECONDS, NOTE_SECONDS, SAMPLE_RATE
-from .synthesis import Renderer, check_soundfont, default_soundfont
+from .defaults import CLIP_SECONDS, SAMPLE_RATE
+from .soundfonts import SoundFont
+from .synthesis import Renderer, midi_file_bytes
+from .variation import RECIPES, Recipe, Variation, apply_recording_chain, note_events
 
 # Clips rendered one after another on one fresh synth.  Bigger shards spread
 # the ~40 ms of making a synth over more clips; smaller ones balance workers.
@@ -46,7 +54,6 @@ SHARD_SIZE = 100
 SILENCE_PEAK = 10 ** (-60 / 20)
 # Give up on a clip after this many silent draws (a font missing the programs).
 MAX_DRAWS = 20
-VOLUME_RANGE = (0.5, 1.0)
 FORMATS = {"flac": "PCM_16", "wav": "PCM_16"}
 RUN_RECORD = "generation.json"
 
@@ -58,10 +65,10 @@ class GenerationSettings:
     count: int
     seed: int
     audio_format: str
-    soundfonts: tuple[Path, ...]
+    soundfonts: tuple[SoundFont, ...]
     instruments: pd.DataFrame = field(compare=False, repr=False)
+    recipe: Recipe = RECIPES["none"]
     sample_rate: int = SAMPLE_RATE
-    note_seconds: float = NOTE_SECONDS
     clip_seconds: float = CLIP_SECONDS
 
     def __post_init__(self) -> None:
@@ -75,11 +82,11 @@ class GenerationSettings:
             raise UserError("no instrument selected")
 
 
-def draw_note(rng: np.random.Generator, instruments: pd.DataFrame) -> dict:
+def draw_note(rng: np.random.Generator, instruments: pd.DataFrame, volume_range: tuple[float, float]) -> dict:
     """Draw one note's instrument, pitch and volume."""
     row = instruments.iloc[int(rng.integers(len(instruments)))]
     pitch = int(rng.integers(int(row.min_pitch), int(row.max_pitch) + 1))
-    volume = float(rng.uniform(*VOLUME_RANGE))
+    volume = float(rng.uniform(*volume_range))
     return {
         "instrument_id": int(row.id),
         "midi_program": int(row.id) - 1,
@@ -91,35 +98,8 @@ def draw_note(rng: np.random.Generator, instruments: pd.DataFrame) -> dict:
     }
 
 
-def _variable_length(value: int) -> bytes:
-    """A MIDI variable-length quantity."""
-    out = [value & 0x7F]
-    while value > 0x7F:
-        value >>= 7
-        out.append((value & 0x7F) | 0x80)
-    return bytes(reversed(out))
-
-
-def one_note_midi(*, program: int, pitch: int, velocity: int, seconds: float, channel: int = 0,
-                  ticks_per_beat: int = 480, tempo_us: int = 500_000) -> bytes:
-    """A Standard MIDI File (format 0) playing one note from t = 0 for ``seconds``.
-
-    Written directly (about 40 bytes); pretty_midi spent ~0.7 ms a file, 10 % of a clip's cost.
-    """
-    ticks = round(seconds * 1e6 / tempo_us * ticks_per_beat)
-    events = b"".join([
-        b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big"),          # set tempo
-        bytes([0x00, 0xC0 | channel, program]),                     # program change
-        bytes([0x00, 0x90 | channel, pitch, velocity]),             # note on at t = 0
-        _variable_length(ticks) + bytes([0x80 | channel, pitch, 0]),  # note off
-        b"\x00\xff\x2f\x00",                                        # end of track
-    ])
-    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") \
-        + ticks_per_beat.to_bytes(2, "big")
-    return header + b"MTrk" + len(events).to_bytes(4, "big") + events
-
-
-# Per-process state: one live synth per SoundFont keeps its samples cached.
+# Per-process state: one live synth per SoundFont keeps its samples in FluidSynth's cache,
+# so a fresh synth for the next shard costs ~40 ms instead of a load (up to 6 s for an .sf3).
 _font_holders: dict[Path, Renderer] = {}
 
 
@@ -129,6 +109,22 @@ def _fresh_renderer(font: Path, sample_rate: int) -> Renderer:
     return Renderer(font, sample_rate=sample_rate)
 
 
+def render_clip(renderer: Renderer, *, program: int, pitch: int, velocity: int, variation: Variation,
+                clip_seconds: float, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """One note with its variation: (the clip, the dry render, the MIDI events).
+
+    The dry render (synthesiser output before the recording chain) tells
+    whether the font left the note silent; ``rng`` draws the noise.
+    """
+    events = note_events(program=program, pitch=pitch, velocity=velocity, variation=variation,
+                         sample_rate=renderer.sample_rate, clip_seconds=clip_seconds)
+    dry = renderer.render_events(events, round(clip_seconds * renderer.sample_rate))
+    if variation.is_clean:
+        return dry, dry, events
+    rng = rng if rng is not None else np.random.default_rng(0)
+    return apply_recording_chain(dry, variation, renderer.sample_rate, rng), dry, events
+
+
 def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path) -> list[dict]:
     """Render and write the clips ``sample_ids`` on fresh synths; return their parameter rows."""
     renderers: dict[Path, Renderer] = {}
@@ -136,29 +132,32 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
     try:
         for sample_id in sample_ids:
             font = settings.soundfonts[sample_id % len(settings.soundfonts)]
-            if font not in renderers:
-                renderers[font] = _fresh_renderer(font, settings.sample_rate)
+            if font.path not in renderers:
+                renderers[font.path] = _fresh_renderer(font.path, settings.sample_rate)
             rng = np.random.default_rng([settings.seed, sample_id])
+            variation = settings.recipe.draw(np.random.default_rng([settings.seed, sample_id, 1]),
+                                             note_seconds_max=settings.clip_seconds)
             for draws in range(1, MAX_DRAWS + 1):
-                note = draw_note(rng, settings.instruments)
-                audio = renderers[font].render_note(
-                    program=note["midi_program"], pitch=note["midi_number"], velocity=note["velocity"],
-                    note_seconds=settings.note_seconds, clip_seconds=settings.clip_seconds)
-                peak = float(np.abs(audio).max())
-                if peak >= SILENCE_PEAK:
+                note = draw_note(rng, settings.instruments, settings.recipe.volume)
+                audio, dry, events = render_clip(
+                    renderers[font.path], program=note["midi_program"], pitch=note["midi_number"],
+                    velocity=note["velocity"], variation=variation, clip_seconds=settings.clip_seconds,
+                    rng=np.random.default_rng([settings.seed, sample_id, 2]))
+                if float(np.abs(dry).max()) >= SILENCE_PEAK:
                     break
             else:
-                raise UserError(f"SoundFont {font} left {MAX_DRAWS} draws for clip {sample_id} silent")
+                raise UserError(f"SoundFont {font.name} left {MAX_DRAWS} draws for clip {sample_id} silent")
             name = f"sample_{sample_id:06d}"
             audio_file = f"audio/{name}.{settings.audio_format}"
             midi_file = f"midi/{name}.mid"
-            sf.write(out_dir / audio_file, np.clip(audio, -1.0, 1.0), settings.sample_rate,
+            audio = np.clip(audio, -1.0, 1.0)
+            sf.write(out_dir / audio_file, audio, settings.sample_rate,
                      subtype=FORMATS[settings.audio_format], format=settings.audio_format.upper())
-            (out_dir / midi_file).write_bytes(one_note_midi(
-                program=note["midi_program"], pitch=note["midi_number"], velocity=note["velocity"],
-                seconds=settings.note_seconds))
-            rows.append({"sample_id": sample_id, **note, "duration": settings.note_seconds,
-                         "soundfont": font.name, "peak_dbfs": round(20 * np.log10(peak), 2),
+            (out_dir / midi_file).write_bytes(midi_file_bytes(events, settings.sample_rate))
+            peak = float(np.abs(audio).max())
+            rows.append({"sample_id": sample_id, **note, **variation.columns(),
+                         "soundfont": font.name, "lineage": font.lineage,
+                         "peak_dbfs": round(20 * np.log10(max(peak, 1e-10)), 2),
                          "redraws": draws - 1, "audio_file": audio_file, "midi_file": midi_file})
     finally:
         for renderer in renderers.values():
@@ -229,10 +228,11 @@ def _generate(settings: GenerationSettings, output_dir: Path, jobs: int, progres
         write_json(tmp / RUN_RECORD, {
             "settings": {
                 "count": settings.count, "seed": settings.seed, "format": settings.audio_format,
-                "soundfonts": [str(f) for f in settings.soundfonts],
+                "soundfonts": [{"name": f.name, "path": str(f.path), "lineage": f.lineage}
+                               for f in settings.soundfonts],
                 "instruments": settings.instruments["name"].tolist(),
-                "sample_rate": settings.sample_rate, "note_seconds": settings.note_seconds,
-                "clip_seconds": settings.clip_seconds, "volume_range": VOLUME_RANGE,
+                "sample_rate": settings.sample_rate, "clip_seconds": settings.clip_seconds,
+                "variation": settings.recipe.to_json(),
                 "shard_size": SHARD_SIZE, "silence_peak_dbfs": -60,
             },
             "jobs": jobs,
@@ -240,15 +240,10 @@ def _generate(settings: GenerationSettings, output_dir: Path, jobs: int, progres
                 "clips": len(parameters),
                 "redraws": int(parameters["redraws"].sum()),
                 "per_family": parameters["family_name"].value_counts().sort_index().to_dict(),
+                "per_soundfont": parameters["soundfont"].value_counts().sort_index().to_dict(),
             },
             "seconds": round(elapsed, 3),
-            "versions": library_versions("numpy", "pyfluidsynth", "soundfile", "pretty_midi", "pandas"),
+            "versions": library_versions("numpy", "pyfluidsynth", "soundfile", "pandas", "pedalboard",
+                                         "pyroomacoustics"),
         })
     return parameters
-
-
-def resolve_soundfonts(paths: list[str] | None) -> tuple[Path, ...]:
-    """Check the given SoundFont paths, or fall back to the default SoundFont."""
-    if not paths:
-        return (default_soundfont(),)
-    return tuple(check_soundfont(Path(p).expanduser()) for p in paths)

@@ -9,6 +9,7 @@ MIDI range; see the README for where the ranges come from).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 import pandas as pd
@@ -67,3 +68,27 @@ def select_instruments(
     if unknown:
         raise UserError(f"unknown family {unknown[0]!r} (known: {', '.join(known)})")
     return table[table["family_name"].isin(families)].reset_index(drop=True)
+
+
+# Semitones above C of the note letters.
+_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def pitch_number(text: str | int) -> int:
+    """A MIDI number 0-127 from a number or a scientific pitch name: ``60``, ``"C4"``, ``"F#3"``, ``"Bb2"``.
+
+    >>> pitch_number("A4"), pitch_number("C#4"), pitch_number("Db4"), pitch_number("21")
+    (69, 61, 61, 21)
+    """
+    key = str(text).strip()
+    match = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d+)", key)
+    if key.isdigit():
+        number = int(key)
+    elif match:
+        letter, accidental, octave = match.groups()
+        number = 12 * (int(octave) + 1) + _LETTERS[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]
+    else:
+        raise UserError(f"bad pitch {key!r}: use a MIDI number (60) or a name like C4, F#3, Bb2")
+    if not 0 <= number <= 127:
+        raise UserError(f"pitch {key!r} is outside MIDI's 0..127")
+    return number

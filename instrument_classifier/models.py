@@ -127,6 +127,35 @@ class RandomLevel(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
+class RelativeLevel(layers.Layer):
+    """Levels relative to each clip's loudest cell, floored ``range_db`` below it.
+
+    The chromagram is in absolute dB: a recording's level and its noise floor
+    (a real room's -60 dB hiss, where a clean render is silent down to -120
+    dB) would otherwise be features.  Subtracting each example's maximum
+    removes the level; the floor hides what lies more than ``range_db`` under
+    the peak, so a noise floor below it looks like silence.  ``db_step`` is
+    the scaled size of one dB.  (batch, frames, bins, 1) -> same, in
+    [-range_db * db_step, 0].
+    """
+
+    def __init__(self, range_db: float = 80.0, db_step: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.range_db = float(range_db)
+        self.db_step = float(db_step)
+
+    def call(self, inputs):
+        peak = ops.max(inputs, axis=(1, 2, 3), keepdims=True)
+        return ops.maximum(inputs - peak, ops.cast(-self.range_db * self.db_step, inputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "range_db": self.range_db, "db_step": self.db_step}
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
 class PitchWindow(layers.Layer):
     """Pad (with ``fill_value``) or crop the top of the pitch axis to ``positions + span - 1`` bins.
 
@@ -237,7 +266,8 @@ def reference(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float
 def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0, db_step: float = 0.0,
              seed: int | None = None, filters: int = 64, span: int = 37, positions: int = 88,
              frames_per_template: int = 8, template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
-             max_boost_db: float = 24.0) -> keras.Model:
+             max_boost_db: float = 24.0, relative_db: float | None = None, dense_units: int = 64,
+             dropout: float = 0.3) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -266,6 +296,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     x = RandomPitchShift(max_shift, fill_value=floor, seed=next(seeds), name="pitch_shift")(inputs)
     x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
                     name="level")(x)
+    if relative_db:
+        x = RelativeLevel(relative_db, db_step, name="relative_level")(x)
+        floor = -relative_db * db_step
     register = layers.Flatten(name="register")(layers.AveragePooling2D((frames, 12), name="octave_levels")(x))
     x = PitchWindow(positions, span, fill_value=floor, name="pitch_window")(x)         # (B, 44, P + span - 1, 1)
     x = layers.Conv2D(filters, (frames_per_template, span), strides=(template_hop, 1), padding="valid",
@@ -278,9 +311,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     x = layers.Activation("elu")(x)
     timbre = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Concatenate(name="descriptor")([timbre, register])
-    x = layers.Dropout(0.3, seed=next(seeds))(x)
-    x = layers.Dense(64, activation="elu")(x)
-    x = layers.Dropout(0.3, seed=next(seeds))(x)
+    x = layers.Dropout(dropout, seed=next(seeds))(x)
+    x = layers.Dense(dense_units, activation="elu")(x)
+    x = layers.Dropout(dropout, seed=next(seeds))(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="harmonic")
 
@@ -293,17 +326,21 @@ DEFAULT_ARCHITECTURE = "harmonic"
 
 
 def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0,
-                db_step: float = 0.0, seed: int | None = None) -> keras.Model:
+                db_step: float = 0.0, seed: int | None = None, options: dict | None = None) -> keras.Model:
     """Build the named architecture; UserError for an unknown name.
 
     ``floor`` and ``ceiling`` are the scaled values of silence and of 0 dB,
     ``db_step`` the scaled size of one dB (for the augmentations); ``seed``
-    seeds them and dropout.
+    seeds them and dropout.  ``options`` are further keyword arguments of the
+    architecture's function (e.g. ``{"filters": 128}``).
     """
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[arch](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
-                               seed=seed)
+    try:
+        return ARCHITECTURES[arch](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
+                                   seed=seed, **(options or {}))
+    except TypeError as error:
+        raise UserError(f"bad option for architecture {arch}: {error}") from None
 
 
 # ---------------------------------------------------------------------------

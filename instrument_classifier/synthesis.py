@@ -259,6 +259,51 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
     return events, round(seconds * sample_rate)
 
 
+def _variable_length(value: int) -> bytes:
+    """A MIDI variable-length quantity."""
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.append((value & 0x7F) | 0x80)
+    return bytes(reversed(out))
+
+
+def midi_file_bytes(events: list[NoteEvent], sample_rate: int, *, ticks_per_beat: int = 480,
+                    tempo_us: int = 500_000) -> bytes:
+    """A Standard MIDI File (format 0) of ``events`` (sorted by sample): the inverse of :func:`read_midi_events`.
+
+    Written directly (a one-note file is about 40 bytes; pretty_midi spent
+    ~0.7 ms a file, 10 % of a clip's cost).  Events at sample positions that
+    lie on the tick grid (:data:`variation.TICKS_PER_SECOND` at the defaults)
+    read back at exactly those positions.
+    """
+    ticks_per_second = ticks_per_beat * 1e6 / tempo_us
+    body = [b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big")]  # set tempo
+    last = 0
+    for event in events:
+        tick = round(event.sample * ticks_per_second / sample_rate)
+        channel = event.channel & 0x0F
+        if event.kind == "note_on":
+            message = bytes([0x90 | channel, event.data1, event.data2])
+        elif event.kind == "note_off":
+            message = bytes([0x80 | channel, event.data1, 0])
+        elif event.kind == "program":
+            message = bytes([0xC0 | channel, event.data1])
+        elif event.kind == "control":
+            message = bytes([0xB0 | channel, event.data1, event.data2])
+        elif event.kind == "pitchwheel":
+            message = bytes([0xE0 | channel, event.data1 & 0x7F, event.data1 >> 7])
+        else:
+            raise ValueError(f"unknown event kind {event.kind!r}")
+        body.append(_variable_length(tick - last) + message)
+        last = tick
+    body.append(b"\x00\xff\x2f\x00")  # end of track
+    track = b"".join(body)
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") \
+        + ticks_per_beat.to_bytes(2, "big")
+    return header + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
 # Output formats by file extension (what soundfile writes).
 AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 

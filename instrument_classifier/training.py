@@ -107,7 +107,8 @@ def predictions_table(data_parameters: pd.DataFrame, split: np.ndarray, y: np.nd
     table["predicted"] = [class_names[i] for i in predicted]
     if y is not None:
         table["correct"] = predicted == y
-    for column in ("midi_number", "instrument_id", "instrument_name", "family_name", "audio_file"):
+    for column in ("midi_number", "instrument_id", "instrument_name", "family_name", "soundfont", "lineage",
+                   "audio_file"):
         if column in data_parameters.columns:
             table[column] = data_parameters[column].to_numpy()
     for k, name in enumerate(class_names):
@@ -264,7 +265,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
                 batch_size: int | None = None, learning_rate: float | None = None, seed: int = DEFAULT_SEED,
                 patience: int | None = None, fine_labels: bool | None = None,
                 models_dir: str | os.PathLike | None = None, training_dir: str | os.PathLike | None = None,
-                verbose: int = 2) -> Path:
+                model_options: dict | None = None, verbose: int = 2) -> Path:
     """Train ``arch`` on a prepared dataset; return the finished model folder.
 
     ``epochs``, ``batch_size``, ``learning_rate``, ``patience`` (early
@@ -310,7 +311,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
     db_range = data.feature_params["top_db"] - data.feature_params["floor_db"]
     floor, one_db, ceiling = (float(v) for v in data.scaler.transform(np.array([0.0, 1.0 / db_range, 1.0])))
     network = build_model(arch, x_train.shape[1:], len(fine_names), floor=floor, ceiling=ceiling,
-                          db_step=one_db - floor, seed=seed)
+                          db_step=one_db - floor, seed=seed, options=model_options)
     steps = -(-len(x_train) // settings["batch_size"]) * settings["epochs"]
     network.compile(
         optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),
@@ -378,6 +379,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
             "split": data.record.get("split"),
             "seed": seed,
             **settings,
+            "model_options": model_options or {},
             "epochs_run": int(len(curves)),
             "best_epoch": best_weights.best_epoch,
             "fine_classes": fine_names if settings["fine_labels"] else None,

@@ -36,7 +36,7 @@ SPLITS_CSV = "splits.csv"
 PREPROCESSING_JSON = "preprocessing.json"
 
 TARGETS = ("family", "instrument")
-SPLIT_METHODS = ("random", "instrument")
+SPLIT_METHODS = ("random", "instrument", "soundfont")
 SPLITS = ("train", "valid", "test")
 
 # The original's 60/20/20 split: 20 % of each class (or of each family's
@@ -133,7 +133,7 @@ def _split_counts(n: int, valid_fraction: float, test_fraction: float) -> tuple[
     n_test = round(n * test_fraction)
     n_valid = round(n * valid_fraction)
     if n >= 3:
-        n_test, n_valid = max(1, n_test), max(1, n_valid)
+        n_test, n_valid = max(int(test_fraction > 0), n_test), max(int(valid_fraction > 0), n_valid)
         while n - n_test - n_valid < 1:
             if n_valid >= n_test:
                 n_valid -= 1
@@ -185,6 +185,47 @@ def instrument_split(parameters: pd.DataFrame, labels: pd.Series, *, seed: int =
     return split
 
 
+def soundfont_split(parameters: pd.DataFrame, labels: pd.Series, *, test_fonts: list[str] | None = None,
+                    test_lineages: list[str] | None = None, valid_fonts: list[str] | None = None,
+                    seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION) -> np.ndarray:
+    """Hold whole SoundFonts out: every clip of a test font (or of a font of a test lineage) is a test clip.
+
+    The test set then measures sound banks the model never heard.  Validation
+    is ``valid_fonts`` where given (held out as well), else a stratified
+    random ``valid_fraction`` of the other fonts' clips.  Names are matched
+    without regard to case; a name the dataset does not hold is a UserError.
+    """
+    if "soundfont" not in parameters.columns:
+        raise UserError("parameters.csv lacks the soundfont column needed for --split soundfont")
+    fonts = parameters["soundfont"].astype(str).to_numpy()
+    lineage = (parameters["lineage"].astype(str).to_numpy() if "lineage" in parameters.columns
+               else np.full(len(fonts), ""))
+    if not (test_fonts or test_lineages):
+        raise UserError("--split soundfont needs --test-fonts or --test-lineage (the fonts to hold out)")
+
+    def pick(names: list[str] | None, values: np.ndarray, what: str) -> np.ndarray:
+        known = {value.lower(): value for value in sorted(set(values))}
+        rows = np.zeros(len(values), dtype=bool)
+        for name in names or []:
+            if name.lower() not in known:
+                raise UserError(f"the dataset has no {what} {name!r} (it has: {', '.join(known.values())})")
+            rows |= values == known[name.lower()]
+        return rows
+
+    test = pick(test_fonts, fonts, "SoundFont") | pick(test_lineages, lineage, "lineage")
+    valid = pick(valid_fonts, fonts, "SoundFont") & ~test
+    if test.all() or (test | valid).all():
+        raise UserError("--split soundfont would hold out every font: no training clips are left")
+    split = np.full(len(labels), "train", dtype=object)
+    split[test] = "test"
+    split[valid] = "valid"
+    if not valid_fonts:
+        rest = np.flatnonzero(~test)
+        inner = random_split(labels.iloc[rest], seed=seed, valid_fraction=valid_fraction, test_fraction=0.0)
+        split[rest[inner == "valid"]] = "valid"
+    return split
+
+
 def check_split(labels: pd.Series, split: np.ndarray) -> None:
     """Raise UserError when a split lacks a class (it could be neither learnt nor measured)."""
     labels = np.asarray(labels)
@@ -227,7 +268,8 @@ def _align(parameters: pd.DataFrame, sample_id: np.ndarray, dataset_dir: Path) -
 def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
                           seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION,
                           test_fraction: float = TEST_FRACTION, output_dir: str | os.PathLike | None = None,
-                          overwrite: bool = True) -> Path:
+                          overwrite: bool = True, test_fonts: list[str] | None = None,
+                          test_lineages: list[str] | None = None, valid_fonts: list[str] | None = None) -> Path:
     """Write ``splits.csv`` and ``preprocessing.json``; return the output folder.
 
     The folder (default ``DATASET/training-data``) is built beside its target
@@ -247,8 +289,13 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     chromagrams, sample_id, feature_params = _load_features(dataset_dir)
     parameters = _align(parameters, sample_id, dataset_dir)
     labels = target_labels(parameters, target)
+    if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
+        raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
     if split == "random":
         assignment = random_split(labels, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    elif split == "soundfont":
+        assignment = soundfont_split(parameters, labels, test_fonts=test_fonts, test_lineages=test_lineages,
+                                     valid_fonts=valid_fonts, seed=seed, valid_fraction=valid_fraction)
     else:
         assignment = instrument_split(parameters, labels, seed=seed, valid_fraction=valid_fraction,
                                       test_fraction=test_fraction)
@@ -265,6 +312,8 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         "seed": seed,
         "valid_fraction": valid_fraction,
         "test_fraction": test_fraction,
+        "held_out": ({"test_fonts": sorted(set(parameters["soundfont"][assignment == "test"].astype(str))),
+                      "valid_fonts": list(valid_fonts or [])} if split == "soundfont" else None),
         "class_names": class_names,
         "scaler": scaler.get_params(),
         "features": feature_params,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from instrument_classifier.generation import GenerationSettings, generate_dataset, resolve_soundfonts
+from instrument_classifier.generation import GenerationSettings, generate_dataset
 from instrument_classifier.instruments import load_instruments, select_instruments
+from instrument_classifier.soundfonts import resolve_soundfonts
+from instrument_classifier.variation import get_recipe
 
 # Enough clips for every default family to appear several times.
 TINY_COUNT = 56
@@ -13,11 +15,11 @@ TINY_SEED = 7
 
 
 def make_dataset(path, *, count=TINY_COUNT, seed=TINY_SEED, jobs=1, audio_format="flac", soundfonts=None,
-                 families=None):
-    """Generate a small real dataset (FluidSynth, the default SoundFont) into ``path``."""
+                 families=None, variation="none", vary=None):
+    """Generate a small real dataset (FluidSynth, by default the default SoundFont, clean clips) into ``path``."""
     settings = GenerationSettings(
         count=count, seed=seed, audio_format=audio_format, soundfonts=resolve_soundfonts(soundfonts),
-        instruments=select_instruments(load_instruments(), families=families))
+        instruments=select_instruments(load_instruments(), families=families), recipe=get_recipe(variation, vary))
     generate_dataset(settings, path, jobs=jobs, progress=False)
     return path
 

@@ -81,7 +81,9 @@ def test_clips_are_spread_over_several_soundfonts(tmp_path):
     fonts = [str(default_soundfont()), str(bundled_soundfont())]
     path = make_dataset(tmp_path / "fonts", count=6, soundfonts=fonts, audio_format="wav")
     parameters = pd.read_csv(path / "parameters.csv")
-    assert list(parameters["soundfont"]) == [os.path.basename(f) for f in fonts] * 3
+    # The catalogue's font by its name, a font outside the catalogue by its file name.
+    assert list(parameters["soundfont"]) == ["FluidR3_GM", os.path.basename(fonts[1])] * 3
+    assert list(parameters["lineage"]) == ["fluid", "other"] * 3
     assert sf.info(path / parameters.loc[0, "audio_file"]).format == "WAV"
 
 

@@ -8,8 +8,8 @@ import soundfile as sf
 
 import fluidsynth_wrapper
 import generate_chords
-from instrument_classifier.generation import one_note_midi
-from instrument_classifier.synthesis import Renderer, bundled_soundfont, default_soundfont
+from instrument_classifier.synthesis import Renderer, bundled_soundfont, default_soundfont, midi_file_bytes
+from instrument_classifier.variation import Variation, note_events
 
 
 def dominant_frequency(audio, rate):
@@ -20,7 +20,9 @@ def dominant_frequency(audio, rate):
 @pytest.fixture
 def a4_flute_midi(tmp_path):
     path = tmp_path / "a4.mid"
-    path.write_bytes(one_note_midi(program=73, pitch=69, velocity=100, seconds=1.0))
+    events = note_events(program=73, pitch=69, velocity=100, variation=Variation(), sample_rate=44100,
+                         clip_seconds=2.0)
+    path.write_bytes(midi_file_bytes(events, 44100))
     return path
 
 
@@ -130,3 +132,9 @@ def test_chord_example_bad_input(tmp_path, capsys, args, message):
     assert generate_chords.main(["-o", str(tmp_path / "c.mid"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "c.mid").exists()
+
+
+def test_a_clean_note_is_the_seeds_midi_file_byte_for_byte(a4_flute_midi):
+    # Format 0, 480 ticks per beat, tempo 120 bpm; program 73, A4 velocity 100 at t = 0, off at tick 960.
+    expected = ("4d546864000000060000000101e04d54726b0000001700ff510307a12000c04900904564874080450000ff2f00")
+    assert a4_flute_midi.read_bytes().hex() == expected

@@ -1,0 +1,493 @@
+"""Variation the clean clips lack: how a note is played, where it sounds, how it is recorded.
+
+A :class:`Recipe` holds ranges and probabilities; :meth:`Recipe.draw` turns
+them into one :class:`Variation` of concrete values per clip, drawn from the
+clip's own generator, so that the same seed gives the same clip for any
+number of jobs.  Every value is a column of ``parameters.csv``: a clip can be
+rendered again from its row alone (``render_note.py`` takes each as an option).
+
+The stages, in signal order:
+
+1. **Expression**, as MIDI events that FluidSynth renders and the clip's MIDI
+   file holds: velocity (the font's velocity layers and filter), note length,
+   detune and vibrato (pitch wheel, range +-2 semitones, an event every
+   :data:`PITCH_STEP_TICKS` ticks) and brightness (the SoundFont's own low-pass
+   cutoff, offset through the SF2 NRPN, as a player's filter controller would).
+2. **Room**: the impulse response of a shoebox room from pyroomacoustics'
+   image-source model (reverberation time, room size, microphone distance),
+   its direct path moved to t = 0, as the predictor aligns a file to its onset.
+3. **Microphone and channel colour** (pedalboard): a high-pass and a
+   low-pass (first order, 6 dB per octave), a low and a high shelf and one peak filter.
+4. **Level**: the peak is set to ``level_dbfs``.
+5. **Noise**: background noise (white, pink or brown) and mains hum
+   (50 or 60 Hz and harmonics), at levels relative to the peak: real
+   recordings fill the chromagram's range down to -120 dB, clean renders
+   leave it empty.
+6. **Codec**: MP3 (pedalboard's LAME) at a VBR quality.
+
+The clip is then written as 16-bit audio.  ``Recipe.draw`` draws every value
+whether its stage is on or off, in a fixed order, so that switching one stage
+off (``--vary room_probability=0``) leaves every other value of every clip
+as it was: an ablation changes one thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .cli import UserError
+from .synthesis import NoteEvent
+
+# The MIDI grid of the clips' files: 480 ticks per beat at 120 bpm, 960 ticks a second.
+TICKS_PER_SECOND = 960
+# Vibrato is written as a pitch-wheel event every this many ticks (~5 ms).
+PITCH_STEP_TICKS = 5
+# FluidSynth's default pitch-wheel range, in cents either way.
+PITCH_WHEEL_CENTS = 200.0
+# The SoundFont 2 NRPN: controller 99 = 120 selects a generator by controller 98;
+# generator 8 is the initial filter cutoff, 2 cents per data step, centred on 8192.
+SF2_NRPN_MSB, FILTER_CUTOFF_GENERATOR, FILTER_CENTS_PER_STEP = 120, 8, 2.0
+# Corner frequencies of the fixed shelf filters of the microphone colour.
+LOW_SHELF_HZ, HIGH_SHELF_HZ = 250.0, 4000.0
+# Noise colours: spectral power slope (power ~ 1 / f^slope).
+NOISE_SLOPES = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+# Coloured noise is shaped from this frequency up (below it, flat): brown noise would blow up at DC.
+NOISE_SHAPE_FROM_HZ = 20.0
+CODECS = ("none", "mp3")
+# Decimals of the drawn values (as parameters.csv records them).
+DECIMALS = 4
+# Mains hum: the fundamental and harmonics up to this number (400 or 480 Hz).
+HUM_HARMONICS = 8
+
+
+@dataclass(frozen=True)
+class Variation:
+    """The concrete variation of one clip: one column of parameters.csv each.
+
+    A value that switches a stage off: 0 (detune, vibrato, brightness, filter
+    gains), 0 for ``room_rt60`` (dry), ``eq_highpass_hz`` and
+    ``eq_lowpass_hz`` (no filter), NaN for ``level_dbfs`` (the synthesiser's
+    own level), ``noise_db`` and ``hum_db`` (none), ``"none"`` for ``codec``.
+    """
+
+    note_seconds: float = 1.0
+    detune_cents: float = 0.0
+    vibrato_cents: float = 0.0
+    vibrato_hz: float = 0.0
+    brightness_cents: float = 0.0
+    room_rt60: float = 0.0
+    room_size_m: float = 0.0
+    mic_distance_m: float = 0.0
+    eq_highpass_hz: float = 0.0
+    eq_lowpass_hz: float = 0.0
+    eq_low_shelf_db: float = 0.0
+    eq_high_shelf_db: float = 0.0
+    eq_peak_hz: float = 1000.0
+    eq_peak_db: float = 0.0
+    level_dbfs: float = math.nan
+    noise_db: float = math.nan
+    noise_color: str = "white"
+    hum_db: float = math.nan
+    hum_hz: float = 50.0
+    codec: str = "none"
+    codec_quality: int = 0
+
+    @property
+    def is_clean(self) -> bool:
+        """No expression and no recording chain: the seed's clips."""
+        return (not (self.detune_cents or self.vibrato_cents or self.brightness_cents or self.room_rt60
+                     or self.eq_highpass_hz or self.eq_lowpass_hz or self.eq_low_shelf_db or self.eq_high_shelf_db
+                     or self.eq_peak_db) and self.codec == "none"
+                and all(math.isnan(value) for value in (self.level_dbfs, self.noise_db, self.hum_db)))
+
+    def columns(self) -> dict[str, Any]:
+        """The values as parameters.csv columns (``note_seconds`` is the ``duration`` column)."""
+        values = dataclasses.asdict(self)
+        values = {"duration": values.pop("note_seconds"), **values}
+        return values
+
+    @classmethod
+    def from_columns(cls, row: dict[str, Any]) -> "Variation":
+        """Rebuild from a parameters.csv row (a missing column takes the clean value)."""
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            key = "duration" if item.name == "note_seconds" else item.name
+            if key in row:
+                cast = {"float": float, "int": int, "str": str}[item.type]
+                values[item.name] = cast(row[key])
+        return cls(**values).checked()
+
+    def checked(self) -> "Variation":
+        """Self, or a UserError naming the first value out of range."""
+        for name, (low, high) in VALUE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, float) and math.isnan(value) and name in OPTIONAL_VALUES:
+                continue
+            if not (isinstance(value, (int, float)) and low <= value <= high):
+                raise UserError(f"{name} must be within {low:g}..{high:g}, got {value!r}")
+        if self.noise_color not in NOISE_SLOPES:
+            raise UserError(f"noise_color must be one of {', '.join(NOISE_SLOPES)}, got {self.noise_color!r}")
+        if self.codec not in CODECS:
+            raise UserError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        if self.room_rt60 > 0 and not (self.room_size_m > 0 and self.mic_distance_m > 0):
+            raise UserError("a room (room_rt60 > 0) needs room_size_m and mic_distance_m")
+        return self
+
+
+# Where each value may lie (what a user may ask of render_note.py, what a recipe may draw).
+VALUE_LIMITS: dict[str, tuple[float, float]] = {
+    "note_seconds": (0.01, 60.0),
+    "detune_cents": (-100.0, 100.0),
+    "vibrato_cents": (0.0, 100.0),
+    "vibrato_hz": (0.0, 20.0),
+    "brightness_cents": (-6000.0, 0.0),
+    "room_rt60": (0.0, 3.0),
+    "room_size_m": (0.0, 50.0),
+    "mic_distance_m": (0.0, 20.0),
+    "eq_highpass_hz": (0.0, 2000.0),
+    "eq_lowpass_hz": (0.0, 22050.0),
+    "eq_low_shelf_db": (-24.0, 24.0),
+    "eq_high_shelf_db": (-24.0, 24.0),
+    "eq_peak_hz": (20.0, 20000.0),
+    "eq_peak_db": (-24.0, 24.0),
+    "level_dbfs": (-80.0, 0.0),
+    "noise_db": (-140.0, 0.0),
+    "hum_db": (-140.0, 0.0),
+    "hum_hz": (40.0, 70.0),
+    "codec_quality": (0, 9),
+}
+# Values where NaN means "off".
+OPTIONAL_VALUES = ("level_dbfs", "noise_db", "hum_db")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Ranges (low, high) and probabilities from which each clip's :class:`Variation` is drawn.
+
+    A range is drawn uniformly, or log-uniformly where the name says so in
+    :data:`LOG_RANGES`; ``*_probability`` is the share of clips that get the
+    stage at all.  ``volume`` is drawn with the note (velocity = round(127 volume)).
+    """
+
+    name: str = "custom"
+    volume: tuple[float, float] = (0.5, 1.0)
+    note_seconds: tuple[float, float] = (1.0, 1.0)
+    detune_cents: tuple[float, float] = (0.0, 0.0)
+    vibrato_probability: float = 0.0
+    vibrato_cents: tuple[float, float] = (5.0, 40.0)
+    vibrato_hz: tuple[float, float] = (4.0, 7.0)
+    brightness_probability: float = 0.0
+    brightness_cents: tuple[float, float] = (-2400.0, 0.0)
+    room_probability: float = 0.0
+    room_rt60: tuple[float, float] = (0.15, 1.2)
+    room_size_m: tuple[float, float] = (3.0, 20.0)
+    mic_distance_m: tuple[float, float] = (0.3, 4.0)
+    eq_probability: float = 0.0
+    eq_highpass_hz: tuple[float, float] = (20.0, 200.0)
+    eq_lowpass_probability: float = 0.5
+    eq_lowpass_hz: tuple[float, float] = (4000.0, 20000.0)
+    eq_shelf_db: tuple[float, float] = (-9.0, 9.0)
+    eq_peak_hz: tuple[float, float] = (200.0, 8000.0)
+    eq_peak_db: tuple[float, float] = (-9.0, 9.0)
+    level_probability: float = 0.0
+    level_dbfs: tuple[float, float] = (-40.0, -3.0)
+    noise_probability: float = 0.0
+    noise_db: tuple[float, float] = (-90.0, -35.0)
+    hum_probability: float = 0.0
+    hum_db: tuple[float, float] = (-75.0, -40.0)
+    codec_probability: float = 0.0
+    codec_quality: tuple[int, int] = (2, 9)
+
+    def draw(self, rng: np.random.Generator, *, note_seconds_max: float | None = None) -> Variation:
+        """One clip's variation.  Every value is drawn, on or off, in a fixed order (see the module docstring)."""
+        # Values are rounded as drawn, so that parameters.csv holds exactly the values used.
+        def uniform(bounds):
+            return round(float(rng.uniform(*bounds)), DECIMALS)
+
+        def log_uniform(bounds):
+            return round(float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1])))), DECIMALS)
+
+        def chance(probability):
+            return bool(rng.random() < probability)
+
+        note_seconds = uniform(self.note_seconds)
+        if note_seconds_max is not None:
+            note_seconds = min(note_seconds, note_seconds_max)
+        detune = uniform(self.detune_cents)
+        vibrato = chance(self.vibrato_probability), uniform(self.vibrato_cents), uniform(self.vibrato_hz)
+        brightness = chance(self.brightness_probability), uniform(self.brightness_cents)
+        room = (chance(self.room_probability), log_uniform(self.room_rt60), log_uniform(self.room_size_m),
+                log_uniform(self.mic_distance_m))
+        eq = (chance(self.eq_probability), log_uniform(self.eq_highpass_hz), chance(self.eq_lowpass_probability),
+              log_uniform(self.eq_lowpass_hz), uniform(self.eq_shelf_db), uniform(self.eq_shelf_db),
+              log_uniform(self.eq_peak_hz), uniform(self.eq_peak_db))
+        level = chance(self.level_probability), uniform(self.level_dbfs)
+        noise = chance(self.noise_probability), uniform(self.noise_db), str(rng.choice(list(NOISE_SLOPES)))
+        hum = chance(self.hum_probability), uniform(self.hum_db), float(rng.choice([50.0, 60.0]))
+        codec = chance(self.codec_probability), int(rng.integers(self.codec_quality[0], self.codec_quality[1] + 1))
+        eq_on = eq[0]
+        return Variation(
+            note_seconds=note_seconds,
+            detune_cents=detune,
+            vibrato_cents=vibrato[1] if vibrato[0] else 0.0,
+            vibrato_hz=vibrato[2] if vibrato[0] else 0.0,
+            brightness_cents=brightness[1] if brightness[0] else 0.0,
+            room_rt60=room[1] if room[0] else 0.0,
+            room_size_m=room[2] if room[0] else 0.0,
+            mic_distance_m=room[3] if room[0] else 0.0,
+            eq_highpass_hz=eq[1] if eq_on else 0.0,
+            eq_lowpass_hz=eq[3] if eq_on and eq[2] else 0.0,
+            eq_low_shelf_db=eq[4] if eq_on else 0.0,
+            eq_high_shelf_db=eq[5] if eq_on else 0.0,
+            eq_peak_hz=eq[6] if eq_on else 1000.0,
+            eq_peak_db=eq[7] if eq_on else 0.0,
+            level_dbfs=level[1] if level[0] else math.nan,
+            noise_db=noise[1] if noise[0] else math.nan,
+            noise_color=noise[2] if noise[0] else "white",
+            hum_db=hum[1] if hum[0] else math.nan,
+            hum_hz=hum[2] if hum[0] else 50.0,
+            codec="mp3" if codec[0] else "none",
+            codec_quality=codec[1] if codec[0] else 0,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: (list(value) if isinstance(value, tuple) else value)
+                for key, value in dataclasses.asdict(self).items()}
+
+    def with_overrides(self, overrides: list[str]) -> "Recipe":
+        """A copy with ``KEY=VALUE`` or ``KEY=LOW:HIGH`` overrides (``--vary``); UserError for bad ones."""
+        changes: dict[str, Any] = {}
+        fields = {item.name: item for item in dataclasses.fields(self) if item.name != "name"}
+        for text in overrides:
+            key, sep, value = text.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in fields:
+                raise UserError(f"bad --vary {text!r}: use KEY=VALUE or KEY=LOW:HIGH with KEY one of "
+                                f"{', '.join(fields)}")
+            try:
+                if key.endswith("_probability"):
+                    changes[key] = float(value)
+                else:
+                    parts = [float(part) for part in value.split(":")]
+                    if len(parts) == 1:
+                        parts *= 2
+                    if len(parts) != 2:
+                        raise ValueError
+                    changes[key] = tuple(int(p) for p in parts) if key == "codec_quality" else tuple(parts)
+            except ValueError:
+                raise UserError(f"bad --vary {text!r}: {value!r} is not a number or a LOW:HIGH range") from None
+        recipe = dataclasses.replace(self, **changes)
+        if changes:
+            recipe = dataclasses.replace(recipe, name=f"{self.name}+" + ",".join(sorted(changes)))
+        return recipe.checked()
+
+    def checked(self) -> "Recipe":
+        """Self, or a UserError naming the first probability or range out of bounds."""
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name.endswith("_probability"):
+                if not (isinstance(value, float) and 0.0 <= value <= 1.0):
+                    raise UserError(f"{item.name} must be a probability within 0..1, got {value!r}")
+            elif item.name != "name":
+                limit = RECIPE_LIMITS.get(item.name) or VALUE_LIMITS[item.name]
+                low, high = value
+                if not (math.isfinite(low) and math.isfinite(high) and limit[0] <= low <= high <= limit[1]):
+                    raise UserError(f"{item.name} range {low:g}:{high:g} must be increasing and within "
+                                    f"{limit[0]:g}..{limit[1]:g}")
+                if item.name in LOG_RANGES and low <= 0:
+                    raise UserError(f"{item.name} range must be positive, got {low:g}:{high:g}")
+        return self
+
+
+# Ranges drawn log-uniformly (scale parameters); they must be positive.
+LOG_RANGES = ("room_rt60", "room_size_m", "mic_distance_m", "eq_highpass_hz", "eq_lowpass_hz", "eq_peak_hz")
+# Limits of the recipe ranges that are not values of a Variation.
+RECIPE_LIMITS = {
+    "volume": (0.01, 1.0),
+    "eq_shelf_db": VALUE_LIMITS["eq_low_shelf_db"],
+    "room_rt60": (0.05, 3.0),
+    "room_size_m": (2.0, 50.0),
+    "mic_distance_m": (0.1, 20.0),
+    "eq_highpass_hz": (10.0, 2000.0),
+    "eq_lowpass_hz": (1000.0, 22050.0),
+}
+
+# The named recipes of --variation.
+#   none: the seed's clean clips (volume 0.5-1, a 1 s note, dry, no recording chain).
+#   realistic: a note as a user's recording holds it; each stage on for part of the clips.
+RECIPES = {
+    "none": Recipe(name="none"),
+    "realistic": Recipe(
+        name="realistic", volume=(0.2, 1.0), note_seconds=(0.25, 2.0), detune_cents=(-50.0, 50.0),
+        vibrato_probability=0.5, brightness_probability=0.5, room_probability=0.7, eq_probability=0.7,
+        level_probability=1.0, noise_probability=0.9, hum_probability=0.2, codec_probability=0.3),
+}
+
+
+def get_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
+    """The named recipe with ``--vary`` overrides applied; UserError for an unknown name."""
+    if name not in RECIPES:
+        raise UserError(f"unknown variation {name!r} (choose from: {', '.join(RECIPES)})")
+    return RECIPES[name].with_overrides(overrides or [])
+
+
+# ---------------------------------------------------------------------------
+# 1. Expression: the note as MIDI events
+
+
+def note_events(*, program: int, pitch: int, velocity: int, variation: Variation, sample_rate: int,
+                clip_seconds: float, channel: int = 0) -> list[NoteEvent]:
+    """The MIDI events of one note from t = 0, on the MIDI file's tick grid.
+
+    Every event lies on a tick of :data:`TICKS_PER_SECOND`, so rendering
+    these events and rendering the MIDI file written from them give the same
+    audio.  A clean variation gives exactly the seed's three events.
+    """
+    def at(tick: int) -> int:
+        return round(tick * sample_rate / TICKS_PER_SECOND)
+
+    events = [NoteEvent(0, "program", channel, program, 0)]
+    if variation.brightness_cents:
+        value = 8192 + round(variation.brightness_cents / FILTER_CENTS_PER_STEP)
+        events += [NoteEvent(0, "control", channel, 99, SF2_NRPN_MSB),
+                   NoteEvent(0, "control", channel, 98, FILTER_CUTOFF_GENERATOR),
+                   NoteEvent(0, "control", channel, 6, value >> 7),
+                   NoteEvent(0, "control", channel, 38, value & 0x7F)]
+    bends = []
+    if variation.detune_cents or variation.vibrato_cents:
+        last = round(clip_seconds * TICKS_PER_SECOND)
+        step = PITCH_STEP_TICKS if variation.vibrato_cents else last + 1
+        for tick in range(0, last, step):
+            cents = variation.detune_cents + variation.vibrato_cents * math.sin(
+                2 * math.pi * variation.vibrato_hz * tick / TICKS_PER_SECOND)
+            value = min(16383, max(0, 8192 + round(cents / PITCH_WHEEL_CENTS * 8192)))
+            if not bends or bends[-1].data1 != value:
+                bends.append(NoteEvent(at(tick), "pitchwheel", channel, value))
+    events += bends[:1]
+    events.append(NoteEvent(0, "note_on", channel, pitch, velocity))
+    events += bends[1:]
+    events.append(NoteEvent(at(round(variation.note_seconds * TICKS_PER_SECOND)), "note_off", channel, pitch))
+    return sorted(events, key=lambda event: event.sample)  # stable: simultaneous events keep their order
+
+
+# ---------------------------------------------------------------------------
+# 2.-6. The recording chain
+
+
+def room_impulse_response(rt60: float, size_m: float, distance_m: float, sample_rate: int) -> np.ndarray:
+    """A shoebox room's impulse response (pyroomacoustics, image sources), direct path at t = 0.
+
+    The room is ``size_m`` long, 0.72 of that wide and 0.4 of it high (2.5 m
+    at least); its walls absorb what gives ``rt60`` by Sabine's formula (the
+    room is shrunk where even full absorption would ring longer).  The source
+    stands 1.2 m high, the microphone ``distance_m`` away towards the far
+    corner (closer where the room ends first).  Reflections up to order
+    :data:`MAX_REFLECTION_ORDER`.  float32, peak-normalised.
+    """
+    import pyroomacoustics as pra
+
+    size = float(size_m)
+    while True:
+        dims = np.array([size, 0.72 * size, max(2.5, 0.4 * size)])
+        volume, surface = dims.prod(), 2 * (dims[0] * dims[1] + dims[0] * dims[2] + dims[1] * dims[2])
+        if volume / surface < 0.9 * SABINE_LIMIT * rt60 or size <= 2.0:
+            break
+        size *= 0.9
+    try:
+        absorption, max_order = pra.inverse_sabine(rt60, dims)
+    except ValueError:
+        raise UserError(f"room_rt60 {rt60:g} s is too short for a room of {size_m:g} m") from None
+    source = np.array([0.3 * dims[0], 0.35 * dims[1], 1.2])
+    direction = (dims - 0.5 - source) / np.linalg.norm(dims - 0.5 - source)
+    room_left = np.min((dims - 0.3 - source) / np.maximum(direction, 1e-9))
+    microphone = source + direction * min(distance_m, room_left)
+    room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(float(min(absorption, 1.0))),
+                       max_order=int(min(max_order, MAX_REFLECTION_ORDER)))
+    room.add_source(source)
+    room.add_microphone(microphone)
+    room.compute_rir()
+    response = np.asarray(room.rir[0][0], dtype=np.float64)
+    direct = int(np.argmax(np.abs(response)))
+    response = response[max(0, direct - FRACTIONAL_DELAY_HALF):]
+    return (response / np.abs(response).max()).astype(np.float32)
+
+
+# Sabine: RT60 = 24 ln(10) V / (c S a), so with absorption a <= 1 a room can ring no shorter
+# than 55.3 / 343 * V / S: V / S must stay below 343 / 55.3 * rt60.
+SABINE_LIMIT = 343.0 / (24 * math.log(10))
+# Image sources up to this order: ~10 ms a room; the tail of long rooms ends after ~0.7 s.
+MAX_REFLECTION_ORDER = 20
+# pyroomacoustics' fractional-delay filter reaches this many samples before the direct path.
+FRACTIONAL_DELAY_HALF = 40
+
+
+def coloured_noise(rng: np.random.Generator, n: int, colour: str, sample_rate: int) -> np.ndarray:
+    """Gaussian noise with power ~ 1/f^slope above 20 Hz (white, pink, brown), unit RMS, float32.
+
+    Shaped in the frequency domain from the clip's own generator (a library's
+    noise would draw from a global random state, breaking per-clip seeds).
+    """
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    frequency = np.maximum(np.fft.rfftfreq(n, 1 / sample_rate), NOISE_SHAPE_FROM_HZ)
+    spectrum *= frequency ** (-NOISE_SLOPES[colour] / 2)
+    noise = np.fft.irfft(spectrum, n)
+    return (noise / (np.sqrt(np.mean(noise ** 2)) or 1.0)).astype(np.float32)
+
+
+def mains_hum(rng: np.random.Generator, n: int, frequency: float, sample_rate: int) -> np.ndarray:
+    """Mains hum: ``frequency`` and its first :data:`HUM_HARMONICS` harmonics at 1/k amplitude, random phases, unit RMS."""
+    turn = np.exp(1j * np.arange(n) * (2 * np.pi * frequency / sample_rate))  # e^{i w t}
+    power = turn.copy()                                                       # e^{i k w t}
+    hum = np.zeros(n)
+    for k, phase in enumerate(rng.uniform(0, 2 * np.pi, HUM_HARMONICS), start=1):
+        hum += (power * np.exp(1j * phase)).imag / k                         # sin(k w t + phase) / k
+        power *= turn
+    return (hum / np.sqrt(np.mean(hum ** 2))).astype(np.float32)
+
+
+def apply_recording_chain(audio: np.ndarray, variation: Variation, sample_rate: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Stages 2-6 on a rendered note [shape=(n,)] -> float32 [shape=(n,)] (``rng`` draws the noise)."""
+    import pedalboard
+    import scipy.signal
+
+    audio = np.asarray(audio, dtype=np.float32)
+    n = len(audio)
+    if variation.room_rt60 > 0:
+        response = room_impulse_response(variation.room_rt60, variation.room_size_m, variation.mic_distance_m,
+                                         sample_rate)
+        audio = scipy.signal.oaconvolve(audio, response)[:n].astype(np.float32)
+    filters = []
+    if variation.eq_highpass_hz > 0:
+        filters.append(pedalboard.HighpassFilter(variation.eq_highpass_hz))
+    if variation.eq_lowpass_hz > 0:
+        filters.append(pedalboard.LowpassFilter(min(variation.eq_lowpass_hz, 0.45 * sample_rate)))
+    if variation.eq_low_shelf_db:
+        filters.append(pedalboard.LowShelfFilter(LOW_SHELF_HZ, variation.eq_low_shelf_db, 0.707))
+    if variation.eq_high_shelf_db:
+        filters.append(pedalboard.HighShelfFilter(HIGH_SHELF_HZ, variation.eq_high_shelf_db, 0.707))
+    if variation.eq_peak_db:
+        filters.append(pedalboard.PeakFilter(min(variation.eq_peak_hz, 0.45 * sample_rate), variation.eq_peak_db, 1.0))
+    if filters:
+        audio = pedalboard.Pedalboard(filters)(audio, sample_rate)
+    peak = float(np.abs(audio).max())
+    if not math.isnan(variation.level_dbfs) and peak > 0:
+        audio = audio * np.float32(10 ** (variation.level_dbfs / 20) / peak)
+        peak = 10 ** (variation.level_dbfs / 20)
+    # Noise and hum have a generator each, so that one stage never shifts the other's draws.
+    noise_rng, hum_rng = rng.spawn(2)
+    if not math.isnan(variation.noise_db):
+        noise = coloured_noise(noise_rng, n, variation.noise_color, sample_rate)
+        audio = audio + noise * np.float32(peak * 10 ** (variation.noise_db / 20))
+    if not math.isnan(variation.hum_db):
+        hum = mains_hum(hum_rng, n, variation.hum_hz, sample_rate)
+        audio = audio + hum * np.float32(peak * 10 ** (variation.hum_db / 20))
+    if variation.codec == "mp3":
+        audio = pedalboard.MP3Compressor(vbr_quality=float(variation.codec_quality))(
+            np.clip(audio, -1.0, 1.0), sample_rate)
+    return np.asarray(audio, dtype=np.float32)

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Render one note exactly as asked: instrument, pitch, velocity, lengths, font and any variation.
+
+Writes the audio (format from the extension: .flac, .wav, .ogg) and the MIDI
+file the note was rendered from (the audio's name with .mid, or --midi).
+Every variation setting of generate_audio_samples.py --variation realistic
+is an option here, named as its column of parameters.csv; unset ones are off,
+so the plain command gives the seed's clean note.  Listen to what one setting
+does by rendering the same note with and without it.
+
+Examples:
+
+    python render_note.py --instrument violin --pitch A4 -o violin.flac
+    python render_note.py --instrument 41 --pitch 69 --velocity 60 --note-seconds 1.5 --soundfont TimGM6mb -o v.wav
+    python render_note.py --instrument violin --pitch A4 --vibrato-cents 25 --vibrato-hz 5.5 \\
+        --room-rt60 0.8 --room-size-m 12 --mic-distance-m 3 --noise-db -50 --noise-color pink --codec mp3 \\
+        --codec-quality 7 -o violin-in-a-hall.flac
+
+Clip k of a dataset generated with seed s: its parameters.csv row as options, plus --seed s --sample-id k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, seed_type
+from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
+from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
+from instrument_classifier.soundfonts import load_catalogue, resolve_soundfonts
+from instrument_classifier.synthesis import Renderer, check_audio_path, midi_file_bytes, write_audio
+from instrument_classifier.variation import CODECS, NOISE_SLOPES, VALUE_LIMITS, Variation
+
+# Variation fields that are not plain numbers, and their choices.
+CHOICES = {"noise_color": tuple(NOISE_SLOPES), "codec": CODECS}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"SoundFonts by name: {', '.join(f.name for f in load_catalogue())} (or a path). "
+               "Variation settings are explained in instrument_classifier/variation.py; a room needs "
+               "--room-rt60, --room-size-m and --mic-distance-m.")
+    parser.add_argument("-o", "--output", required=True, help="audio file to write (.flac, .wav or .ogg)")
+    parser.add_argument("--midi", default=None, help="MIDI file to write (default: the output's name with .mid)")
+    parser.add_argument("--instrument", required=True, help="GM instrument: a name of instruments.csv or an id 1-128")
+    parser.add_argument("--pitch", default="C4", help="MIDI number or a name like C4, F#3, Bb2")
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--velocity", type=int, default=None, help="MIDI velocity 1-127 (default: 100)")
+    level.add_argument("--volume", type=float, default=None, help="volume 0-1 (velocity = round(127 volume))")
+    parser.add_argument("--soundfont", default=None, help="a name, or a .sf2/.sf3 path (default: the default SoundFont)")
+    parser.add_argument("--clip-seconds", type=float, default=CLIP_SECONDS, help="length of the audio")
+    parser.add_argument("--seed", type=seed_type, default=0,
+                        help="seed of the noise and hum: with --sample-id, a dataset's (seed, sample_id) "
+                             "gives exactly its clip")
+    parser.add_argument("--sample-id", type=int, default=0, help="see --seed")
+    variation = parser.add_argument_group("variation (each off unless given)")
+    for item in dataclasses.fields(Variation):
+        option = "--" + item.name.replace("_", "-")
+        if item.name in CHOICES:
+            variation.add_argument(option, choices=CHOICES[item.name], default=item.default)
+        else:
+            low, high = VALUE_LIMITS[item.name]
+            help_text = f"{low:g}..{high:g}" + (" (note length)" if item.name == "note_seconds" else "")
+            variation.add_argument(option, type=int if item.type == "int" else float, default=item.default,
+                                   metavar="X", help=help_text)
+    return parser.parse_args(argv)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = check_audio_path(args.output)
+    midi_path = Path(args.midi) if args.midi else output.with_suffix(".mid")
+    if midi_path.resolve() == output.resolve():
+        raise UserError("the MIDI file and the audio file must differ")
+    instrument = select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]
+    pitch = pitch_number(args.pitch)
+    if args.volume is not None:
+        if not 0 < args.volume <= 1:
+            raise UserError(f"--volume must be within (0, 1], got {args.volume}")
+        velocity = round(127 * args.volume)
+    else:
+        velocity = 100 if args.velocity is None else args.velocity
+    if not 1 <= velocity <= 127:
+        raise UserError(f"--velocity must be within 1..127, got {velocity}")
+    if args.sample_id < 0:
+        raise UserError(f"--sample-id must be at least 0, got {args.sample_id}")
+    if not (math.isfinite(args.clip_seconds) and 0.05 <= args.clip_seconds <= 60):
+        raise UserError(f"--clip-seconds must be within 0.05..60, got {args.clip_seconds}")
+    variation = Variation(**{item.name: getattr(args, item.name) for item in dataclasses.fields(Variation)}).checked()
+    (font,) = resolve_soundfonts([args.soundfont] if args.soundfont else None)
+
+    from instrument_classifier.generation import render_clip
+
+    with Renderer(font.path, sample_rate=SAMPLE_RATE) as renderer:
+        audio, dry, events = render_clip(renderer, program=int(instrument.midi_program), pitch=pitch,
+                                         velocity=velocity, variation=variation, clip_seconds=args.clip_seconds,
+                                         rng=np.random.default_rng([args.seed, args.sample_id, 2]))
+    with atomic_path(midi_path) as tmp:
+        tmp.write_bytes(midi_file_bytes(events, SAMPLE_RATE))
+    write_audio(output, audio, SAMPLE_RATE)
+    peak = float(np.abs(audio).max())
+    level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "silent: the font has no sound for this note"
+    print(f"wrote {output} and {midi_path}: {instrument['name']} {args.pitch} velocity {velocity}, "
+          f"{font.name}, {level}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

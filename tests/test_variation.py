@@ -1,0 +1,302 @@
+"""The SoundFont catalogue, the variation of the clips, and render_note.py."""
+
+from __future__ import annotations
+
+import filecmp
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+import fluidsynth_wrapper
+import generate_audio_samples
+import render_note
+from conftest import make_dataset
+from instrument_classifier import soundfonts
+from instrument_classifier.cli import UserError
+from instrument_classifier.instruments import pitch_number
+from instrument_classifier.synthesis import Renderer
+from instrument_classifier.variation import (RECIPES, Variation, apply_recording_chain, get_recipe,
+                                             note_events)
+
+RATE = 44_100
+# The two small fonts of the catalogue (fast to load), one per lineage's smaller member.
+SMALL_FONTS = ["TimGM6mb", "sf_GMbank"]
+
+
+# ---------------------------------------------------------------------------
+# The catalogue
+
+
+def test_catalogue_resolves_every_listed_font():
+    catalogue = soundfonts.load_catalogue()
+    assert {font.name for font in catalogue} >= {"FluidR3_GM", "FluidR3Mono", "MuseScore_General", "TimGM6mb",
+                                                 "sf_GMbank"}
+    resolved = soundfonts.resolve_soundfonts(["all"])
+    assert [font.name for font in resolved] == [font.name for font in catalogue]
+    for font in resolved:
+        assert font.path.is_file() and font.lineage in ("fluid", "gs")
+        with Renderer(font.path) as renderer:  # FluidSynth loads it (.sf3 too) and it plays a violin
+            audio = renderer.render_note(program=40, pitch=69, velocity=100, note_seconds=0.5, clip_seconds=0.5)
+        assert np.abs(audio).max() > 1e-3, font.name
+    assert soundfonts.lineages()["gs"] == ["TimGM6mb", "sf_GMbank"]
+
+
+def test_fonts_by_name_are_case_blind_and_a_path_outside_the_catalogue_is_its_own_font(tmp_path):
+    assert soundfonts.resolve_soundfonts(["timgm6MB"])[0].name == "TimGM6mb"
+    copy = tmp_path / "my_font.sf2"
+    copy.write_bytes(soundfonts.resolve_soundfonts(["sf_GMbank"])[0].path.read_bytes())
+    font = soundfonts.resolve_soundfonts([str(copy)])[0]
+    assert (font.name, font.lineage) == ("my_font.sf2", "other")
+    # The catalogue's own file by path is the catalogue font.
+    assert soundfonts.resolve_soundfonts(["/usr/share/sounds/sf2/TimGM6mb.sf2"])[0].lineage == "gs"
+
+
+def test_a_missing_font_names_its_debian_package():
+    font = soundfonts.SoundFont("Nowhere", soundfonts.Path("/nonexistent/nowhere.sf2"), "x", "nowhere-soundfont")
+    with pytest.raises(UserError, match="install the Debian package nowhere-soundfont"):
+        soundfonts.installed(font)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--soundfont", "NoSuchFont"], "unknown SoundFont 'NoSuchFont'"),
+    (["--variation", "loud"], "invalid choice"),
+    (["--variation", "realistic", "--vary", "room_probability=2"], "room_probability must be a probability"),
+    (["--variation", "realistic", "--vary", "room_rt60=0.5:9"], "room_rt60 range 0.5:9 must be"),
+    (["--variation", "realistic", "--vary", "colour=1"], "bad --vary 'colour=1'"),
+    (["--variation", "realistic", "--vary", "noise_db=loud"], "is not a number"),
+])
+def test_bad_font_and_variation_options_are_one_line_errors(tmp_path, capsys, argv, message):
+    try:
+        status = generate_audio_samples.main(["-c", "4", "-o", str(tmp_path / "out"), *argv])
+    except SystemExit as exit:  # argparse's own usage errors
+        status = exit.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# A multi-font dataset with variation
+
+
+@pytest.fixture(scope="module")
+def varied_dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("varied") / "dataset", count=24, seed=5, jobs=1,
+                        soundfonts=SMALL_FONTS, variation="realistic")
+
+
+def test_each_clip_records_its_font_lineage_and_variation(varied_dataset):
+    parameters = pd.read_csv(varied_dataset / "parameters.csv")
+    assert list(parameters["soundfont"]) == SMALL_FONTS * 12
+    assert set(parameters["lineage"]) == {"gs"}
+    recipe = RECIPES["realistic"]
+    assert parameters["duration"].between(*recipe.note_seconds).all()
+    assert parameters["velocity"].between(round(127 * recipe.volume[0]), 127).all()
+    assert parameters["detune_cents"].between(*recipe.detune_cents).all()
+    rooms = parameters[parameters["room_rt60"] > 0]
+    assert 0 < len(rooms) < len(parameters) and rooms["room_rt60"].between(*recipe.room_rt60).all()
+    assert set(parameters["codec"]) <= {"none", "mp3"} and set(parameters["noise_color"]) <= {"white", "pink", "brown"}
+    # The level is what the recipe set, within the noise and codec added after it.
+    np.testing.assert_allclose(parameters["peak_dbfs"], parameters["level_dbfs"], atol=1.5)
+    # Every variation value can be read back into a valid Variation.
+    for row in parameters.to_dict("records"):
+        Variation.from_columns(row)
+
+
+def test_variation_is_deterministic_for_any_jobs(tmp_path, varied_dataset):
+    two = make_dataset(tmp_path / "j2", count=24, seed=5, jobs=2, soundfonts=SMALL_FONTS, variation="realistic")
+    assert filecmp.cmp(varied_dataset / "parameters.csv", two / "parameters.csv", shallow=False)
+    names = sorted(p.name for p in (two / "audio").iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(varied_dataset / "audio", two / "audio", names, shallow=False)
+    assert len(match) == 24 and not mismatch and not errors
+
+
+def test_switching_one_stage_off_leaves_every_other_value_as_it_was(tmp_path, varied_dataset):
+    dry_rooms = make_dataset(tmp_path / "no-room", count=24, seed=5, soundfonts=SMALL_FONTS,
+                             variation="realistic", vary=["room_probability=0"])
+    before = pd.read_csv(varied_dataset / "parameters.csv")
+    after = pd.read_csv(dry_rooms / "parameters.csv")
+    assert (after["room_rt60"] == 0).all() and (before["room_rt60"] > 0).any()
+    same = [c for c in before.columns if not c.startswith(("room_", "mic_", "peak_dbfs"))]
+    pd.testing.assert_frame_equal(before[same], after[same])
+
+
+def test_a_dataset_clip_renders_again_from_its_row(tmp_path, varied_dataset):
+    parameters = pd.read_csv(varied_dataset / "parameters.csv")
+    row = parameters[(parameters["room_rt60"] > 0) & parameters["noise_db"].notna()].iloc[0]
+    argv = ["--instrument", str(row.instrument_id), "--pitch", str(row.midi_number), "--velocity",
+            str(row.velocity), "--soundfont", row.soundfont, "--seed", "5", "--sample-id", str(row.sample_id),
+            "-o", str(tmp_path / "again.flac")]
+    for column, value in Variation.from_columns(row.to_dict()).columns().items():
+        option = "--note-seconds" if column == "duration" else "--" + column.replace("_", "-")
+        if not (isinstance(value, float) and math.isnan(value)):
+            argv += [option, repr(value) if isinstance(value, float) else str(value)]
+    assert render_note.main(argv) == 0
+    again, _ = sf.read(tmp_path / "again.flac", dtype="int16")
+    original, _ = sf.read(varied_dataset / row.audio_file, dtype="int16")
+    np.testing.assert_array_equal(again, original)
+
+
+# ---------------------------------------------------------------------------
+# What each stage does, on known signals
+
+
+def _sine(frequency=440.0, seconds=1.0, amplitude=0.1):
+    t = np.arange(round(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+def _band_level_db(audio, low, high):
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    frequency = np.fft.rfftfreq(len(audio), 1 / RATE)
+    return 10 * np.log10(spectrum[(frequency >= low) & (frequency < high)].sum() + 1e-30)
+
+
+def test_level_sets_the_peak_and_noise_sits_at_its_level_below_it():
+    variation = Variation(level_dbfs=-20.0, noise_db=-40.0, noise_color="white")
+    out = apply_recording_chain(np.zeros(RATE, np.float32) + _sine(), variation, RATE, np.random.default_rng(0))
+    clean = apply_recording_chain(_sine(), Variation(level_dbfs=-20.0), RATE, np.random.default_rng(0))
+    assert 20 * np.log10(np.abs(clean).max()) == pytest.approx(-20.0, abs=0.01)
+    noise_rms = np.sqrt(np.mean((out - clean) ** 2))
+    assert 20 * np.log10(noise_rms) == pytest.approx(-60.0, abs=0.5)
+
+
+def test_noise_colours_tilt_the_spectrum():
+    tilts = {}
+    for colour in ("white", "pink", "brown"):
+        # A 100 Hz tone sets the peak (the noise's reference) and leaves both bands alone.
+        out = apply_recording_chain(_sine(100.0, 2.0), Variation(level_dbfs=-20.0, noise_db=-20.0,
+                                    noise_color=colour), RATE, np.random.default_rng(1))
+        # Level per octave, 500-1000 Hz against 8-16 kHz (16 times the bandwidth).
+        tilts[colour] = _band_level_db(out, 8000, 16000) - _band_level_db(out, 500, 1000)
+    assert tilts["white"] == pytest.approx(12.0, abs=1.0)   # power per Hz flat: 16x the bandwidth
+    assert tilts["pink"] == pytest.approx(0.0, abs=1.0)     # equal power per octave
+    assert tilts["brown"] == pytest.approx(-12.0, abs=1.0)  # 3 dB less per octave
+
+
+def test_hum_adds_the_mains_frequency_and_its_harmonics():
+    out = apply_recording_chain(_sine(3000.0), Variation(level_dbfs=-20.0, hum_db=-30.0, hum_hz=60.0), RATE,
+                                np.random.default_rng(2))
+    assert _band_level_db(out, 55, 65) - _band_level_db(out, 70, 110) > 40
+    assert _band_level_db(out, 175, 185) - _band_level_db(out, 190, 230) > 30  # the third harmonic
+
+
+def test_filters_shape_the_spectrum():
+    signal = _sine(100.0) + _sine(1000.0) + _sine(12000.0)
+    out = apply_recording_chain(signal, Variation(eq_highpass_hz=400.0, eq_lowpass_hz=4000.0), RATE,
+                                np.random.default_rng(0))
+    assert _band_level_db(out, 950, 1050) - _band_level_db(signal, 950, 1050) == pytest.approx(0, abs=1.0)
+    # First-order filters (6 dB per octave, a microphone's gentle roll-off): two octaves and 1.6 octaves away.
+    assert _band_level_db(out, 90, 110) - _band_level_db(signal, 90, 110) < -10
+    assert _band_level_db(out, 11900, 12100) - _band_level_db(signal, 11900, 12100) < -8
+
+
+def test_a_room_adds_a_tail_that_grows_with_its_reverberation_time():
+    click = np.zeros(RATE, np.float32)
+    click[0] = 0.5
+    tails = []
+    for rt60 in (0.2, 0.8):
+        out = apply_recording_chain(click, Variation(room_rt60=rt60, room_size_m=8.0, mic_distance_m=2.0), RATE,
+                                    np.random.default_rng(0))
+        tails.append(_band_level_db(out[int(0.15 * RATE):int(0.4 * RATE)], 0, RATE / 2)
+                     - _band_level_db(out[:int(0.15 * RATE)], 0, RATE / 2))
+        assert np.argmax(np.abs(out)) < 0.005 * RATE  # the direct path stays at the start
+    assert tails[0] < tails[1] - 10
+
+
+def test_mp3_cuts_the_top_octave_at_low_quality():
+    signal = _sine(1000.0) + _sine(18000.0, amplitude=0.05)
+    out = apply_recording_chain(signal, Variation(codec="mp3", codec_quality=9), RATE, np.random.default_rng(0))
+    assert _band_level_db(out, 17900, 18100) < _band_level_db(signal, 17900, 18100) - 20
+    assert _band_level_db(out, 950, 1050) == pytest.approx(_band_level_db(signal, 950, 1050), abs=1.0)
+
+
+def _f0(audio):
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 16 * len(audio)))
+    return np.fft.rfftfreq(16 * len(audio), 1 / RATE)[np.argmax(spectrum)]
+
+
+@pytest.fixture(scope="module")
+def flute():
+    renderer = Renderer(soundfonts.resolve_soundfonts(["TimGM6mb"])[0].path)
+    yield renderer
+    renderer.close()
+
+
+def _render(renderer, variation, pitch=69, program=73):
+    events = note_events(program=program, pitch=pitch, velocity=100, variation=variation, sample_rate=RATE,
+                         clip_seconds=1.0)
+    return renderer.render_events(events, RATE)
+
+
+def test_detune_vibrato_and_brightness_reach_the_sound(flute):
+    plain = _render(flute, Variation())
+    assert _f0(plain[4410:]) == pytest.approx(440.0, abs=3.0)  # the font's own tuning is a few cents off
+    sharp = _render(flute, Variation(detune_cents=40.0))
+    assert 1200 * np.log2(_f0(sharp[4410:]) / _f0(plain[4410:])) == pytest.approx(40.0, abs=3.0)
+    vibrato = _render(flute, Variation(vibrato_cents=40.0, vibrato_hz=5.0))
+    pitches = [_f0(vibrato[start:start + 2205]) for start in range(4410, 39690, 2205)]  # every 50 ms
+    assert max(pitches) / min(pitches) > 2 ** (50 / 1200)
+    bright = _render(flute, Variation(), pitch=60, program=61)  # brass: rich in high harmonics
+    dark = _render(flute, Variation(brightness_cents=-2400.0), pitch=60, program=61)
+
+    def centroid(audio):
+        spectrum = np.abs(np.fft.rfft(audio))
+        return (spectrum * np.fft.rfftfreq(len(audio), 1 / RATE)).sum() / spectrum.sum()
+
+    assert centroid(dark) < 0.8 * centroid(bright)
+
+
+def test_the_midi_file_holds_the_expression(tmp_path):
+    audio_path, midi_path = tmp_path / "note.wav", tmp_path / "note.mid"
+    assert render_note.main(["--instrument", "flute", "--pitch", "A4", "--soundfont", "TimGM6mb",
+                             "--vibrato-cents", "30", "--vibrato-hz", "6", "--detune-cents", "-20",
+                             "--brightness-cents", "-1200", "--note-seconds", "0.8", "-o", str(audio_path)]) == 0
+    again = tmp_path / "again.wav"
+    assert fluidsynth_wrapper.main(["-s", str(soundfonts.resolve_soundfonts(["TimGM6mb"])[0].path),
+                                    str(midi_path), str(again)]) == 0
+    rendered, _ = sf.read(audio_path, dtype="int16")
+    from_midi, _ = sf.read(again, dtype="int16")
+    np.testing.assert_array_equal(from_midi[:len(rendered)], rendered)
+
+
+def test_a_clean_variation_gives_the_seeds_three_events():
+    events = note_events(program=40, pitch=60, velocity=90, variation=Variation(), sample_rate=RATE,
+                         clip_seconds=2.0)
+    assert [(e.sample, e.kind) for e in events] == [(0, "program"), (0, "note_on"), (RATE, "note_off")]
+
+
+def test_recipes_draw_within_their_ranges_and_overrides_are_checked():
+    recipe = get_recipe("realistic", ["noise_db=-60:-50", "codec_probability=1"])
+    draws = [recipe.draw(np.random.default_rng([1, i, 1])) for i in range(200)]
+    noisy = [d.noise_db for d in draws if not math.isnan(d.noise_db)]
+    assert noisy and all(-60 <= value <= -50 for value in noisy)
+    assert all(d.codec == "mp3" for d in draws)
+    assert recipe.name == "realistic+codec_probability,noise_db"
+    assert all(RECIPES["none"].draw(np.random.default_rng(i)).is_clean for i in range(5))
+    with pytest.raises(UserError, match="vibrato_hz range"):
+        get_recipe("realistic", ["vibrato_hz=9:3"])
+
+
+@pytest.mark.parametrize("text, number", [("C4", 60), ("A0", 21), ("c#4", 61), ("Bb2", 46), ("108", 108)])
+def test_pitch_names(text, number):
+    assert pitch_number(text) == number
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--instrument", "kazoo"], "unknown instrument 'kazoo'"),
+    (["--instrument", "violin", "--pitch", "H2"], "bad pitch 'H2'"),
+    (["--instrument", "violin", "--velocity", "300"], "--velocity must be within 1..127"),
+    (["--instrument", "violin", "--room-rt60", "0.5"], "a room (room_rt60 > 0) needs"),
+    (["--instrument", "violin", "--noise-db", "3"], "noise_db must be within"),
+    (["--instrument", "violin", "--soundfont", "Nope"], "unknown SoundFont 'Nope'"),
+])
+def test_render_note_bad_input(tmp_path, capsys, argv, message):
+    assert render_note.main([*argv, "-o", str(tmp_path / "x.flac")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
