@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
-"""Write the evaluation report of a trained model: plots, tables and index.html.
+"""Write the evaluation report of trained models: plots, tables and index.html; compare models on unheard fonts.
 
 Writes MODEL_DIR/evaluation/: learning curves (loss and error, train vs
 valid), confusion matrices (counts and normalised), per-class precision,
-recall and F1, ROC curves with AUC, per split; error by pitch; metrics.csv;
-and index.html showing it all (open it as a file, no server needed).
-Re-runnable: train.py calls it, and you can call it again any time.
+recall and F1, ROC curves with AUC, per split; error by pitch; error by
+SoundFont and lineage; metrics.csv; and index.html showing it all (open it
+as a file, no server needed).  Re-runnable: train.py calls it, and you can
+call it again any time.
+
+With --report DIR, also a generalisation table of all the models given:
+one row per model, one column per held-out SoundFont and lineage (the test
+split of a model trained with prepare_training.py --split soundfont, and
+every --dataset), beside the in-distribution error; DIR/generalisation.csv
+and DIR/generalisation.md, printed too.
 
 Examples:
 
     python evaluate.py data/working/single-notes-2000/models/20261125-142301-harmonic-s42
     python evaluate.py MODEL_DIR --dataset data/working/single-notes-other-font   # -> evaluation/<name>/
     python evaluate.py --best                      # the best model of the default dataset
+    python evaluate.py MODEL_A MODEL_B --dataset data/working/clean-fonts --report data/working/report
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
@@ -26,12 +35,14 @@ from instrument_classifier.model_files import MODELS_DIR
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir", nargs="?", help="model folder (train.py's last output line)")
+    parser.add_argument("model_dir", nargs="*", help="model folders (train.py's last output line)")
     parser.add_argument("--best", action="store_true",
                         help=f"evaluate the best model of {DEFAULT_DATASET_DIR / 'models'} (see leaderboard.py)")
-    parser.add_argument("--dataset", default=None,
-                        help="evaluate on this other dataset (features extracted with the same parameters); "
-                             "the report goes to MODEL_DIR/evaluation/<dataset name>/")
+    parser.add_argument("--dataset", nargs="+", default=None, metavar="DATASET",
+                        help="evaluate on these other datasets (features extracted with the same parameters); "
+                             "each report goes to MODEL_DIR/evaluation/<dataset name>/")
+    parser.add_argument("--report", default=None, metavar="DIR",
+                        help="write the generalisation table of the models to DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return parser.parse_args(argv)
 
@@ -39,15 +50,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.model_dir is None:
-        if not args.best:
-            raise UserError("give a model directory or --best")
+    models = list(args.model_dir)
+    if args.best:
         from instrument_classifier.leaderboard import best_model_dir
 
-        args.model_dir = best_model_dir(DEFAULT_DATASET_DIR / MODELS_DIR)
+        models.append(best_model_dir(DEFAULT_DATASET_DIR / MODELS_DIR))
+    if not models:
+        raise UserError("give a model directory or --best")
     from instrument_classifier.evaluation import evaluate_model
 
-    evaluate_model(args.model_dir, dataset_dir=args.dataset, quiet=args.quiet)
+    for model_dir in models:
+        for dataset in args.dataset or [None]:
+            evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
+    if args.report:
+        from instrument_classifier.generalisation import format_markdown, generalisation_table, \
+            write_generalisation_report
+
+        table = generalisation_table(models, [Path(dataset).resolve().name for dataset in args.dataset or []])
+        path = write_generalisation_report(table, args.report)
+        if not args.quiet:
+            print(format_markdown(table))
+            print(f"generalisation report: {path}")
     return 0
 
 

@@ -10,6 +10,7 @@
     per_class_<split>.png       the same as bars
     roc_<split>.png             one-vs-rest ROC curve of every class, with its AUC
     error_by_pitch.png/.csv     error rate per MIDI-number band, per split
+    error_by_soundfont.csv      error per split and SoundFont, and per lineage (multi-font datasets)
 
 On the model's own dataset it reads ``predictions.csv`` (written by
 training from the best epoch), so it is cheap and re-runnable.  With
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError
+from .generalisation import errors_by_soundfont
 from .models import check_model_dir, load_model_dir
 from .training import (FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV, metrics_table,
                        predictions_table)
@@ -244,6 +246,10 @@ def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str
             pitch.to_csv(staging / "error_by_pitch.csv", index=False)
             plot_error_by_pitch(pitch, splits, PITCH_BAND, staging / "error_by_pitch.png")
             sections.append(_section("Error by pitch", _img("error_by_pitch.png")))
+        by_font = errors_by_soundfont(predictions)
+        if not by_font.empty:
+            by_font.to_csv(staging / "error_by_soundfont.csv", index=False)
+            sections.insert(0, _section("Error by SoundFont and lineage", _table(by_font, floats="{:.4f}")))
         head = _section("Final metrics", _table(metrics, floats="{:.4f}"))
         if notes:
             head += "".join(f"<p>{html.escape(note)}</p>" for note in notes)

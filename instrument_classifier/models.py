@@ -127,6 +127,56 @@ class RandomLevel(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
+class RandomEqualiser(layers.Layer):
+    """Augmentation: a random smooth equaliser curve over pitch, per example.
+
+    A microphone, a room and a sound bank each colour a note with their own
+    frequency response; in a log-amplitude chromagram that is a curve added
+    along the pitch axis.  The curve is a tilt, uniform in +-``max_tilt_db``
+    from the lowest bin to the highest, plus ``bumps`` bell curves of
+    +-``max_bump_db`` at random pitches, 3-18 semitones wide.  As in
+    :class:`RandomLevel`, silent cells stay silent and cells saturate at
+    ``ceiling``.  Active only in training; a fresh curve every epoch.
+    """
+
+    def __init__(self, max_tilt_db: float = 12.0, max_bump_db: float = 9.0, bumps: int = 3, db_step: float = 0.0,
+                 floor: float = 0.0, ceiling: float = 1.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_tilt_db = float(max_tilt_db)
+        self.max_bump_db = float(max_bump_db)
+        self.bumps = int(bumps)
+        self.db_step = float(db_step)
+        self.floor = float(floor)
+        self.ceiling = float(ceiling)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.db_step == 0:
+            return inputs
+        batch, bins = ops.shape(inputs)[0], inputs.shape[2]
+        position = ops.reshape(ops.arange(bins, dtype="float32"), (1, 1, bins, 1))          # (1, 1, bins, 1)
+        tilt = keras.random.uniform((batch, 1, 1, 1), -self.max_tilt_db, self.max_tilt_db, seed=self.seed_generator)
+        curve = tilt * (position / (bins - 1) - 0.5)
+        for _ in range(self.bumps):
+            gain = keras.random.uniform((batch, 1, 1, 1), -self.max_bump_db, self.max_bump_db,
+                                        seed=self.seed_generator)
+            centre = keras.random.uniform((batch, 1, 1, 1), 0.0, float(bins), seed=self.seed_generator)
+            width = keras.random.uniform((batch, 1, 1, 1), 3.0, 18.0, seed=self.seed_generator)
+            curve = curve + gain * ops.exp(-0.5 * ops.square((position - centre) / width))
+        shaped = ops.clip(inputs + ops.cast(curve * self.db_step, inputs.dtype), self.floor, self.ceiling)
+        return ops.where(inputs > ops.cast(self.floor, inputs.dtype), shaped, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_tilt_db": self.max_tilt_db, "max_bump_db": self.max_bump_db,
+                "bumps": self.bumps, "db_step": self.db_step, "floor": self.floor, "ceiling": self.ceiling,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
 class RelativeLevel(layers.Layer):
     """Levels relative to each clip's loudest cell, floored ``range_db`` below it.
 
@@ -267,7 +317,7 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
              seed: int | None = None, filters: int = 64, span: int = 37, positions: int = 88,
              frames_per_template: int = 8, template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
              max_boost_db: float = 24.0, relative_db: float | None = None, dense_units: int = 64,
-             dropout: float = 0.3) -> keras.Model:
+             dropout: float = 0.3, eq_tilt_db: float = 0.0, eq_bump_db: float = 0.0) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -296,6 +346,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     x = RandomPitchShift(max_shift, fill_value=floor, seed=next(seeds), name="pitch_shift")(inputs)
     x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
                     name="level")(x)
+    if eq_tilt_db or eq_bump_db:
+        x = RandomEqualiser(eq_tilt_db, eq_bump_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
+                            name="equaliser")(x)
     if relative_db:
         x = RelativeLevel(relative_db, db_step, name="relative_level")(x)
         floor = -relative_db * db_step

@@ -1,0 +1,131 @@
+"""How a model does on sound banks it never heard: error per SoundFont and lineage, and a table across models.
+
+A model trained with ``prepare_training.py --split soundfont`` has the
+held-out fonts in its test split; :func:`errors_by_soundfont` breaks any
+predictions table (a model's own ``predictions.csv``, or the one
+``evaluate.py --dataset`` writes for another dataset) down by font and
+lineage.  :func:`generalisation_table` puts several models side by side,
+one row per model (a training recipe), one column per held-out font and
+lineage, beside the in-distribution error (the validation split: clips of
+the training fonts the model did not learn from)::
+
+    python evaluate.py MODEL_A MODEL_B --dataset data/working/other --report data/working/report
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .cli import UserError, atomic_path, read_json
+from .model_files import CONFIG_JSON, PREDICTIONS_CSV
+
+GENERALISATION_CSV = "generalisation.csv"
+GENERALISATION_MD = "generalisation.md"
+# Columns of a model row before the per-font ones.
+ROW_COLUMNS = ("model_id", "arch", "options", "split", "trained_on", "in_distribution_error", "test_error")
+
+
+def errors_by_soundfont(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Error per split and SoundFont, then per split and lineage: split, group, name, n, errors, error.
+
+    ``group`` is "soundfont" or "lineage".  Empty when the table has no soundfont column.
+    """
+    rows = []
+    correct = predictions["correct"].astype(bool)
+    for group in ("soundfont", "lineage"):
+        if group not in predictions.columns:
+            continue
+        for (split, name), part in predictions.groupby(["split", group], sort=True):
+            wrong = int((~correct[part.index]).sum())
+            rows.append({"split": split, "group": group, "name": str(name), "n": len(part), "errors": wrong,
+                         "error": wrong / len(part)})
+    return pd.DataFrame(rows, columns=["split", "group", "name", "n", "errors", "error"])
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    try:
+        predictions = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    missing = [c for c in ("split", "correct") if c not in predictions.columns]
+    if missing:
+        raise UserError(f"{path} lacks columns: {', '.join(missing)}")
+    return predictions
+
+
+def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> dict:
+    """One model's row: its recipe, in-distribution and test error, and the error of every held-out font.
+
+    Columns ``held out: FONT`` / ``held out: LINEAGE lineage`` come from the
+    model's test split (only the fonts its training split never held);
+    ``DATASET: FONT`` from ``evaluation/DATASET/predictions.csv`` (written by
+    ``evaluate.py MODEL --dataset DATASET``).
+    """
+    model_dir = Path(model_dir)
+    config = read_json(model_dir / CONFIG_JSON, what="model config file")
+    own = _read_predictions(model_dir / PREDICTIONS_CSV)
+    correct = own["correct"].astype(bool)
+    trained_on = sorted(set(own.loc[own["split"] == "train", "soundfont"])) if "soundfont" in own else []
+    options = config.get("model_options") or {}
+    row = {
+        "model_id": config.get("model_id", model_dir.name),
+        "arch": config.get("arch"),
+        "options": ", ".join(f"{key}={value}" for key, value in sorted(options.items())) or "-",
+        "split": config.get("split"),
+        "trained_on": " ".join(trained_on),
+        "in_distribution_error": float(1 - correct[own["split"] == "valid"].mean()),
+        "test_error": float(1 - correct[own["split"] == "test"].mean()),
+    }
+    if config.get("split") == "soundfont":
+        for item in errors_by_soundfont(own[own["split"] == "test"]).itertuples():
+            if item.name in trained_on:
+                continue
+            label = item.name if item.group == "soundfont" else f"{item.name} lineage"
+            row[f"held out: {label}"] = item.error
+    for name in dataset_names:
+        path = model_dir / "evaluation" / name / PREDICTIONS_CSV
+        if not path.is_file():
+            raise UserError(f"{model_dir} has not been evaluated on {name}: run evaluate.py {model_dir} "
+                            f"--dataset DATASET_DIR")
+        other = _read_predictions(path)
+        row[f"{name}: all"] = float(1 - other["correct"].astype(bool).mean())
+        for item in errors_by_soundfont(other).itertuples():
+            label = item.name if item.group == "soundfont" else f"{item.name} lineage"
+            row[f"{name}: {label}"] = item.error
+    return row
+
+
+def generalisation_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
+    """One row per model (see :func:`model_row`); a font a model trained on is left empty in its row."""
+    if not model_dirs:
+        raise UserError("no models to compare")
+    table = pd.DataFrame([model_row(path, dataset_names) for path in model_dirs])
+    fixed = [c for c in ROW_COLUMNS if c in table.columns]
+    return table[fixed + [c for c in table.columns if c not in fixed]]
+
+
+def format_markdown(table: pd.DataFrame) -> str:
+    """The table as Markdown, errors in percent, '–' where a column does not apply."""
+    shown = table.copy()
+    for column in shown.columns:
+        if column.endswith("error") or ":" in column:
+            shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} %")
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
+    """Write a :func:`generalisation_table` as ``generalisation.csv`` and ``.md`` into ``out_dir``; return the .md."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / GENERALISATION_CSV) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(out_dir / GENERALISATION_MD) as tmp:
+        tmp.write_text("# Generalisation: family error on sound banks the models never heard\n\n"
+                       + format_markdown(table) + "\n")
+    return out_dir / GENERALISATION_MD

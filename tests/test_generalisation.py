@@ -1,0 +1,135 @@
+"""Held-out-font evaluation: --split soundfont, error by font and lineage, the generalisation report."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import evaluate
+import prepare_training
+import train
+from conftest import make_dataset
+from instrument_classifier.cli import UserError
+from instrument_classifier.features import extract_dataset
+from instrument_classifier.training_data import load_training_data, soundfont_split
+from test_learning import assert_one_line_error, run_script
+
+FONTS = ["FluidR3_GM", "TimGM6mb", "sf_GMbank"]
+
+
+def synthetic_parameters(n_per_font=30, families=("piano", "organ", "guitar")):
+    """parameters.csv rows of three fonts: A and B of lineage x, C of lineage y; families in turn."""
+    rows = []
+    for font, lineage in (("A", "x"), ("B", "x"), ("C", "y")):
+        for i in range(n_per_font):
+            rows.append({"sample_id": len(rows), "soundfont": font, "lineage": lineage,
+                         "family_name": families[i % len(families)]})
+    return pd.DataFrame(rows)
+
+
+def test_soundfont_split_holds_whole_fonts_out():
+    parameters = synthetic_parameters()
+    labels = parameters["family_name"]
+    split = soundfont_split(parameters, labels, test_fonts=["c"], seed=1)
+    by_font = pd.crosstab(parameters["soundfont"], split)
+    assert by_font.loc["C", "test"] == 30 and by_font.loc["C"].drop("test").sum() == 0
+    assert by_font.loc[["A", "B"], "test"].sum() == 0
+    assert by_font.loc[["A", "B"], "valid"].sum() == pytest.approx(0.2 * 60, abs=3)  # a share of the others
+    # A lineage holds all its fonts out; --valid-fonts holds a whole font out for validation.
+    split = soundfont_split(parameters, labels, test_lineages=["x"], valid_fonts=None, seed=1)
+    assert set(parameters["soundfont"][split == "test"]) == {"A", "B"}
+    split = soundfont_split(parameters, labels, test_fonts=["C"], valid_fonts=["B"])
+    assert list(pd.crosstab(parameters["soundfont"], split).idxmax(axis=1)) == ["train", "valid", "test"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "needs --test-fonts or --test-lineage"),
+    ({"test_fonts": ["Z"]}, "has no SoundFont 'Z' (it has: A, B, C)"),
+    ({"test_lineages": ["gs"]}, "has no lineage 'gs'"),
+    ({"test_lineages": ["x", "y"]}, "would hold out every font"),
+])
+def test_soundfont_split_bad_requests(kwargs, message):
+    parameters = synthetic_parameters()
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        soundfont_split(parameters, parameters["family_name"], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def fonts_dataset(tmp_path_factory):
+    """168 varied clips over one fluid and two gs fonts, with features."""
+    path = make_dataset(tmp_path_factory.mktemp("fonts") / "dataset", count=168, seed=11, soundfonts=FONTS,
+                        variation="realistic", jobs=2)
+    extract_dataset(path, quiet=True, jobs=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def held_out_model(fonts_dataset, tmp_path_factory):
+    """A model trained (2 epochs) on the fluid font only, its test split the gs lineage."""
+    prepared = fonts_dataset / "training-data-without-gs"
+    assert prepare_training.main([str(fonts_dataset), "--split", "soundfont", "--test-lineage", "gs",
+                                  "-o", str(prepared)]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert train.main([str(fonts_dataset), "--training-data", str(prepared), "--epochs", "2", "-q",
+                           "--models-dir", str(fonts_dataset / "models-without-gs")]) == 0
+    return Path(out.getvalue().strip().splitlines()[-1])
+
+
+def test_the_test_split_is_the_held_out_lineage(fonts_dataset, held_out_model):
+    data = load_training_data(fonts_dataset, fonts_dataset / "training-data-without-gs")
+    fonts = data.parameters["soundfont"].to_numpy()
+    assert set(fonts[data.split == "test"]) == {"TimGM6mb", "sf_GMbank"}
+    assert set(fonts[data.split != "test"]) == {"FluidR3_GM"}
+    assert data.record["held_out"]["test_fonts"] == ["TimGM6mb", "sf_GMbank"]
+
+
+def test_evaluation_reports_the_error_of_every_font(held_out_model):
+    table = pd.read_csv(held_out_model / "evaluation" / "error_by_soundfont.csv")
+    predictions = pd.read_csv(held_out_model / "predictions.csv")
+    tim = predictions[(predictions["split"] == "test") & (predictions["soundfont"] == "TimGM6mb")]
+    row = table[(table["split"] == "test") & (table["name"] == "TimGM6mb")].iloc[0]
+    assert row["n"] == len(tim) and row["error"] == pytest.approx(1 - tim["correct"].mean())
+    lineage = table[(table["group"] == "lineage") & (table["split"] == "test")]
+    assert list(lineage["name"]) == ["gs"] and lineage["n"].iloc[0] == (predictions["split"] == "test").sum()
+    assert "Error by SoundFont and lineage" in (held_out_model / "evaluation" / "index.html").read_text()
+
+
+def test_generalisation_report_compares_models_on_unheard_fonts(fonts_dataset, held_out_model, tmp_path, capsys):
+    # Another dataset: clean clips of the same fonts, as a second held-out measurement.
+    clean = make_dataset(tmp_path / "clean-fonts", count=21, seed=12, soundfonts=FONTS)
+    extract_dataset(clean, quiet=True, jobs=1)
+    status, out, _ = run_script(evaluate, [held_out_model, "--dataset", clean, "--report", tmp_path / "report",
+                                           "-q"], capsys)
+    assert status == 0
+    table = pd.read_csv(tmp_path / "report" / "generalisation.csv")
+    assert list(table["trained_on"]) == ["FluidR3_GM"]
+    assert {"held out: TimGM6mb", "held out: sf_GMbank", "held out: gs lineage"} <= set(table.columns)
+    assert "held out: FluidR3_GM" not in table.columns  # a font it trained on is not "held out"
+    predictions = pd.read_csv(held_out_model / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    assert table["held out: gs lineage"].iloc[0] == pytest.approx(1 - test["correct"].mean(), abs=1e-4)
+    assert table["in_distribution_error"].iloc[0] == pytest.approx(
+        1 - predictions.loc[predictions["split"] == "valid", "correct"].mean(), abs=1e-4)
+    assert {"clean-fonts: TimGM6mb", "clean-fonts: fluid lineage", "clean-fonts: all"} <= set(table.columns)
+    header = (tmp_path / "report" / "generalisation.md").read_text().splitlines()[2]
+    assert "| held out: gs lineage |" in header and "| in_distribution_error |" in header
+    assert np.isfinite(table.filter(like="clean-fonts").to_numpy(dtype=float)).all()
+
+
+def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
+    out = tmp_path / "td"
+    cases = [
+        (["--split", "soundfont"], "needs --test-fonts or --test-lineage"),
+        (["--split", "soundfont", "--test-fonts", "MuseScore_General"], "no SoundFont 'MuseScore_General'"),
+        (["--test-fonts", "TimGM6mb"], "go with --split soundfont"),
+        (["--split", "soundfont", "--test-lineage", "fluid", "gs"], "would hold out every font"),
+    ]
+    for argv, message in cases:
+        assert_one_line_error(*run_script(prepare_training, [fonts_dataset, *argv, "-o", out], capsys)[::2], message)
+        assert not out.exists()
