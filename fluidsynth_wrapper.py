@@ -6,6 +6,7 @@ Examples:
     python fluidsynth_wrapper.py input.mid output.wav        # convert (default SoundFont)
     python fluidsynth_wrapper.py input.mid output.flac       # the format follows the extension
     python fluidsynth_wrapper.py -s font.sf2 input.mid out.flac
+    python fluidsynth_wrapper.py -s TimGM6mb input.mid out.flac    # a font of data/soundfonts.csv by name
     python fluidsynth_wrapper.py input.mid                   # play on the audio device
     python fluidsynth_wrapper.py --set-default font.sf2      # store the default SoundFont
 
@@ -21,7 +22,8 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import SAMPLE_RATE
-from instrument_classifier.synthesis import (AUDIO_FORMATS, Renderer, check_audio_path, default_soundfont, play_midi,
+from instrument_classifier.soundfonts import resolve_soundfonts
+from instrument_classifier.synthesis import (AUDIO_FORMATS, check_audio_path, default_soundfont, play_midi,
                                              set_default_soundfont, write_audio)
 
 
@@ -31,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", nargs="?", help="MIDI file (.mid)")
     parser.add_argument("output", nargs="?", help="audio file to write; omit to play the MIDI file")
-    parser.add_argument("-s", "--soundfont", help="SoundFont (.sf2) to use instead of the default")
+    parser.add_argument("-s", "--soundfont", help="SoundFont to use instead of the default: a .sf2/.sf3 path or a name "
+                                                  "from data/soundfonts.csv (additive: our own synthesiser)")
     parser.add_argument("-r", "--rate", type=int, default=SAMPLE_RATE, help="sample rate in Hz (default: %(default)s)")
     parser.add_argument("--set-default", metavar="SF2", help="store SF2 as the default SoundFont and exit")
     parser.add_argument("--show-default", action="store_true", help="print the default SoundFont and exit")
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None:
         play_midi(args.input, args.soundfont)
         return 0
-    with Renderer(args.soundfont, sample_rate=args.rate) as renderer:
+    (font,) = resolve_soundfonts([args.soundfont] if args.soundfont else None)
+    with font.renderer(args.rate) as renderer:
         audio = renderer.render_midi(args.input)
     write_audio(args.output, audio, args.rate)
     print(f"wrote {args.output} ({len(audio) / args.rate:.2f} s at {args.rate} Hz)")

@@ -47,9 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--soundfont", action="append", metavar="NAME_OR_PATH",
+    parser.add_argument("--soundfont", action="extend", nargs="+", metavar="NAME_OR_PATH",
                         help="SoundFont: a name from data/soundfonts.csv, 'all' of them, or a .sf2/.sf3 path; "
-                             "repeat to spread clips over several fonts, clip i on font i mod n "
+                             "several spread the clips over the fonts, clip i on font i mod n "
                              "(default: fluidsynth_wrapper.py's default SoundFont)")
     parser.add_argument("--variation", choices=list(RECIPES), default="none",
                         help="how notes are played and recorded: none (the seed's clean clips) or realistic")

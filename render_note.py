@@ -16,7 +16,8 @@ Examples:
         --room-rt60 0.8 --room-size-m 12 --mic-distance-m 3 --noise-db -50 --noise-color pink --codec mp3 \\
         --codec-quality 7 -o violin-in-a-hall.flac
 
-Clip k of a dataset generated with seed s: its parameters.csv row as options, plus --seed s --sample-id k.
+Clip k of a dataset generated with seed s: its parameters.csv row as options (with --bank for our
+own synthesiser, --soundfont additive), plus --seed s --sample-id k.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, en
 from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfonts
-from instrument_classifier.synthesis import Renderer, check_audio_path, midi_file_bytes, write_audio
+from instrument_classifier.synthesis import check_audio_path, midi_file_bytes, write_audio
 from instrument_classifier.variation import CODECS, NOISE_SLOPES, VALUE_LIMITS, Variation
 
 # Variation fields that are not plain numbers, and their choices.
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     level.add_argument("--velocity", type=int, default=None, help="MIDI velocity 1-127 (default: 100)")
     level.add_argument("--volume", type=float, default=None, help="volume 0-1 (velocity = round(127 volume))")
     parser.add_argument("--soundfont", default=None, help="a name, or a .sf2/.sf3 path (default: the default SoundFont)")
+    parser.add_argument("--bank", type=int, default=0,
+                        help="MIDI bank: with --soundfont additive, which of its random instruments (0-16383)")
     parser.add_argument("--clip-seconds", type=float, default=CLIP_SECONDS, help="length of the audio")
     parser.add_argument("--seed", type=seed_type, default=0,
                         help="seed of the noise and hum: with --sample-id, a dataset's (seed, sample_id) "
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         velocity = 100 if args.velocity is None else args.velocity
     if not 1 <= velocity <= 127:
         raise UserError(f"--velocity must be within 1..127, got {velocity}")
+    if not 0 <= args.bank < 16384:
+        raise UserError(f"--bank must be within 0..16383, got {args.bank}")
     if args.sample_id < 0:
         raise UserError(f"--sample-id must be at least 0, got {args.sample_id}")
     if not (math.isfinite(args.clip_seconds) and 0.05 <= args.clip_seconds <= 60):
@@ -98,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from instrument_classifier.generation import render_clip
 
-    with Renderer(font.path, sample_rate=SAMPLE_RATE) as renderer:
+    with font.renderer(SAMPLE_RATE) as renderer:
         audio, dry, events = render_clip(renderer, program=int(instrument.midi_program), pitch=pitch,
                                          velocity=velocity, variation=variation, clip_seconds=args.clip_seconds,
+                                         bank=args.bank,
                                          rng=np.random.default_rng([args.seed, args.sample_id, 2]))
     with atomic_path(midi_path) as tmp:
         tmp.write_bytes(midi_file_bytes(events, SAMPLE_RATE))

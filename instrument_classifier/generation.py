@@ -45,6 +45,7 @@ from .dataset import PARAMETERS_CSV
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .soundfonts import SoundFont
 from .synthesis import Renderer, midi_file_bytes
+from .additive import BANKS
 from .variation import RECIPES, Recipe, Variation, apply_recording_chain, note_events
 
 # Clips rendered one after another on one fresh synth.  Bigger shards spread
@@ -103,21 +104,25 @@ def draw_note(rng: np.random.Generator, instruments: pd.DataFrame, volume_range:
 _font_holders: dict[Path, Renderer] = {}
 
 
-def _fresh_renderer(font: Path, sample_rate: int) -> Renderer:
-    if font not in _font_holders:
-        _font_holders[font] = Renderer(font, sample_rate=sample_rate)
-    return Renderer(font, sample_rate=sample_rate)
+def _fresh_renderer(font: SoundFont, sample_rate: int):
+    if font.builtin:
+        return font.renderer(sample_rate)
+    if font.path not in _font_holders:
+        _font_holders[font.path] = Renderer(font.path, sample_rate=sample_rate)
+    return Renderer(font.path, sample_rate=sample_rate)
 
 
-def render_clip(renderer: Renderer, *, program: int, pitch: int, velocity: int, variation: Variation,
-                clip_seconds: float, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+def render_clip(renderer, *, program: int, pitch: int, velocity: int, variation: Variation, clip_seconds: float,
+                bank: int = 0, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, list]:
     """One note with its variation: (the clip, the dry render, the MIDI events).
 
+    ``renderer`` is a FluidSynth :class:`~instrument_classifier.synthesis.Renderer` or our
+    :class:`~instrument_classifier.additive.AdditiveRenderer` (``bank`` picks its instrument).
     The dry render (synthesiser output before the recording chain) tells
     whether the font left the note silent; ``rng`` draws the noise.
     """
     events = note_events(program=program, pitch=pitch, velocity=velocity, variation=variation,
-                         sample_rate=renderer.sample_rate, clip_seconds=clip_seconds)
+                         sample_rate=renderer.sample_rate, clip_seconds=clip_seconds, bank=bank)
     dry = renderer.render_events(events, round(clip_seconds * renderer.sample_rate))
     if variation.is_clean:
         return dry, dry, events
@@ -127,21 +132,23 @@ def render_clip(renderer: Renderer, *, program: int, pitch: int, velocity: int, 
 
 def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path) -> list[dict]:
     """Render and write the clips ``sample_ids`` on fresh synths; return their parameter rows."""
-    renderers: dict[Path, Renderer] = {}
+    renderers: dict[str, Renderer] = {}
     rows = []
     try:
         for sample_id in sample_ids:
             font = settings.soundfonts[sample_id % len(settings.soundfonts)]
-            if font.path not in renderers:
-                renderers[font.path] = _fresh_renderer(font.path, settings.sample_rate)
+            if font.name not in renderers:
+                renderers[font.name] = _fresh_renderer(font, settings.sample_rate)
+            # Our synthesiser plays a new random instrument in every bank; a SoundFont's GM bank is 0.
+            bank = int(np.random.default_rng([settings.seed, sample_id, 3]).integers(1, BANKS)) if font.builtin else 0
             rng = np.random.default_rng([settings.seed, sample_id])
             variation = settings.recipe.draw(np.random.default_rng([settings.seed, sample_id, 1]),
                                              note_seconds_max=settings.clip_seconds)
             for draws in range(1, MAX_DRAWS + 1):
                 note = draw_note(rng, settings.instruments, settings.recipe.volume)
                 audio, dry, events = render_clip(
-                    renderers[font.path], program=note["midi_program"], pitch=note["midi_number"],
-                    velocity=note["velocity"], variation=variation, clip_seconds=settings.clip_seconds,
+                    renderers[font.name], program=note["midi_program"], pitch=note["midi_number"],
+                    velocity=note["velocity"], variation=variation, clip_seconds=settings.clip_seconds, bank=bank,
                     rng=np.random.default_rng([settings.seed, sample_id, 2]))
                 if float(np.abs(dry).max()) >= SILENCE_PEAK:
                     break
@@ -156,7 +163,7 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
             (out_dir / midi_file).write_bytes(midi_file_bytes(events, settings.sample_rate))
             peak = float(np.abs(audio).max())
             rows.append({"sample_id": sample_id, **note, **variation.columns(),
-                         "soundfont": font.name, "lineage": font.lineage,
+                         "soundfont": font.name, "lineage": font.lineage, "bank": bank,
                          "peak_dbfs": round(20 * np.log10(max(peak, 1e-10)), 2),
                          "redraws": draws - 1, "audio_file": audio_file, "midi_file": midi_file})
     finally:

@@ -3,11 +3,13 @@
 ``data/soundfonts.csv`` has one row per font::
 
     name      what the command lines and parameters.csv call it (FluidR3_GM, TimGM6mb, ...)
-    file      where its Debian package installs it
+    file      where its Debian package installs it (``builtin:additive``: our own
+              synthesiser, :mod:`instrument_classifier.additive`)
     package   the Debian package (``make setup`` installs them all)
     licence   the font's licence, as its package's copyright file states it
-    lineage   fonts built from the same recordings share a lineage ("fluid", "gs"):
-              holding out a whole lineage is what tests sounds the model never heard
+    lineage   fonts built from the same recordings share a lineage ("fluid", "gs"; "own"
+              for our synthesiser): holding out a whole lineage is what tests sounds
+              the model never heard
     notes     what the lineage rests on
 
 Fonts share samples, so a font is not an independent sound bank:
@@ -15,7 +17,7 @@ Fonts share samples, so a font is not an independent sound bank:
 compares their renders of the same notes (README, *SoundFonts*).
 
 >>> [font.name for font in resolve_soundfonts(["all"])]
-['FluidR3_GM', 'FluidR3Mono', 'MuseScore_General', 'TimGM6mb', 'sf_GMbank']
+['FluidR3_GM', 'FluidR3Mono', 'MuseScore_General', 'TimGM6mb', 'sf_GMbank', 'additive']
 >>> resolve_soundfonts(["TimGM6mb"])[0].lineage
 'gs'
 """
@@ -31,11 +33,13 @@ import pandas as pd
 
 from .cli import UserError
 from .defaults import SOUNDFONTS_CSV
-from .synthesis import check_soundfont, default_soundfont
+from .synthesis import Renderer, check_soundfont, default_soundfont
 
 COLUMNS = ("name", "file", "package", "licence", "lineage")
 # The lineage of a font that is not in the catalogue (a path given by the user).
 UNKNOWN_LINEAGE = "other"
+# The "file" of a font that is a synthesiser of this project.
+BUILTIN_PREFIX = "builtin:"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,19 @@ class SoundFont:
     lineage: str = UNKNOWN_LINEAGE
     package: str | None = None
 
+    @property
+    def builtin(self) -> bool:
+        """Our own synthesiser (file ``builtin:additive``), not a SoundFont file."""
+        return str(self.path).startswith(BUILTIN_PREFIX)
+
+    def renderer(self, sample_rate: int):
+        """A fresh renderer of this font: :class:`synthesis.Renderer` or :class:`additive.AdditiveRenderer`."""
+        if self.builtin:
+            from .additive import AdditiveRenderer
+
+            return AdditiveRenderer(sample_rate)
+        return Renderer(self.path, sample_rate=sample_rate)
+
 
 @lru_cache(maxsize=4)
 def _read_catalogue(path: str) -> tuple[SoundFont, ...]:
@@ -57,7 +74,7 @@ def _read_catalogue(path: str) -> tuple[SoundFont, ...]:
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"SoundFont catalogue {path} lacks columns: {', '.join(missing)}")
-    return tuple(SoundFont(name=row.name, path=Path(row.file), lineage=row.lineage, package=row.package)
+    return tuple(SoundFont(name=row.name, path=Path(row.file), lineage=row.lineage, package=row.package or None)
                  for row in table.itertuples())
 
 
@@ -76,6 +93,8 @@ def lineages(catalogue: tuple[SoundFont, ...] | None = None) -> dict[str, list[s
 
 def installed(font: SoundFont) -> SoundFont:
     """``font`` if its file is there and is a SoundFont; else a UserError naming the package to install."""
+    if font.builtin:
+        return font
     if not font.path.is_file():
         hint = (f": install the Debian package {font.package} (make setup does)" if font.package
                 else "")
@@ -89,7 +108,7 @@ def soundfont_for_path(path: str | os.PathLike) -> SoundFont:
     path = Path(path).expanduser()
     resolved = path.resolve()
     for font in load_catalogue():
-        if font.path.resolve() == resolved:
+        if not font.builtin and font.path.resolve() == resolved:
             return SoundFont(font.name, path, font.lineage, font.package)
     return SoundFont(path.name, check_soundfont(path))
 

@@ -239,6 +239,7 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
     events: list[NoteEvent] = []
     seconds = 0.0
     banks = [0] * 16
+    msbs = [0] * 16
     for message in messages:
         seconds += message.time
         sample = round(seconds * sample_rate)
@@ -251,8 +252,11 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
             bank = 128 if message.channel == 9 else banks[message.channel]
             events.append(NoteEvent(sample, "program", message.channel, message.program, bank))
         elif kind == "control_change":
+            # Bank select: the MSB alone is the bank (GS, as FluidSynth reads it); with an LSB, MSB * 128 + LSB.
             if message.control == 0:
-                banks[message.channel] = message.value
+                msbs[message.channel] = banks[message.channel] = message.value
+            elif message.control == 32:
+                banks[message.channel] = msbs[message.channel] * 128 + message.value
             events.append(NoteEvent(sample, "control", message.channel, message.control, message.value))
         elif kind == "pitchwheel":
             events.append(NoteEvent(sample, "pitchwheel", message.channel, message.pitch + 8192))
@@ -289,6 +293,10 @@ def midi_file_bytes(events: list[NoteEvent], sample_rate: int, *, ticks_per_beat
             message = bytes([0x80 | channel, event.data1, 0])
         elif event.kind == "program":
             message = bytes([0xC0 | channel, event.data1])
+            if event.data2 and channel != 9:  # bank select, MSB and LSB (channel 10 is the percussion bank)
+                body.append(_variable_length(tick - last) + bytes([0xB0 | channel, 0, event.data2 >> 7 & 0x7F]))
+                body.append(b"\x00" + bytes([0xB0 | channel, 32, event.data2 & 0x7F]))
+                last = tick
         elif event.kind == "control":
             message = bytes([0xB0 | channel, event.data1, event.data2])
         elif event.kind == "pitchwheel":

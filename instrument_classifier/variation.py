@@ -341,7 +341,7 @@ def get_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
 
 
 def note_events(*, program: int, pitch: int, velocity: int, variation: Variation, sample_rate: int,
-                clip_seconds: float, channel: int = 0) -> list[NoteEvent]:
+                clip_seconds: float, channel: int = 0, bank: int = 0) -> list[NoteEvent]:
     """The MIDI events of one note from t = 0, on the MIDI file's tick grid.
 
     Every event lies on a tick of :data:`TICKS_PER_SECOND`, so rendering
@@ -351,7 +351,7 @@ def note_events(*, program: int, pitch: int, velocity: int, variation: Variation
     def at(tick: int) -> int:
         return round(tick * sample_rate / TICKS_PER_SECOND)
 
-    events = [NoteEvent(0, "program", channel, program, 0)]
+    events = [NoteEvent(0, "program", channel, program, bank)]
     if variation.brightness_cents:
         value = 8192 + round(variation.brightness_cents / FILTER_CENTS_PER_STEP)
         events += [NoteEvent(0, "control", channel, 99, SF2_NRPN_MSB),

@@ -1,0 +1,413 @@
+"""Our own synthesiser: textbook acoustics of each GM family, with every parameter drawn at random.
+
+Two sample banks (the fluid and gs lineages) are two recordings of each
+instrument; a network trained on them learns those recordings.  This
+synthesiser makes a new instrument for every (program, bank): each GM
+program follows one *archetype* (a struck string, a plucked string, a
+bowed string, a lip reed, a cylindrical or conical reed, a flue pipe, a free
+reed, an organ stop, ...), and the archetype's parameters (spectral slope,
+odd-harmonic weighting, formants, pluck or hammer position, inharmonicity,
+attack, decay of each partial, breath or bow noise, tremolo, drive) are
+drawn from broad ranges seeded by ``(program, bank)``.  What stays is what
+the acoustics of the family fix: a piano's partials decay and stretch, a
+clarinet's even harmonics are weak, a flute is nearly sinusoidal and
+breathy, an organ speaks at once and holds.  Trained beside the SoundFonts,
+it shows the network many instruments per family instead of two recordings.
+
+:class:`AdditiveRenderer` has the interface of
+:class:`~instrument_classifier.synthesis.Renderer` (``render_events``), and
+reads the same MIDI events: the bank select (controllers 0 and 32) chooses
+the random instrument, the pitch wheel bends every partial, and the SF2
+filter NRPN (brightness) tilts the spectrum as FluidSynth's low-pass would.
+So the MIDI file of a clip renders it again exactly
+(``fluidsynth_wrapper.py -s additive``).  It is a font of the catalogue
+(``data/soundfonts.csv``, name ``additive``, lineage ``own``).
+
+Partials are summed directly (at most :data:`MAX_PARTIALS`, below
+:data:`MAX_PARTIAL_HZ`), in float32; about 20 ms a clip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .synthesis import NoteEvent, read_midi_events
+
+MAX_PARTIALS = 64
+# Partials more than this far below the loudest are left out.
+PARTIAL_RANGE_DB = 60.0
+MAX_PARTIAL_HZ = 18_000.0
+# Every timbre's noise level is this much lower than its range says (heard against the SoundFonts, the
+# ranges' breath and bow noise filled the top of the chromagram more than any recorded instrument's).
+NOISE_OFFSET_DB = -15.0
+# Output level of a note at velocity 127 (FluidSynth's renders peak near -20 dBFS).
+PEAK = 10 ** (-18 / 20)
+# Banks of the synthesiser: each (program, bank) is another random instrument.
+BANKS = 16384
+
+
+@dataclass(frozen=True)
+class Timbre:
+    """One random instrument: everything that shapes its notes.
+
+    Amplitude of partial k (1-based) at pitch f0: ``slope_db`` per octave of
+    k, ``even_db`` on even k, ``formants`` (Hz, bandwidth Hz, gain dB) on the
+    partial's frequency, ``comb`` (pluck or hammer position: |sin(pi k comb)|,
+    0 = none), inharmonic ratio ``k sqrt(1 + B k^2)``.  Time: ``attack`` s,
+    then either held (``decay`` = 0; ``sustain_slope`` dB/s) or free decay
+    (``decay``: T60 of the fundamental in s, shorter by ``decay_tilt`` per
+    octave of k); ``release`` s after the note-off.  Above ``rolloff_hz``
+    the spectrum falls a further ``rolloff_db`` per octave (a radiation or
+    body cut-off, every instrument has one).  Noise: ``noise_db``
+    relative to the partials, in a band around ``noise_hz`` (``noise_q``
+    wide), ``chiff`` its extra burst at the onset.
+    """
+
+    archetype: str
+    slope_db: float = -6.0
+    even_db: float = 0.0
+    formants: tuple[tuple[float, float, float], ...] = ()
+    comb: float = 0.0
+    inharmonicity: float = 0.0
+    partial_ratios: tuple[float, ...] = ()
+    attack: float = 0.01
+    decay: float = 0.0
+    decay_tilt: float = 0.0
+    sustain_slope: float = 0.0
+    release: float = 0.1
+    brighten_on_attack: float = 0.0
+    noise_db: float = -60.0
+    noise_hz: float = 2000.0
+    noise_q: float = 1.0
+    chiff: float = 0.0
+    vibrato_cents: float = 0.0
+    vibrato_hz: float = 5.0
+    tremolo: float = 0.0
+    tremolo_hz: float = 6.0
+    detune_cents: tuple[float, ...] = ()
+    drive: float = 0.0
+    velocity_brightness: float = 6.0
+    rolloff_hz: float = 20000.0
+    rolloff_db: float = 0.0
+    random_phase: bool = True
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+# GM program (0-based) -> archetype, for the families the project classifies;
+# every other program is played by "generic".
+ARCHETYPES = {
+    **dict.fromkeys((0, 1, 2, 3), "struck"), **dict.fromkeys((4, 5), "tine"), 6: "harpsichord", 7: "clavinet",
+    **dict.fromkeys((16, 18), "drawbar"), 17: "percussive_organ", 19: "pipe_organ",
+    **dict.fromkeys((20, 21, 23), "free_reed"), 22: "harmonica",
+    **dict.fromkeys((24, 25, 26, 27), "plucked"), 28: "muted_pluck", **dict.fromkeys((29, 30), "distorted"),
+    31: "guitar_harmonics",
+    **dict.fromkeys((40, 41, 42, 43), "bowed"), 44: "tremolo_bowed", 45: "pizzicato", 46: "harp", 47: "membrane",
+    **dict.fromkeys((56, 57, 58, 60, 61), "lip_reed"), 59: "muted_brass", **dict.fromkeys((62, 63), "synth_brass"),
+    **dict.fromkeys((64, 65, 66, 67), "conical_reed"), **dict.fromkeys((68, 69, 70), "double_reed"),
+    71: "cylindrical_reed",
+    **dict.fromkeys((72, 73, 74), "flue"), **dict.fromkeys((75, 76, 77), "breathy_flue"),
+    **dict.fromkeys((78, 79), "vessel"),
+}
+
+
+def _formants(rng: np.random.Generator, count: tuple[int, int], hz: tuple[float, float],
+              gain: tuple[float, float], bandwidth: tuple[float, float] = (0.2, 0.6)) -> tuple:
+    """Random resonances: (centre Hz, bandwidth Hz, gain dB), log-uniform centres, bandwidth relative to centre."""
+    out = []
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        centre = math.exp(rng.uniform(math.log(hz[0]), math.log(hz[1])))
+        out.append((centre, centre * rng.uniform(*bandwidth), rng.uniform(*gain)))
+    return tuple(out)
+
+
+def draw_timbre(program: int, bank: int) -> Timbre:
+    """The random instrument of ``(program, bank)``: the program's archetype, its ranges drawn from one seed."""
+    rng = np.random.default_rng([program, bank, 0x5EED])
+    timbre = _draw_archetype(program, rng)
+    rolloff = math.exp(rng.uniform(math.log(1500), math.log(10000))), rng.uniform(-18, -3)
+    return replace(timbre, rolloff_hz=rolloff[0], rolloff_db=rolloff[1])
+
+
+def _draw_archetype(program: int, rng: np.random.Generator) -> Timbre:
+    kind = ARCHETYPES.get(program, "generic")
+    u = rng.uniform
+    if kind == "struck":
+        return Timbre(kind, slope_db=u(-9, -4), comb=u(1 / 12, 1 / 7), inharmonicity=10 ** u(-4.3, -3.2),
+                      attack=u(0.001, 0.004), decay=u(3.0, 12.0), decay_tilt=u(0.25, 0.6), release=u(0.08, 0.3),
+                      noise_db=u(-40, -25), noise_hz=u(800, 3000), noise_q=u(0.5, 1.5), chiff=u(0.6, 1.0),
+                      formants=_formants(rng, (0, 2), (200, 3000), (-6, 6)), detune_cents=(0.0, u(0.5, 3)),
+                      velocity_brightness=u(6, 14))
+    if kind == "tine":
+        bell = u(5.0, 9.0)
+        return Timbre(kind, slope_db=u(-24, -14), partial_ratios=(1.0, 2.0, 3.0, bell), attack=u(0.001, 0.005),
+                      decay=u(2.0, 6.0), decay_tilt=u(0.4, 1.0), release=u(0.1, 0.3), noise_db=-70,
+                      extra={"bell_db": u(-18, -6), "bell_decay": u(0.05, 0.3)}, velocity_brightness=u(6, 12))
+    if kind in ("harpsichord", "clavinet"):
+        short = kind == "clavinet"
+        return Timbre(kind, slope_db=u(-4, -1), comb=u(1 / 14, 1 / 5), inharmonicity=10 ** u(-5, -4),
+                      attack=u(0.001, 0.003), decay=u(0.5, 1.5) if short else u(1.5, 5.0), decay_tilt=u(0.2, 0.5),
+                      release=u(0.02, 0.1), noise_db=u(-40, -28), noise_hz=u(2000, 6000), chiff=u(0.5, 1.0),
+                      formants=_formants(rng, (1, 3), (300, 4000), (-8, 8)))
+    if kind in ("drawbar", "percussive_organ", "pipe_organ"):
+        stops = [u(-30, 0) if rng.random() < 0.7 else -80.0 for _ in range(9)]
+        stops[0] = max(stops[0], u(-12, 0))
+        return Timbre(kind, slope_db=u(-8, -3) if kind == "pipe_organ" else 0.0,
+                      partial_ratios=(1, 2, 3, 4, 5, 6, 8, 10, 12) if kind != "pipe_organ" else (),
+                      attack=u(0.003, 0.02) if kind != "pipe_organ" else u(0.03, 0.12), sustain_slope=0.0,
+                      release=u(0.01, 0.06) if kind != "pipe_organ" else u(0.1, 0.4),
+                      noise_db=u(-60, -35) if kind == "pipe_organ" else u(-70, -50), noise_hz=u(1000, 5000),
+                      chiff=u(0.3, 1.0) if kind == "pipe_organ" else 0.0, tremolo=u(0, 0.15), tremolo_hz=u(5, 7),
+                      even_db=u(-6, 3), extra={"stops_db": tuple(stops), "click": kind == "percussive_organ"},
+                      velocity_brightness=0.0, detune_cents=(0.0, u(0, 4)) if kind == "pipe_organ" else ())
+    if kind in ("free_reed", "harmonica"):
+        spread = u(2, 15)
+        return Timbre(kind, slope_db=u(-6, -2), even_db=u(-8, 2), attack=u(0.02, 0.08), sustain_slope=u(-2, 0),
+                      release=u(0.05, 0.15), formants=_formants(rng, (1, 3), (400, 4000), (-6, 10)),
+                      noise_db=u(-45, -30) if kind == "harmonica" else u(-60, -40), noise_hz=u(1000, 4000),
+                      detune_cents=(0.0, spread) if rng.random() < 0.6 or kind == "free_reed" else (),
+                      tremolo=u(0, 0.1), vibrato_cents=u(0, 15) if kind == "harmonica" else 0.0)
+    if kind in ("plucked", "muted_pluck", "pizzicato", "harp", "guitar_harmonics"):
+        decay = {"plucked": (1.5, 6.0), "muted_pluck": (0.15, 0.4), "pizzicato": (0.3, 1.2), "harp": (2.0, 6.0),
+                 "guitar_harmonics": (1.5, 4.0)}[kind]
+        return Timbre(kind, slope_db=u(-9, -4) if kind != "harp" else u(-12, -7), comb=u(1 / 10, 1 / 4),
+                      inharmonicity=10 ** u(-5, -3.8), attack=u(0.001, 0.004), decay=u(*decay),
+                      decay_tilt=u(0.3, 0.8), release=u(0.05, 0.3), noise_db=u(-45, -30), noise_hz=u(1500, 5000),
+                      chiff=u(0.4, 1.0), formants=_formants(rng, (1, 3), (150, 3500), (-6, 10)),
+                      extra={"harmonics_only": kind == "guitar_harmonics"})
+    if kind == "distorted":
+        return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 8, 1 / 4), attack=u(0.001, 0.005), decay=u(3.0, 8.0),
+                      decay_tilt=u(0.2, 0.5), release=u(0.05, 0.2), drive=u(8, 30), noise_db=-60,
+                      formants=_formants(rng, (1, 3), (800, 4000), (-4, 8)), extra={"cabinet_hz": u(3000, 7000)})
+    if kind in ("bowed", "tremolo_bowed"):
+        return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 12, 1 / 6) if rng.random() < 0.5 else 0.0,
+                      attack=u(0.05, 0.25), sustain_slope=u(-3, 1), release=u(0.1, 0.4),
+                      formants=_formants(rng, (2, 4), (250, 4000), (-3, 12)), noise_db=u(-45, -28),
+                      noise_hz=u(1500, 6000), noise_q=u(0.5, 2.0), vibrato_cents=u(5, 30), vibrato_hz=u(4.5, 7),
+                      tremolo=u(0.5, 0.9) if kind == "tremolo_bowed" else u(0, 0.08),
+                      tremolo_hz=u(8, 16) if kind == "tremolo_bowed" else u(4, 7),
+                      detune_cents=(0.0, u(3, 15), -u(3, 15)) if rng.random() < 0.4 else ())
+    if kind == "membrane":
+        return Timbre(kind, partial_ratios=(1.0, 1.5, 1.99, 2.44, 2.89, 3.33, 3.77), slope_db=u(-10, -4),
+                      attack=u(0.001, 0.005), decay=u(0.8, 3.0), decay_tilt=u(0.5, 1.2), release=u(0.1, 0.4),
+                      noise_db=u(-30, -18), noise_hz=u(200, 1200), chiff=1.0, random_phase=True)
+    if kind in ("lip_reed", "muted_brass", "synth_brass"):
+        mute = kind == "muted_brass"
+        return Timbre(kind, slope_db=u(-5, -1.5) if not mute else u(-4, 0), attack=u(0.02, 0.09),
+                      sustain_slope=u(-2, 1), release=u(0.05, 0.2), brighten_on_attack=u(6, 20),
+                      formants=(_formants(rng, (1, 2), (600, 1600), (4, 12)) +
+                                (((u(1500, 3500), 800.0, u(10, 20)),) if mute else ())),
+                      even_db=u(-2, 2), noise_db=u(-55, -35), noise_hz=u(800, 3000),
+                      vibrato_cents=u(0, 10), vibrato_hz=u(4.5, 6.5), velocity_brightness=u(10, 20),
+                      extra={"weak_fundamental_db": u(-15, -6) if mute else 0.0},
+                      detune_cents=(0.0, u(2, 10)) if kind == "synth_brass" or rng.random() < 0.3 else ())
+    if kind in ("conical_reed", "double_reed", "cylindrical_reed"):
+        return Timbre(kind, slope_db=u(-6, -2), even_db=u(-28, -12) if kind == "cylindrical_reed" else u(-4, 2),
+                      attack=u(0.02, 0.08), sustain_slope=u(-2, 0.5), release=u(0.04, 0.15),
+                      formants=_formants(rng, (1, 3), (500, 3500) if kind != "conical_reed" else (400, 2500),
+                                         (4, 14)),
+                      noise_db=u(-50, -30), noise_hz=u(1500, 5000), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5),
+                      velocity_brightness=u(6, 14),
+                      extra={"weak_fundamental_db": u(-10, 0) if kind == "double_reed" else 0.0})
+    if kind in ("flue", "breathy_flue", "vessel"):
+        breathy = kind == "breathy_flue"
+        return Timbre(kind, slope_db=u(-22, -10) if kind != "vessel" else u(-40, -25),
+                      even_db=u(-6, 4), attack=u(0.03, 0.12), sustain_slope=u(-2, 0.5), release=u(0.03, 0.12),
+                      noise_db=u(-28, -14) if breathy else u(-45, -25), noise_hz=u(1500, 7000), noise_q=u(0.4, 1.2),
+                      chiff=u(0.5, 1.5), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5), tremolo=u(0, 0.08),
+                      velocity_brightness=u(3, 10))
+    return Timbre("generic", slope_db=u(-12, -2), attack=u(0.005, 0.1), sustain_slope=u(-3, 0), release=u(0.05, 0.3),
+                  formants=_formants(rng, (0, 3), (200, 5000), (-10, 10)))
+
+
+def _partials(timbre: Timbre, f0: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ratio of each partial to f0, its level in dB) before velocity and time."""
+    if timbre.partial_ratios:
+        ratios = np.asarray(timbre.partial_ratios, dtype=np.float64)
+        numbers = np.arange(1, len(ratios) + 1, dtype=np.float64)
+    else:
+        numbers = np.arange(1, MAX_PARTIALS + 1, dtype=np.float64)
+        ratios = numbers * np.sqrt(1 + timbre.inharmonicity * numbers ** 2)
+    level = timbre.slope_db * np.log2(ratios)
+    if not timbre.partial_ratios:
+        level += np.where(numbers % 2 == 0, timbre.even_db, 0.0)
+    if timbre.comb:
+        level += 20 * np.log10(np.abs(np.sin(np.pi * numbers * timbre.comb)) + 1e-3)
+    stops = timbre.extra.get("stops_db")
+    if stops is not None and timbre.partial_ratios:
+        level = level + np.asarray(stops[:len(ratios)])
+    if timbre.extra.get("harmonics_only"):  # flageolet: the string touched at its middle, odd partials silent
+        level += np.where(numbers % 2 == 1, -40.0, 0.0)
+    if timbre.extra.get("weak_fundamental_db"):
+        level[0] += timbre.extra["weak_fundamental_db"]
+    frequency = ratios * f0
+    level += timbre.rolloff_db * np.maximum(0.0, np.log2(frequency / timbre.rolloff_hz))
+    for centre, width, gain in timbre.formants:
+        level += gain / (1 + ((frequency - centre) / (width / 2)) ** 2)
+    keep = frequency < MAX_PARTIAL_HZ
+    return ratios[keep], level[keep]
+
+
+class AdditiveRenderer:
+    """Renders note events with :func:`draw_timbre` instruments; the Renderer interface, no SoundFont."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = int(sample_rate)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "AdditiveRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def render_midi(self, path, *, tail_seconds: float = 1.0) -> np.ndarray:
+        """Render a whole MIDI file, plus ``tail_seconds`` for the release; float32 mono."""
+        events, end = read_midi_events(path, self.sample_rate)
+        return self.render_events(events, end + round(tail_seconds * self.sample_rate))
+
+    def render_events(self, events: list[NoteEvent], n_samples: int) -> np.ndarray:
+        """Render ``events`` (sorted by sample) into float32 [shape=(n_samples,)]; every note on its own."""
+        program = [0] * 16
+        bank = [0] * 16
+        bend = [[(0, 0.0)] for _ in range(16)]         # per channel: (sample, cents) steps
+        brightness = [0.0] * 16
+        nrpn = [[0, 0] for _ in range(16)]
+        data = [[0, 0] for _ in range(16)]
+        sounding: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        notes = []
+        for event in events:
+            c = event.channel
+            if event.kind == "program":
+                program[c], bank[c] = event.data1, event.data2 if c != 9 else 128
+            elif event.kind == "control":
+                if event.data1 == 0:
+                    bank[c] = event.data2 * 128 + bank[c] % 128
+                elif event.data1 == 32:
+                    bank[c] = bank[c] // 128 * 128 + event.data2
+                elif event.data1 in (99, 98):
+                    nrpn[c][event.data1 == 98] = event.data2
+                elif event.data1 in (6, 38):
+                    data[c][event.data1 == 38] = event.data2
+                    if nrpn[c] == [120, 8]:  # the SF2 NRPN of the filter cutoff, 2 cents a step
+                        brightness[c] = 2.0 * (data[c][0] * 128 + data[c][1] - 8192)
+            elif event.kind == "pitchwheel":
+                bend[c].append((event.sample, (event.data1 - 8192) / 8192 * 200.0))
+            elif event.kind == "note_on":
+                sounding[(c, event.data1)] = (event.sample, event.data2, program[c], bank[c])
+            elif event.kind == "note_off" and (c, event.data1) in sounding:
+                start, velocity, prog, bnk = sounding.pop((c, event.data1))
+                notes.append((c, event.data1, velocity, prog, bnk, start, event.sample, brightness[c]))
+        for (c, pitch), (start, velocity, prog, bnk) in sounding.items():
+            notes.append((c, pitch, velocity, prog, bnk, start, n_samples, brightness[c]))
+        out = np.zeros(n_samples, dtype=np.float32)
+        for c, pitch, velocity, prog, bnk, start, stop, bright in notes:
+            if c == 9 or start >= n_samples:
+                continue  # no percussion kit here
+            cents = np.zeros(n_samples - start, dtype=np.float64)
+            for at, value in bend[c]:
+                cents[max(0, at - start):] = value
+            out[start:] += self.render_note(draw_timbre(prog, bnk % BANKS), pitch=pitch, velocity=velocity,
+                                            note_samples=max(1, stop - start), n_samples=n_samples - start,
+                                            bend_cents=cents, brightness_cents=bright,
+                                            seed=(prog, bnk, pitch, velocity))
+        return out
+
+    def render_note(self, timbre: Timbre, *, pitch: int, velocity: int, note_samples: int, n_samples: int,
+                    bend_cents: np.ndarray | None = None, brightness_cents: float = 0.0,
+                    seed: tuple = (0,)) -> np.ndarray:
+        """One note of ``timbre`` from sample 0, released after ``note_samples``; float32 [shape=(n_samples,)]."""
+        rate = self.sample_rate
+        rng = np.random.default_rng([*seed, 0xADD])
+        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        ratios, level = _partials(timbre, f0)
+        loud = velocity / 127
+        level = level + timbre.velocity_brightness * (loud - 0.8) * np.log2(ratios)
+        if brightness_cents:  # as the SF2 low-pass at cutoff 20 kHz * 2^(cents / 1200): -12 dB per octave above it
+            cutoff = 20000 * 2 ** (brightness_cents / 1200)
+            level -= 12 * np.maximum(0.0, np.log2(ratios * f0 / cutoff))
+        t = np.arange(n_samples, dtype=np.float64) / rate
+        bend = bend_cents if bend_cents is not None else np.zeros(n_samples)
+        vibrato = timbre.vibrato_cents * np.sin(2 * np.pi * timbre.vibrato_hz * t) * np.minimum(1.0, t / 0.3)
+        phase_turns = np.cumsum(f0 * 2 ** ((bend + vibrato) / 1200)) / rate  # of the fundamental
+
+        release_at = note_samples / rate
+        attack = np.minimum(1.0, t / max(timbre.attack, 1e-4))
+        after = np.maximum(0.0, t - release_at)
+        release = np.exp(-6.9 * after / max(timbre.release, 1e-3))     # -60 dB after `release` s
+        held = np.where(t < release_at, 1.0, 0.0)
+        envelope = attack * 10 ** (timbre.sustain_slope * np.minimum(t, release_at) / 20)
+        envelope *= held + (1 - held) * release
+        if timbre.tremolo:
+            envelope *= 1 - timbre.tremolo * 0.5 * (1 + np.sin(2 * np.pi * timbre.tremolo_hz * t))
+
+        # Every partial at once, (partials, samples) in float32, and only until the release has died away.
+        amplitudes = 10 ** (level / 20)
+        keep = amplitudes >= 10 ** (-PARTIAL_RANGE_DB / 20) * amplitudes.max()
+        ratios, amplitudes = ratios[keep], amplitudes[keep]
+        active = min(n_samples, note_samples + round(1.2 * timbre.release * rate) + 1)
+        t32 = t[:active].astype(np.float32)
+        shape = np.empty((len(ratios), active), dtype=np.float32)
+        work = np.empty_like(shape)
+        shape[:] = envelope[:active].astype(np.float32)
+        detunes = timbre.detune_cents or (0.0,)
+        shape *= (amplitudes[:, None] / len(detunes)).astype(np.float32)
+        if timbre.decay:
+            t60 = timbre.decay * (f0 / 261.6) ** -0.3 / ratios ** timbre.decay_tilt          # (K,)
+            np.outer((-6.9 / t60).astype(np.float32), t32, out=work)
+            shape *= np.exp(work, out=work)
+        if timbre.brighten_on_attack:  # brass: the upper partials come in later than the fundamental
+            delay = timbre.attack * (1 + timbre.brighten_on_attack / 10 * np.log2(ratios))
+            np.outer((1 / delay).astype(np.float32), t32, out=work)
+            shape *= np.minimum(work, np.float32(1), out=work)
+        if timbre.archetype == "tine":  # the tine's bell partial (the last) dies fast
+            shape[-1] *= (10 ** (timbre.extra["bell_db"] / 20) * np.exp(-t32 / timbre.extra["bell_decay"]))
+        out = np.zeros(n_samples, dtype=np.float32)
+        turns32 = phase_turns[:active].astype(np.float32)
+        for cents in detunes:
+            # float32 phase: partial frequencies stay below 18 kHz, so at most 36,000 turns in 2 s, 0.002 turn off.
+            np.outer((ratios * 2 ** (cents / 1200)).astype(np.float32), turns32, out=work)
+            if timbre.random_phase:
+                work += rng.uniform(0, 1, (len(ratios), 1)).astype(np.float32)
+            work -= np.floor(work)
+            work *= np.float32(2 * np.pi)
+            np.sin(work, out=work)
+            out[:active] += np.einsum("kn,kn->n", work, shape)
+        # The rest on the sounding part only, so that a longer buffer renders the same note.
+        out, t, envelope, phase_turns = out[:active].astype(np.float64), t[:active], envelope[:active], \
+            phase_turns[:active]
+        if timbre.extra.get("click"):  # percussive organ: a decaying 3rd harmonic
+            out += 0.5 * envelope * np.exp(-t / 0.25) * np.sin(2 * np.pi * 3 * phase_turns)
+        out /= max(1e-9, np.abs(out).max())
+        if timbre.noise_db > -80:
+            noise = _band_noise(rng, active, timbre.noise_hz, timbre.noise_q, rate)
+            burst = 1 + timbre.chiff * 4 * np.exp(-t / 0.03)
+            out += 10 ** ((timbre.noise_db + NOISE_OFFSET_DB) / 20) * noise * envelope * burst
+        if timbre.drive:
+            out = np.tanh(10 ** (timbre.drive / 20) * out) * envelope.clip(0, 1)
+            out = _lowpass(out, timbre.extra["cabinet_hz"], rate)
+        out *= PEAK * (0.2 + 0.8 * loud ** 1.5) / max(1e-9, np.abs(out).max())
+        note = np.zeros(n_samples, dtype=np.float32)
+        note[:active] = out
+        return note
+
+
+def _band_noise(rng: np.random.Generator, n: int, centre: float, q: float, rate: int) -> np.ndarray:
+    """Gaussian noise shaped by a resonance at ``centre`` Hz (bandwidth centre / q), unit peak."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    frequency = np.fft.rfftfreq(n, 1 / rate)
+    spectrum /= 1 + ((frequency - centre) / (centre / max(q, 0.05) / 2)) ** 2
+    noise = np.fft.irfft(spectrum, n)
+    return noise / max(1e-9, np.abs(noise).max())
+
+
+def _lowpass(audio: np.ndarray, cutoff: float, rate: int) -> np.ndarray:
+    """A loudspeaker cabinet's roll-off: -24 dB per octave above ``cutoff``, in the frequency domain."""
+    spectrum = np.fft.rfft(audio)
+    frequency = np.fft.rfftfreq(len(audio), 1 / rate)
+    spectrum *= 1 / (1 + (frequency / cutoff) ** 4)
+    return np.fft.irfft(spectrum, len(audio))
