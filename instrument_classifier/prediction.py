@@ -439,13 +439,33 @@ class Predictor:
         self.model_id = str(self.bundle.config.get("model_id") or Path(self.model_dir).name)
         self.sample_rate = int(self.extractor.sample_rate)
         self.clip_samples = round(CLIP_SECONDS * self.sample_rate)
-        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing)
+        self._check_extractor()
+        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing, self.model_dir)
         self._lock = threading.Lock()
         # The first call builds the graph; do it now so no request pays for it.
         self._run_network(np.zeros((1, self.clip_samples), dtype=np.float32))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.model_dir)!r})"
+
+    def _check_extractor(self) -> None:
+        """UserError unless the stored feature parameters give the network's input, at a sane cost.
+
+        Checked before the first clip is made: a damaged preprocessing.json
+        (a sample rate of 1e12, say) would otherwise allocate terabytes.
+        """
+        where = Path(self.model_dir) / "preprocessing.json"
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise UserError(f"invalid {where}: feature sample_rate {self.sample_rate} Hz is outside "
+                            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+        if self.extractor.block_size > self.clip_samples:
+            raise UserError(f"invalid {where}: feature block_size {self.extractor.block_size} is longer than "
+                            f"the {CLIP_SECONDS:g} s clip")
+        shape = (self.extractor.n_frames(self.clip_samples), self.extractor.n_bins)
+        expected = tuple(self.bundle.model.input_shape[1:3])
+        if shape != expected:
+            raise UserError(f"invalid {where}: its feature parameters give chromagrams of shape {shape}, "
+                            f"the network takes {expected}")
 
     # -- one clip --------------------------------------------------------------
 
@@ -632,12 +652,22 @@ def read_final_metrics(model_dir: str | os.PathLike) -> dict[str, dict[str, floa
     return metrics
 
 
-def _training_level_range(preprocessing: dict) -> tuple[float, float] | None:
-    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown."""
+def _training_level_range(preprocessing: dict, model_dir: str | os.PathLike) -> tuple[float, float] | None:
+    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown.
+
+    UserError for a stored value that is not two finite numbers, low <= high.
+    """
     stored = preprocessing.get("peak_dbfs_range")
-    if isinstance(stored, (list, tuple)) and len(stored) == 2:
-        return float(stored[0]), float(stored[1])
-    return None
+    if stored is None:
+        return None
+    try:
+        low, high = (float(value) for value in stored)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"invalid {Path(model_dir) / 'preprocessing.json'}: peak_dbfs_range must be two numbers, "
+                        f"low then high, got {stored!r}") from None
+    return low, high
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:

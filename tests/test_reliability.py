@@ -1,0 +1,160 @@
+"""Careless and hostile input to the stages (issue 13): one line, a non-zero exit, nothing destroyed.
+
+Each test is one of the issue's probes with the answer it must get: a
+damaged model folder, numbers that are not numbers, an output path that
+holds something else, a FIFO among the clips, a corrupt artifact that looked
+up to date.  They run the stages' real ``main`` (or the script itself where
+the process matters: Ctrl-C, a closed stdout) on a copy of the session's tiny
+dataset and model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analyze_errors
+import evaluate
+import extract_features
+import fluidsynth_wrapper
+import leaderboard
+import predict
+import predict_webapp
+import prepare_training
+import train
+from instrument_classifier.cli import UserError
+from instrument_classifier.dataset import SingleToneDataset
+from instrument_classifier.features import load_features
+from test_prediction import train_tiny_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_dataset, tmp_path_factory) -> Path:
+    """The session's tiny model (shared with test_prediction and test_webapp): copy it before changing it."""
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "prediction-model", tiny_dataset)
+
+
+@pytest.fixture
+def dataset(tiny_dataset, tmp_path) -> Path:
+    """A writable copy of the tiny dataset (no features)."""
+    return Path(shutil.copytree(tiny_dataset, tmp_path / "dataset"))
+
+
+def one_line_error(capsys, status: int, *fragments: str, code: int = 2) -> str:
+    """Assert ``status`` is ``code`` and stderr is one error line holding every fragment; return it."""
+    err = capsys.readouterr().err
+    assert status == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and ": error: " in lines[0], err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def copy_model(model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(model_dir, tmp_path / model_dir.name, ignore=shutil.ignore_patterns("evaluation")))
+
+
+def edit_json(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(change(record)))
+
+
+# ---------------------------------------------------------------------------
+# Item 8: a damaged model folder, for predict.py and the web app alike
+
+
+def set_config_to_a_list(folder):
+    (folder / "config.json").write_text("[]")
+
+
+def set_level_range_to_text(folder):
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "peak_dbfs_range": ["a", "b"]})
+
+
+def set_sample_rate_to_1e12(folder):  # once allocated 7 TiB for the first clip
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "sample_rate": 10**12}})
+
+
+def set_hop_to_1024(folder):
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "hop_size": 1024}})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (set_config_to_a_list, "config.json: not a JSON object"),
+    (set_level_range_to_text, "peak_dbfs_range must be two numbers"),
+    (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
+    (set_hop_to_1024, "chromagrams of shape (87, 115), the network takes (44, 115)"),
+])
+def test_damaged_model_folder_is_one_line(model_dir, tmp_path, capsys, damage, message):
+    broken = copy_model(model_dir, tmp_path)
+    damage(broken)
+    clip = next((model_dir.parent.parent / "audio").glob("*.flac"))
+    one_line_error(capsys, predict.main(["-m", str(broken), str(clip)]), message)
+    one_line_error(capsys, predict_webapp.main(["-m", str(broken), "--port", "0"]), message)
+
+
+def test_web_app_on_a_host_that_does_not_resolve(model_dir, capsys):
+    status = predict_webapp.main(["-m", str(model_dir), "--host", "no.such.host.invalid", "--port", "0"])
+    one_line_error(capsys, status, "cannot listen on no.such.host.invalid:0")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning-rate", "nan"], "--learning-rate must be a positive number, got nan"),
+    (["--learning-rate", "inf"], "--learning-rate must be a positive number, got inf"),
+    (["--patience", "-1"], "--patience must be 0"),
+])
+def test_training_refuses_numbers_that_cannot_train(model_dir, tmp_path, capsys, argv, message):
+    """Refused before any work (inf once failed after 15 s of training, nan and -1 with a traceback)."""
+    status = train.main([str(model_dir.parent.parent), *argv, "--models-dir", str(tmp_path / "models"), "-q"])
+    one_line_error(capsys, status, message)
+    assert not (tmp_path / "models").exists()
+
+
+def nan_probability(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.loc[0, table.columns[table.columns.str.startswith("p_")][0]] = np.nan
+    table.to_csv(folder / "predictions.csv", index=False)
+
+
+def unknown_label(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.loc[0, "true"] = "banjo"
+    table.to_csv(folder / "predictions.csv", index=False)
+
+
+def no_validation_curves(folder):
+    curves = pd.read_csv(folder / "learning_curves.csv")
+    curves.drop(columns=[c for c in curves.columns if c.startswith("val_")]).to_csv(
+        folder / "learning_curves.csv", index=False)
+
+
+def no_correct_column(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.drop(columns="correct").to_csv(folder / "predictions.csv", index=False)
+
+
+@pytest.mark.parametrize("script, damage, message", [
+    (evaluate, nan_probability, "is nan, not a probability"),
+    (evaluate, unknown_label, "true 'banjo' is not one of"),
+    (evaluate, no_validation_curves, "learning_curves.csv lacks columns: val_"),
+    (analyze_errors, no_correct_column, "predictions.csv lacks columns: correct"),
+])
+def test_damaged_training_results_are_one_line(model_dir, tmp_path, capsys, script, damage, message):
+    broken = copy_model(model_dir, tmp_path)
+    damage(broken)
+    one_line_error(capsys, script.main([str(broken), "-q"]), message)
+    assert not (broken / "evaluation").exists()
