@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share for testing")
     parser.add_argument("-o", "--output-dir", default=None,
                         help="where to write (default: DATASET/training-data); train.py --training-data reads it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder of an earlier run (never a folder holding other files)")
     return parser.parse_args(argv)
 
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = prepare_training_data(args.dataset, target=args.target, split=args.split, seed=args.seed,
                                 valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
-                                output_dir=args.output_dir)
+                                output_dir=args.output_dir, overwrite=args.overwrite)
     data = load_training_data(args.dataset, out)
     counts = ", ".join(f"{name} {int((data.split == name).sum())}" for name in ("train", "valid", "test"))
     print(f"{len(data.class_names)} classes ({args.target}), {args.split} split: {counts}")

@@ -158,3 +158,48 @@ def test_damaged_training_results_are_one_line(model_dir, tmp_path, capsys, scri
     damage(broken)
     one_line_error(capsys, script.main([str(broken), "-q"]), message)
     assert not (broken / "evaluation").exists()
+
+
+# ---------------------------------------------------------------------------
+# Items 6 and 7: prepare_training.py neither destroys nor half-writes
+
+
+def test_prepare_training_writes_only_where_it_may(model_dir, tmp_path, capsys):
+    dataset = model_dir.parent.parent  # has features
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(a_file)]), "not a folder this stage wrote")
+    one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(a_file), "--overwrite"]))
+    assert a_file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.wav").write_bytes(b"x")
+    for extra in ([], ["--overwrite"]):
+        one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(other), *extra]),
+                       "holds files this stage did not write (keep.wav)")
+    assert [p.name for p in other.iterdir()] == ["keep.wav"]
+
+    ours = tmp_path / "empty"
+    ours.mkdir()
+    assert prepare_training.main([str(dataset), "-o", str(ours)]) == 0  # an empty folder is fine
+    one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(ours)]), "use --overwrite")
+    assert prepare_training.main([str(dataset), "-o", str(ours), "--split", "instrument", "--overwrite"]) == 0
+    assert json.loads((ours / "preprocessing.json").read_text())["split"] == "instrument"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.txt", "other"]
+
+
+def test_prepare_training_refuses_nan_features_before_writing(model_dir, tmp_path, capsys):
+    dataset = Path(shutil.copytree(model_dir.parent.parent, tmp_path / "dataset",
+                                   ignore=shutil.ignore_patterns("models", "training-data")))
+    npz = dataset / "features" / "chromagrams.npz"
+    chromagrams, sample_id, _ = load_features(dataset)
+    np.savez(npz, chromagrams=np.full_like(chromagrams, np.nan), sample_id=sample_id)
+    import hashlib
+
+    edit_json(dataset / "features" / "features.json",
+              lambda r: {**r, "chromagrams_sha256": hashlib.sha256(npz.read_bytes()).hexdigest()})
+    one_line_error(capsys, prepare_training.main([str(dataset)]),
+                   f"{len(sample_id)} of {len(sample_id)} chromagrams", "NaN or infinity")
+    assert not (dataset / "training-data").exists()
+    assert not [p for p in dataset.iterdir() if p.name.startswith(".")]
