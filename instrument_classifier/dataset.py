@@ -61,7 +61,11 @@ def read_clips(paths: list[Path], *, sample_rate: int = SAMPLE_RATE, length: int
         out[index] = read_clip(paths[index], sample_rate=sample_rate, length=length)
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        list(pool.map(load, range(len(paths))))
+        try:
+            list(pool.map(load, range(len(paths))))
+        except BaseException:  # a bad clip, Ctrl-C: stop without reading the rest first
+            pool.shutdown(cancel_futures=True)
+            raise
     return out
 
 

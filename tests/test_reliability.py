@@ -203,3 +203,69 @@ def test_prepare_training_refuses_nan_features_before_writing(model_dir, tmp_pat
                    f"{len(sample_id)} of {len(sample_id)} chromagrams", "NaN or infinity")
     assert not (dataset / "training-data").exists()
     assert not [p for p in dataset.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------------------
+# Items 10 and 11: extract_features.py
+
+
+def test_a_fifo_among_the_clips_is_refused_at_once(dataset):
+    """Opening a FIFO waits for a writer: it once hung the stage for 700 s, past the first Ctrl-C."""
+    clip = sorted((dataset / "audio").glob("*.flac"))[3]
+    clip.unlink()
+    os.mkfifo(clip)
+    run = subprocess.run([sys.executable, "extract_features.py", str(dataset), "-q"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        f"extract_features.py: error: audio clip {clip} is not a regular file (a pipe or a device?)"]
+    assert not (dataset / "features").exists()
+
+
+def test_ctrl_c_stops_extraction_at_once(dataset):
+    """Ctrl-C while threads decode and transform: exit 130 within seconds, one line, no features."""
+    parameters = pd.read_csv(dataset / "parameters.csv")
+    many = pd.concat([parameters] * 80, ignore_index=True)  # 4480 rows, the same 56 clips: ~10 s of work
+    many["sample_id"] = range(len(many))
+    many.to_csv(dataset / "parameters.csv", index=False)
+    process = subprocess.Popen([sys.executable, "extract_features.py", str(dataset), "-q", "-j", "2"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C as in a terminal: a background job (as CI may run us) ignores SIGINT.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    fds = Path(f"/proc/{process.pid}/fd")
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:  # until a thread has a clip open
+        try:
+            if any("/audio/" in os.readlink(fd) for fd in fds.iterdir()):
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    stopped_after = time.monotonic() - start
+    assert process.returncode == 130 and err.strip().splitlines() == ["extract_features.py: interrupted"]
+    assert stopped_after < 5, stopped_after  # ~0.1 s; generous for a loaded machine
+    assert not (dataset / "features").exists() or not any((dataset / "features").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_a_damaged_feature_file_is_not_up_to_date(dataset, capsys, damage):
+    """A corrupt chromagrams.npz was 'up to date' (exit 0), and the next stage failed on it."""
+    assert extract_features.main([str(dataset), "-q"]) == 0
+    npz = dataset / "features" / "chromagrams.npz"
+    good = npz.read_bytes()
+    if damage == "truncated":
+        npz.write_bytes(good[:100])
+    else:  # still a valid file of the right shape, other numbers
+        chromagrams, sample_id, _ = load_features(dataset)
+        np.savez(npz, chromagrams=chromagrams[::-1], sample_id=sample_id)
+    with pytest.raises(UserError, match="chromagrams.npz changed since it was written"):
+        load_features(dataset)
+    assert extract_features.main([str(dataset)]) == 0
+    assert "wrote 56 chromagrams" in capsys.readouterr().out
+    assert npz.read_bytes() == good
+    assert extract_features.main([str(dataset)]) == 0
+    assert "up to date" in capsys.readouterr().out
