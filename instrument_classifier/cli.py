@@ -76,6 +76,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least 0")
+    return value
+
+
+def warn(message: str) -> None:
+    """Print ``<script>: warning: <message>`` on stderr, as the stages do."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "instrument_classifier"
+    print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 

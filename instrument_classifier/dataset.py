@@ -95,6 +95,10 @@ class SingleToneDataset:
         missing = [c for c in REQUIRED_COLUMNS if c not in parameters.columns]
         if missing:
             raise UserError(f"{csv_path} lacks columns: {', '.join(missing)}")
+        repeated = parameters["sample_id"][parameters["sample_id"].duplicated()]
+        if len(repeated):
+            raise UserError(f"{csv_path}: sample_id {repeated.iloc[0]} appears more than once "
+                            f"({len(repeated)} repeated rows)")
         self.parameters = parameters
         self.audio_paths = [self.path / name for name in parameters["audio_file"]]
 

@@ -269,3 +269,76 @@ def test_a_damaged_feature_file_is_not_up_to_date(dataset, capsys, damage):
     assert npz.read_bytes() == good
     assert extract_features.main([str(dataset)]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Item 12: the smaller ones
+
+
+def test_leaderboard_counts_must_make_sense(model_dir, capsys):
+    for argv in (["--top", "-1"], ["--top", "0"], ["--latest", "-1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            leaderboard.main([str(model_dir.parent), *argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"argument {argv[0]}: invalid value" in err
+
+
+def test_best_model_skips_a_folder_that_cannot_load(model_dir, tmp_path, capsys):
+    good, bad = (copy_model(model_dir, tmp_path / name) for name in ("good", "bad"))
+    models = tmp_path / "models"
+    models.mkdir()
+    good, bad = good.rename(models / "20990101-000000-x-s1"), bad.rename(models / "20990101-000001-x-s1")
+    metrics = pd.read_csv(bad / "final_metrics.csv")
+    metrics.loc[metrics["split"] == "valid", "error"] = 0.0  # the better one on paper
+    metrics.to_csv(bad / "final_metrics.csv", index=False)
+    archive = bytearray((bad / "model.keras").read_bytes())
+    archive[len(archive) // 2] ^= 0xFF  # one flipped byte in the weights
+    (bad / "model.keras").write_bytes(bytes(archive))
+    assert leaderboard.main([str(models), "--best"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(good)
+    assert err.count("\n") == 1 and f"warning: skipping model {bad}: model.keras is damaged (" in err, err
+    with zipfile.ZipFile(good / "model.keras") as source:  # an archive without its weights is caught too
+        kept = {name: source.read(name) for name in source.namelist() if name != "model.weights.h5"}
+    with zipfile.ZipFile(good / "model.keras", "w") as target:
+        for name, data in kept.items():
+            target.writestr(name, data)
+    assert leaderboard.main([str(models), "--best"]) == 2
+    *warnings, error = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 2 and "model.keras lacks model.weights.h5" in warnings[1]
+    assert error.endswith(f"error: no model of target family in {models} can be loaded (see the warnings)")
+
+
+def test_predict_with_stdout_closed_fails(model_dir):
+    """`predict.py clip >&-` printed nothing and exited 0."""
+    clip = next((model_dir.parent.parent / "audio").glob("*.flac"))
+    run = subprocess.run(f'"{sys.executable}" predict.py -m "{model_dir}" "{clip}" >&-', shell=True, cwd=REPO,
+                         capture_output=False, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == ["predict.py: error: standard output is closed: nowhere to print "
+                                               "the labels"]
+
+
+def test_duplicate_sample_ids_are_refused(dataset, capsys):
+    parameters = pd.read_csv(dataset / "parameters.csv")
+    parameters.loc[5, "sample_id"] = parameters.loc[4, "sample_id"]
+    parameters.to_csv(dataset / "parameters.csv", index=False)
+    with pytest.raises(UserError, match="sample_id 4 appears more than once"):
+        SingleToneDataset(dataset)
+    one_line_error(capsys, extract_features.main([str(dataset), "-q"]), "sample_id 4 appears more than once")
+
+
+def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, capfd):
+    """The MIDI error had an empty reason; FluidSynth printed six lines about the SoundFont."""
+    from instrument_classifier.synthesis import default_soundfont
+
+    midi = next((tiny_dataset / "midi").glob("*.mid"))
+    (tmp_path / "cut.mid").write_bytes(midi.read_bytes()[:30])
+    status = fluidsynth_wrapper.main([str(tmp_path / "cut.mid"), str(tmp_path / "out.wav")])
+    one_line_error(capfd, status, "cannot read MIDI file", "the file ends early (truncated?)")
+    with open(default_soundfont(), "rb") as font:
+        (tmp_path / "cut.sf2").write_bytes(font.read(100_000))
+    status = fluidsynth_wrapper.main(["-s", str(tmp_path / "cut.sf2"), str(midi), str(tmp_path / "out.wav")])
+    one_line_error(capfd, status, "cut.sf2 is truncated: its header says")
+    assert not (tmp_path / "out.wav").exists()
