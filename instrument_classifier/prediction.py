@@ -226,7 +226,7 @@ def _checked_source(source: str | os.PathLike | BinaryIO | bytes, name: str | No
                     ) -> tuple[str | BinaryIO, str]:
     """(what soundfile opens, the name for messages); AudioError for a missing or empty file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(source)
+        source = _Upload(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name = name or str(path)
@@ -241,6 +241,18 @@ def _checked_source(source: str | os.PathLike | BinaryIO | bytes, name: str | No
     if _stream_size(source) == 0:
         raise AudioError(f"{name}: empty file", kind="empty")
     return source, name
+
+
+class _Upload(io.BytesIO):
+    """A file's bytes for libsndfile's virtual I/O.
+
+    A corrupt header can make libsndfile seek before the start; BytesIO raises
+    inside soundfile's callback, which prints a traceback to stderr and answers
+    position 0.  Answer 0 without the traceback.
+    """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
 
 
 def _stream_size(stream: BinaryIO) -> int | None:
