@@ -269,7 +269,7 @@ def test_silent_and_short_clips_get_warnings(predictor):
 @pytest.mark.parametrize("peak", [1e37, 3e38, 1e300])
 def test_huge_finite_samples_are_scaled_into_the_training_levels(predictor, confident_clip, peak):
     path, clip = confident_clip
-    dtype = np.float64 if peak > np.finfo(np.float32).max else np.float32
+    dtype = np.float64 if peak > float(np.finfo(np.float32).max) else np.float32
     huge = (clip.astype(np.float64) * (peak / float(np.abs(clip).max()))).astype(dtype)
     assert np.isfinite(huge).all()
     result = predictor.predict(huge, RATE)
