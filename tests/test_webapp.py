@@ -412,6 +412,12 @@ def test_browser_upload_shows_family_and_bars(server, predictor, clips, tmp_path
             assert page.get_attribute("#chromagram", "src").startswith("data:image/png;base64,")
             assert page.get_attribute("#player", "src").startswith("blob:")
 
+            # A file over the limit is refused in the page: the server would close the connection on it.
+            (tmp_path / "big.wav").write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+            page.set_input_files("#audio_file", str(tmp_path / "big.wav"))
+            page.wait_for_selector("#error", state="visible", timeout=10_000)
+            assert page.text_content("#error") == "big.wav: file too large (over 10 MB)"
+
             # With JavaScript off the form posts and the server renders the same answer.
             context = browser.new_context(java_script_enabled=False)
             plain = context.new_page()
