@@ -55,7 +55,7 @@ $(DATASET)/features/features.json: $(DATASET)/parameters.csv
 training-data: features $(DATASET)/training-data/splits.csv
 
 $(DATASET)/training-data/splits.csv: $(DATASET)/features/features.json
-	$(PY) prepare_training.py $(DATASET)
+	$(PY) prepare_training.py $(DATASET) --overwrite
 
 # Trains the default architecture unless the dataset has a finished model;
 # `make train` always trains another one.

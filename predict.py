@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if sys.stdout is None or sys.stdout.closed:  # `predict.py x.wav >&-`: print() would drop every label
+        raise UserError("standard output is closed: nowhere to print the labels")
     from instrument_classifier.prediction import Predictor, resolve_model_dir
 
     predictor = Predictor(resolve_model_dir(args.model_dir))

@@ -18,9 +18,11 @@ Pages and endpoints:
                                     "model_id", "warnings", ...}
     GET  /api/model                 the loaded model: classes, metrics, date
 
-Bad uploads get a 4xx with {"error": ...}: 400 no or empty file, 413 over
-10 MB, 415 unsupported type, 422 not audio or corrupt.  Uploads are kept in
-memory only for the request.  Ctrl-C stops the server.
+Bad uploads get a 4xx with {"error": ...}: 400 no or empty file or a
+malformed form, 413 over 10 MB (or a form over its limits), 415 unsupported
+type, 422 not audio or corrupt.  Uploads are kept in memory only for the
+request, and at most 60 s of one are decoded.  Limits, timeouts and what a
+public deployment adds: README.md, "Reliability".  Ctrl-C stops the server.
 """
 
 from __future__ import annotations
@@ -67,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         server = make_server(app, host=args.host, port=args.port, threads=args.threads or SERVER_THREADS)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
-    print(f"serving model {predictor.model_id} on http://{args.host}:{server.effective_port}/ "
-          "(Ctrl-C to stop)", flush=True)
+    except ValueError:  # waitress: the host does not resolve
+        raise UserError(f"cannot listen on {args.host}:{args.port}: no such host or address") from None
+    urls = " and ".join(f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+                        for host, port in server.effective_listen)
+    print(f"serving model {predictor.model_id} on {urls} (Ctrl-C to stop)", flush=True)
     try:
         server.run()
     finally:

@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="--split soundfont: fonts held out for validation (default: a random share of the rest)")
     parser.add_argument("-o", "--output-dir", default=None,
                         help="where to write (default: DATASET/training-data); train.py --training-data reads it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder of an earlier run (never a folder holding other files)")
     return parser.parse_args(argv)
 
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = prepare_training_data(args.dataset, target=args.target, split=args.split, seed=args.seed,
                                 valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
-                                output_dir=args.output_dir, test_fonts=args.test_fonts,
+                                output_dir=args.output_dir, overwrite=args.overwrite, test_fonts=args.test_fonts,
                                 test_lineages=args.test_lineage, valid_fonts=args.valid_fonts)
     data = load_training_data(args.dataset, out)
     counts = ", ".join(f"{name} {int((data.split == name).sum())}" for name in ("train", "valid", "test"))

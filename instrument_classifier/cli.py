@@ -76,6 +76,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least 0")
+    return value
+
+
+def warn(message: str) -> None:
+    """Print ``<script>: warning: <message>`` on stderr, as the stages do."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "instrument_classifier"
+    print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
@@ -192,6 +209,29 @@ def library_versions(*names: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def check_replaceable_dir(path: str | os.PathLike, *, own_files: tuple[str, ...], overwrite: bool) -> Path:
+    """Refuse to write a stage's output folder over anything but that stage's own earlier output.
+
+    A missing or empty ``path`` is fine.  A folder that holds only
+    ``own_files`` (what the stage writes) is replaced only with ``overwrite``.
+    Anything else (a file, a link, a folder with other contents) is never
+    replaced, ``overwrite`` or not: the stage would destroy what it did not write.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return path
+    if path.is_symlink() or not path.is_dir():
+        raise UserError(f"{path} exists and is not a folder this stage wrote; choose another output folder")
+    contents = sorted(entry.name for entry in path.iterdir())
+    others = [name for name in contents if name not in own_files]
+    if others:
+        raise UserError(f"{path} holds files this stage did not write ({', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}); choose another output folder")
+    if contents and not overwrite:
+        raise UserError(f"{path} already exists (use --overwrite to replace it)")
+    return path
 
 
 def check_output_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:

@@ -61,7 +61,11 @@ def read_clips(paths: list[Path], *, sample_rate: int = SAMPLE_RATE, length: int
         out[index] = read_clip(paths[index], sample_rate=sample_rate, length=length)
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        list(pool.map(load, range(len(paths))))
+        try:
+            list(pool.map(load, range(len(paths))))
+        except BaseException:  # a bad clip, Ctrl-C: stop without reading the rest first
+            pool.shutdown(cancel_futures=True)
+            raise
     return out
 
 
@@ -91,6 +95,10 @@ class SingleToneDataset:
         missing = [c for c in REQUIRED_COLUMNS if c not in parameters.columns]
         if missing:
             raise UserError(f"{csv_path} lacks columns: {', '.join(missing)}")
+        repeated = parameters["sample_id"][parameters["sample_id"].duplicated()]
+        if len(repeated):
+            raise UserError(f"{csv_path}: sample_id {repeated.iloc[0]} appears more than once "
+                            f"({len(repeated)} repeated rows)")
         self.parameters = parameters
         self.audio_paths = [self.path / name for name in parameters["audio_file"]]
 

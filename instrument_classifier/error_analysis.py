@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir
-from .dataset import PARAMETERS_CSV
-from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure
+from .dataset import PARAMETERS_CSV, SingleToneDataset
+from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure, read_predictions
 from .features import load_features, note_name
 from .models import load_model_dir
 from .model_files import PREDICTIONS_CSV
@@ -99,16 +99,11 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
         raise UserError(f"unknown split {split!r} (choose from: {', '.join(SPLITS)}, all)")
     bundle = load_model_dir(model_dir)
     model_dir = bundle.model_dir
-    try:
-        predictions = pd.read_csv(model_dir / PREDICTIONS_CSV)
-    except FileNotFoundError:
-        raise UserError(f"{model_dir} is not a finished model directory ({PREDICTIONS_CSV} missing)") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {model_dir / PREDICTIONS_CSV}: {error}") from None
+    predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names)
     dataset_dir = Path(bundle.config.get("dataset", ""))
     if not (dataset_dir / PARAMETERS_CSV).is_file():
         raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")
-    parameters = pd.read_csv(dataset_dir / PARAMETERS_CSV).set_index("sample_id", drop=False)
+    parameters = SingleToneDataset(dataset_dir).parameters.set_index("sample_id", drop=False)
     chromagrams, sample_ids, _ = load_features(dataset_dir)
     row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
     pitches = bundle.extractor().bin_pitches()

@@ -60,6 +60,61 @@ def _figure(width: float, height: float):
     return figure
 
 
+def read_predictions(path: str | os.PathLike, class_names: list[str], *,
+                     splits: tuple[str, ...] = SPLITS) -> pd.DataFrame:
+    """A model folder's predictions.csv, checked; UserError for anything a report could not use.
+
+    Every column (sample_id, split, true, predicted, correct, p_<class>) must be
+    there, labels must be the model's classes, splits among ``splits``,
+    ``correct`` True/False and probabilities numbers in [0, 1].
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"{path.parent} is not a finished model directory ({path.name} missing)") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    proba_columns = [f"p_{name}" for name in class_names]
+    missing = [c for c in ["sample_id", "split", "true", "predicted", "correct", *proba_columns]
+               if c not in table.columns]
+    if missing:
+        raise UserError(f"{path} lacks columns: {', '.join(missing)}")
+    for column, allowed in (("true", class_names), ("predicted", class_names), ("split", list(splits))):
+        unknown = sorted(set(table[column].astype(str)) - set(allowed))
+        if unknown:
+            raise UserError(f"{path}: {column} {unknown[0]!r} is not one of {', '.join(allowed)}")
+    if table["correct"].dtype != bool:
+        raise UserError(f"{path}: column correct must hold True or False")
+    proba = table[proba_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(proba) & (proba >= 0) & (proba <= 1))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        value = table[proba_columns[column]].iloc[row]
+        shown = repr(value) if isinstance(value, str) else value
+        raise UserError(f"{path}: {proba_columns[column]} of sample {table['sample_id'].iloc[row]} is "
+                        f"{shown}, not a probability")
+    return table
+
+
+def read_learning_curves(path: str | os.PathLike) -> pd.DataFrame:
+    """A model folder's learning_curves.csv, checked: the columns the plot needs, numbers in them."""
+    path = Path(path)
+    try:
+        curves = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    loss = "crossentropy" if "val_crossentropy" in curves.columns else "loss"
+    needed = ["epoch", loss, f"val_{loss}", "error", "val_error"]
+    missing = [c for c in needed if c not in curves.columns]
+    if missing:
+        raise UserError(f"{path} lacks columns: {', '.join(missing)}")
+    for column in needed:
+        if not pd.api.types.is_numeric_dtype(curves[column]):
+            raise UserError(f"{path}: column {column} holds something other than numbers")
+    return curves
+
+
 def _class_index(predictions: pd.DataFrame, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y_true, y_pred, proba) as class indices and an (n, classes) array."""
     index = {name: i for i, name in enumerate(class_names)}
@@ -325,15 +380,8 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
         for name in (PREDICTIONS_CSV, LEARNING_CURVES_CSV, FINAL_METRICS_CSV):
             if not (model_dir / name).is_file():
                 raise UserError(f"{model_dir} is not a finished model directory ({name} missing)")
-        try:
-            predictions = pd.read_csv(model_dir / PREDICTIONS_CSV)
-            curves = pd.read_csv(model_dir / LEARNING_CURVES_CSV)
-        except (OSError, ValueError) as error:
-            raise UserError(f"cannot read the training results in {model_dir}: {error}") from None
-        missing = [c for c in ["split", "true", "predicted", "correct"] + [f"p_{n}" for n in bundle.class_names]
-                   if c not in predictions.columns]
-        if missing:
-            raise UserError(f"{model_dir / PREDICTIONS_CSV} lacks columns: {', '.join(missing)}")
+        predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names)
+        curves = read_learning_curves(model_dir / LEARNING_CURVES_CSV)
         title = f"Evaluation of {config.get('model_id', model_dir.name)} ({config.get('arch', '?')}) " \
                 f"on {config.get('dataset_name', '?')}"
         notes = [f"Architecture {config.get('arch')}, {config.get('parameters', '?')} parameters, "

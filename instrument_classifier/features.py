@@ -77,6 +77,7 @@ import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Sequence
 
 import numpy as np
@@ -546,6 +547,7 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
     (features_dir / PLOT_PNG).unlink(missing_ok=True)
     with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
         np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
+        chromagrams_sha256 = _sha256(tmp)
     total_seconds = time.perf_counter() - start
     write_json(record_path, {
         "dataset": str(dataset.path),
@@ -558,6 +560,7 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
         "algorithm_version": ALGORITHM_VERSION,
         "fingerprint": fingerprint,
         "parameters_csv_sha256": _sha256(dataset.path / PARAMETERS_CSV),
+        "chromagrams_sha256": chromagrams_sha256,
         "jobs": jobs or os.cpu_count(),
         "seconds": {"decode": round(decode_seconds, 3), "transform": round(transform_seconds, 3),
                     "total": round(total_seconds, 3)},
@@ -591,6 +594,9 @@ def load_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
     if not (npz_path.is_file() and record_path.is_file()):
         raise UserError(f"{dataset_dir} has no features: run extract_features.py first")
     record = read_json(record_path, what="features record")
+    recorded = record.get("chromagrams_sha256") if isinstance(record, dict) else None
+    if recorded is not None and recorded != _sha256(npz_path):
+        raise UserError(f"{npz_path} changed since it was written: run extract_features.py --overwrite")
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             chromagrams, sample_id = npz["chromagrams"], npz["sample_id"]
@@ -627,19 +633,21 @@ def _fingerprint(dataset: SingleToneDataset, extractor: ChromagramExtractor) -> 
             stat = path.stat()
         except OSError as error:
             raise UserError(f"cannot read audio clip {path}: {error.strerror}") from None
+        if not S_ISREG(stat.st_mode):  # opening a FIFO would wait for a writer, past Ctrl-C
+            raise UserError(f"audio clip {path} is not a regular file (a pipe or a device?)")
         digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
 def _recorded_fingerprint(features_dir: Path) -> str | None:
-    """The fingerprint of complete, readable features, else None."""
+    """The fingerprint of complete features, else None: chromagrams.npz must be the file that was written."""
     try:
         record = json.loads((features_dir / FEATURES_JSON).read_text())
+        written = isinstance(record, dict) and record.get("chromagrams_sha256") == \
+            _sha256(features_dir / CHROMAGRAMS_NPZ)
     except (OSError, ValueError):
         return None
-    if not (isinstance(record, dict) and (features_dir / CHROMAGRAMS_NPZ).is_file()):
-        return None
-    return record.get("fingerprint")
+    return record.get("fingerprint") if written else None  # else unreadable, altered, or from before the hash
 
 
 # ---------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 
-from .cli import UserError
-from .model_files import CONFIG_JSON, FINAL_METRICS_CSV, MODELS_DIR, is_model_dir
+from .cli import UserError, warn
+from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON,
+                          is_model_dir)
 
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
@@ -97,15 +99,53 @@ def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAUL
                    split: str | None = None) -> Path:
     """The folder of the model with the lowest validation error, of one target (None: any) and split.
 
-    Raises UserError when there is no finished model.
+    A folder whose model could not load (:func:`load_problem`) is skipped
+    with a warning on stderr.  Raises UserError when there is no finished model.
     """
     every = collect_models(models_dir)
     table = _filtered(every, target, split)
+    which = " and ".join(f"{key} {value}" for key, value in (("target", target), ("split", split)) if value)
+    which = f" of {which}" if which and not every.empty else ""
     if table.empty:
-        which = " and ".join(f"{key} {value}" for key, value in (("target", target), ("split", split)) if value)
-        raise UserError(f"no finished models{' of ' + which if which and not every.empty else ''} in "
-                        f"{resolve_models_dir(models_dir)}; run train.py first")
-    return Path(table.iloc[0]["path"])
+        raise UserError(f"no finished models{which} in {resolve_models_dir(models_dir)}; run train.py first")
+    for path in table["path"]:
+        problem = load_problem(Path(path))
+        if problem is None:
+            return Path(path)
+        warn(f"skipping model {path}: {problem}")
+    raise UserError(f"no model{which} in {resolve_models_dir(models_dir)} can be loaded (see the warnings)")
+
+
+def load_problem(model_dir: Path) -> str | None:
+    """Why a finished model folder could not be loaded, or None; without Keras, in milliseconds.
+
+    Checks what :func:`models.load_model_dir` reads: the two JSON files are
+    objects with the fields prediction needs, and model.keras is an intact
+    Keras archive (every member's checksum, the config and the weights there).
+    """
+    records = {}
+    for name in (CONFIG_JSON, PREPROCESSING_JSON):
+        try:
+            records[name] = json.loads((model_dir / name).read_text())
+        except (OSError, ValueError) as error:
+            return f"cannot read {name} ({error})"
+        if not isinstance(records[name], dict):
+            return f"{name} is not a JSON object"
+    missing = [key for key in ("class_names", "scaler", "features") if key not in records[PREPROCESSING_JSON]]
+    if missing:
+        return f"{PREPROCESSING_JSON} lacks {', '.join(missing)}"
+    try:
+        with zipfile.ZipFile(model_dir / MODEL_FILE) as archive:
+            damaged = archive.testzip()
+            members = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        return f"{MODEL_FILE} is not a Keras archive ({error or 'unreadable'})"
+    if damaged is not None:
+        return f"{MODEL_FILE} is damaged ({damaged} fails its checksum)"
+    absent = [name for name in ("config.json", "model.weights.h5") if name not in members]
+    if absent:
+        return f"{MODEL_FILE} lacks {', '.join(absent)}"
+    return None
 
 
 def format_leaderboard(models_dir: str | os.PathLike, *, top: int = 10, latest: int = 3,

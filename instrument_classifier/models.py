@@ -461,6 +461,9 @@ def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
     model_dir = check_model_dir(model_dir)
     preprocessing = read_json(model_dir / PREPROCESSING_JSON, what="model preprocessing file")
     config = read_json(model_dir / CONFIG_JSON, what="model config file")
+    for name, record in ((PREPROCESSING_JSON, preprocessing), (CONFIG_JSON, config)):
+        if not isinstance(record, dict):
+            raise UserError(f"invalid {model_dir / name}: not a JSON object")
     try:
         class_names = [str(name) for name in preprocessing["class_names"]]
         scaler = ChromagramScaler.from_params(preprocessing["scaler"])

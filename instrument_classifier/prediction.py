@@ -4,9 +4,14 @@ The models were trained on 2 s clips of 44.1 kHz mono audio with the note
 starting at t = 0.  A file from elsewhere is turned into such a clip first:
 
 1. **Read** any format libsndfile decodes (WAV, FLAC, OGG/Vorbis, MP3, AIFF,
-   ...) from a path or an in-memory upload: float32 [shape=(n, channels)].
-2. **Downmix** to mono as the mean of the channels (as the synthesiser does).
-3. **Resample** to the model's rate with soxr (its "HQ" quality).
+   ...) from a path or an in-memory upload, in blocks, at most
+   ``max_samples`` samples x channels (:func:`read_mono`): the work per file
+   is bounded whatever its length, rate and channel count.
+2. **Downmix** to mono as the mean of the channels (as the synthesiser does),
+   block by block, in float64 (finite samples stay finite).
+3. **Resample** to the model's rate with soxr (its "HQ" quality); a float file
+   that peaks above full scale is brought to 0 dBFS first, so that no finite
+   sample can overflow.
 4. **Find the onset** of the first note (:func:`find_onset`) and take
    ``CLIP_SECONDS`` from there, padding with zeros when the file is shorter.
 5. **Extract** the chromagram with the extractor rebuilt from the parameters
@@ -65,6 +70,12 @@ START_TOLERANCE_SECONDS = 0.01
 SILENCE_DBFS = -90.0
 # Files longer than this are read only this far (the note must start before).
 MAX_READ_SECONDS = 600.0
+# ... and at most this many samples x channels are decoded per file (10 minutes
+# of 48 kHz stereo): a small FLAC of digital silence can hold hours of
+# 8-channel audio at 655 kHz, so the length alone does not bound the work.
+MAX_DECODE_SAMPLES = 600 * 48_000 * 2
+# Samples x channels decoded per read: 8 MB of float64 at most in flight.
+DECODE_BLOCK_SAMPLES = 1 << 20
 # Peak levels this far outside the training clips' range are scaled into it, with a warning.
 LEVEL_MARGIN_DB = 6.0
 
@@ -100,9 +111,37 @@ class AudioError(UserError):
 # Reading and shaping audio
 
 
+@dataclass
+class DecodedAudio:
+    """The beginning of an audio file, as :func:`read_mono` / :func:`read_audio` read it.
+
+    samples : np.ndarray [shape=(n,)] mono or [shape=(n, channels)], float32
+        (float64 for 64-bit float files, whose finite samples may not fit float32)
+    sample_rate : int, Hz
+    channels : int, the file's channel count
+    file_seconds : float, the length of the whole file; more than was read
+        when the file goes on past ``max_seconds`` / ``max_samples``
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    channels: int
+    file_seconds: float
+
+    @property
+    def read_seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the file goes on after what was read."""
+        return self.file_seconds > self.read_seconds
+
+
 def read_audio(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None = None,
-               max_seconds: float = MAX_READ_SECONDS) -> tuple[np.ndarray, int]:
-    """Decode an audio file.
+               max_seconds: float = MAX_READ_SECONDS, max_samples: int = MAX_DECODE_SAMPLES
+               ) -> tuple[np.ndarray, int]:
+    """Decode the beginning of an audio file, every channel kept.
 
     Parameters
     ----------
@@ -110,17 +149,84 @@ def read_audio(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None
     name : what to call it in messages (default: the path); its extension
         tells an unsupported format from a corrupt file.
     max_seconds : read at most this much (the first note must start before).
+    max_samples : and at most this many samples x channels.
 
     Returns
     -------
-    samples : np.ndarray [shape=(n, channels), dtype=float32], n >= 1
+    samples : np.ndarray [shape=(n, channels), dtype=float32 (float64 for 64-bit float files)], n >= 1
     sample_rate : int, Hz
 
     Raises AudioError (a UserError) for a missing, empty, unsupported or
-    unreadable file.
+    unreadable file, or samples that are not finite.
     """
+    audio = _decode(source, name=name, max_seconds=max_seconds, max_samples=max_samples, mono=False)
+    return audio.samples, audio.sample_rate
+
+
+def read_mono(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None = None,
+              max_seconds: float = MAX_READ_SECONDS, max_samples: int = MAX_DECODE_SAMPLES) -> DecodedAudio:
+    """Decode the beginning of an audio file as mono, downmixing block by block.
+
+    The parameters and errors are :func:`read_audio`'s.  At most
+    ``min(max_seconds * rate, max_samples / channels)`` frames are decoded,
+    :data:`DECODE_BLOCK_SAMPLES` at a time, so memory and time are bounded by
+    ``max_samples`` whatever the file holds.
+    """
+    return _decode(source, name=name, max_seconds=max_seconds, max_samples=max_samples, mono=True)
+
+
+def _decode(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None, max_seconds: float,
+            max_samples: int, mono: bool) -> DecodedAudio:
+    source, name = _checked_source(source, name)
+    suffix = Path(str(name)).suffix.lower()
+    try:
+        with sf.SoundFile(source) as audio:
+            rate, channels, frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise AudioError(f"{name}: unsupported sample rate {rate} Hz (use {MIN_SAMPLE_RATE} to "
+                                 f"{MAX_SAMPLE_RATE} Hz)", kind="unsupported")
+            dtype = np.float64 if audio.subtype == "DOUBLE" else np.float32
+            limit = max(1, min(int(max_seconds * rate), max_samples // max(channels, 1)))
+            blocks = _read_blocks(audio, limit=limit, dtype=dtype, mono=mono, name=name)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as error:
+        reason = str(error).split(":")[-1].strip() or type(error).__name__
+        if suffix and suffix not in SUPPORTED_EXTENSIONS:
+            raise AudioError(f"{name}: unsupported file type {suffix} (use {READABLE_FORMATS})",
+                             kind="unsupported") from None
+        raise AudioError(f"{name}: not an audio file or corrupt ({reason})", kind="unreadable") from None
+    except OSError as error:
+        raise AudioError(f"{name}: cannot read: {error.strerror or error}", kind="unreadable") from None
+    read = sum(len(block) for block in blocks)
+    if read == 0:
+        raise AudioError(f"{name}: no audio samples", kind="empty")
+    samples = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    # The header's length where reading stopped at the limit, else what there was.
+    file_frames = frames if read >= limit and frames > read else read
+    return DecodedAudio(samples=samples, sample_rate=rate, channels=channels, file_seconds=file_frames / rate)
+
+
+def _read_blocks(audio: sf.SoundFile, *, limit: int, dtype: Any, mono: bool, name: str) -> list[np.ndarray]:
+    """Up to ``limit`` frames of an open file, in blocks; each block downmixed when ``mono``."""
+    step = max(1, DECODE_BLOCK_SAMPLES // max(audio.channels, 1))
+    blocks, read = [], 0
+    while read < limit:
+        block = audio.read(min(step, limit - read), dtype=dtype, always_2d=True)  # (frames, channels)
+        if not len(block):
+            break
+        if not np.isfinite(block).all():
+            raise AudioError(f"{name}: samples are not finite numbers (NaN or inf)", kind="unreadable")
+        blocks.append(to_mono(block) if mono else block)
+        read += len(block)
+    return blocks
+
+
+def _checked_source(source: str | os.PathLike | BinaryIO | bytes, name: str | None
+                    ) -> tuple[str | BinaryIO, str]:
+    """(what soundfile opens, the name for messages); AudioError for a missing or empty file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(source)
+        source = _Upload(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name = name or str(path)
@@ -130,32 +236,23 @@ def read_audio(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None
             raise AudioError(f"{name}: not a file", kind="missing")
         if path.stat().st_size == 0:
             raise AudioError(f"{name}: empty file", kind="empty")
-        source = str(path)
-    else:
-        name = name or getattr(source, "name", None) or "upload"
-        if _stream_size(source) == 0:
-            raise AudioError(f"{name}: empty file", kind="empty")
-    suffix = Path(str(name)).suffix.lower()
-    try:
-        with sf.SoundFile(source) as audio:
-            rate = int(audio.samplerate)
-            samples = audio.read(max(1, int(max_seconds * rate)), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as error:
-        reason = str(error).split(":")[-1].strip() or type(error).__name__
-        if suffix and suffix not in SUPPORTED_EXTENSIONS:
-            raise AudioError(f"{name}: unsupported file type {suffix} (use {READABLE_FORMATS})",
-                             kind="unsupported") from None
-        raise AudioError(f"{name}: not an audio file or corrupt ({reason})", kind="unreadable") from None
-    except OSError as error:
-        raise AudioError(f"{name}: cannot read: {error.strerror or error}", kind="unreadable") from None
-    if samples.size == 0:
-        raise AudioError(f"{name}: no audio samples", kind="empty")
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{name}: unsupported sample rate {rate} Hz (use {MIN_SAMPLE_RATE} to "
-                         f"{MAX_SAMPLE_RATE} Hz)", kind="unsupported")
-    if not np.isfinite(samples).all():
-        raise AudioError(f"{name}: samples are not finite numbers (NaN or inf)", kind="unreadable")
-    return samples, rate
+        return str(path), name
+    name = name or getattr(source, "name", None) or "upload"
+    if _stream_size(source) == 0:
+        raise AudioError(f"{name}: empty file", kind="empty")
+    return source, name
+
+
+class _Upload(io.BytesIO):
+    """A file's bytes for libsndfile's virtual I/O.
+
+    A corrupt header can make libsndfile seek before the start; BytesIO raises
+    inside soundfile's callback, which prints a traceback to stderr and answers
+    position 0.  Answer 0 without the traceback.
+    """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
 
 
 def _stream_size(stream: BinaryIO) -> int | None:
@@ -169,13 +266,35 @@ def _stream_size(stream: BinaryIO) -> int | None:
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
-    """[shape=(n,) or (n, channels)] -> float32 [shape=(n,)], the mean of the channels."""
-    samples = np.asarray(samples, dtype=np.float32)
+    """[shape=(n,) or (n, channels)] -> [shape=(n,)], the mean of the channels.
+
+    Summed in float64, so finite samples give a finite mean; float32 out,
+    float64 for float64 input.
+    """
+    samples = np.asarray(samples)
+    dtype = np.float64 if samples.dtype == np.float64 else np.float32
+    samples = samples.astype(dtype, copy=False)
     if samples.ndim == 1:
         return samples
     if samples.ndim != 2:
         raise ValueError(f"samples must have shape (n,) or (n, channels), got {samples.shape}")
-    return samples[:, 0].copy() if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+    if samples.shape[1] == 1:
+        return samples[:, 0].copy()
+    return samples.mean(axis=1, dtype=np.float64).astype(dtype, copy=False)
+
+
+def to_full_scale(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """Mono float32 audio no louder than 0 dBFS, and the gain in dB taken off to get there.
+
+    A float file may hold any finite value (a peak of 1e37, say); resampling
+    and the features work in float32 and would overflow, so a clip that peaks
+    above full scale is scaled to peak at 1 (in float64), and the level is
+    accounted for by the returned gain.  Anything else passes unchanged (gain 0).
+    """
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    if peak <= 1.0:
+        return samples.astype(np.float32, copy=False), 0.0
+    return (samples.astype(np.float64) / peak).astype(np.float32), 20 * math.log10(peak)
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
@@ -265,7 +384,7 @@ class Prediction:
     probabilities : class name -> probability, in the model's class order
     warnings : one line each: what may make the label less reliable
     onset_seconds : where the 2 s window starts in the (resampled) file
-    duration_seconds : length of the file as read
+    duration_seconds : length of the file (more than was read, for a long one)
     sample_rate : the file's own rate in Hz
     peak_dbfs : the window's peak level
     chromagram : the features the network saw [shape=(frames, bins)], unscaled
@@ -332,7 +451,8 @@ class Predictor:
         self.model_id = str(self.bundle.config.get("model_id") or Path(self.model_dir).name)
         self.sample_rate = int(self.extractor.sample_rate)
         self.clip_samples = round(CLIP_SECONDS * self.sample_rate)
-        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing)
+        self._check_extractor()
+        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing, self.model_dir)
         self._lock = threading.Lock()
         # The first call builds the graph; do it now so no request pays for it.
         self._run_network(np.zeros((1, self.clip_samples), dtype=np.float32))
@@ -340,15 +460,37 @@ class Predictor:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.model_dir)!r})"
 
+    def _check_extractor(self) -> None:
+        """UserError unless the stored feature parameters give the network's input, at a sane cost.
+
+        Checked before the first clip is made: a damaged preprocessing.json
+        (a sample rate of 1e12, say) would otherwise allocate terabytes.
+        """
+        where = Path(self.model_dir) / "preprocessing.json"
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise UserError(f"invalid {where}: feature sample_rate {self.sample_rate} Hz is outside "
+                            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+        if self.extractor.block_size > self.clip_samples:
+            raise UserError(f"invalid {where}: feature block_size {self.extractor.block_size} is longer than "
+                            f"the {CLIP_SECONDS:g} s clip")
+        shape = (self.extractor.n_frames(self.clip_samples), self.extractor.n_bins)
+        expected = tuple(self.bundle.model.input_shape[1:3])
+        if shape != expected:
+            raise UserError(f"invalid {where}: its feature parameters give chromagrams of shape {shape}, "
+                            f"the network takes {expected}")
+
     # -- one clip --------------------------------------------------------------
 
-    def prepare(self, samples: np.ndarray, sample_rate: int) -> PreparedClip:
+    def prepare(self, samples: np.ndarray, sample_rate: int, *, file_seconds: float | None = None) -> PreparedClip:
         """Downmix, resample, place the 2 s window at the onset; collect warnings.
 
         Parameters
         ----------
         samples : np.ndarray [shape=(n,) or (n, channels)], float audio, full scale +-1
+            (any finite values are accepted)
         sample_rate : int, Hz
+        file_seconds : the length of the whole file, where ``samples`` are only
+            its beginning (:attr:`DecodedAudio.file_seconds`)
         """
         if not (isinstance(sample_rate, (int, np.integer)) and MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
             raise AudioError(f"unsupported sample rate {sample_rate!r} (use {MIN_SAMPLE_RATE} to "
@@ -358,14 +500,21 @@ class Predictor:
             raise AudioError("no audio samples", kind="empty")
         if not np.isfinite(mono).all():
             raise AudioError("samples are not finite numbers (NaN or inf)", kind="unreadable")
-        duration = len(mono) / sample_rate
+        read_seconds = len(mono) / sample_rate
+        duration = max(read_seconds, file_seconds or 0.0)
+        mono, gain_db = to_full_scale(mono)
         mono = resample(mono, int(sample_rate), self.sample_rate)
         onset = find_onset(mono, self.sample_rate)
         window = clip_window(mono, onset, self.clip_samples)
-        level = peak_dbfs(window)
+        window_level = peak_dbfs(window)
+        level = window_level + gain_db  # the clip's own level, before to_full_scale
         warnings = []
         if not level > SILENCE_DBFS:
-            warnings.append("silent clip: there is no note to classify, the label means nothing")
+            if duration > read_seconds:
+                warnings.append(f"silent clip: no note in the first {read_seconds:.1f} s of {duration:.1f} s "
+                                f"(a file is read only that far), the label means nothing")
+            else:
+                warnings.append("silent clip: there is no note to classify, the label means nothing")
         else:
             remaining = (len(mono) - onset) / self.sample_rate
             if remaining < NOTE_SECONDS:
@@ -376,7 +525,7 @@ class Predictor:
                 if not low - LEVEL_MARGIN_DB <= level <= high + LEVEL_MARGIN_DB:
                     # The features are absolute levels: bring the clip into the range the model heard.
                     target = min(max(level, low), high)
-                    window = window * np.float32(10 ** ((target - level) / 20))
+                    window = window * np.float32(10 ** ((target - window_level) / 20))
                     warnings.append(f"peak level {level:.1f} dBFS is outside the training clips' "
                                     f"{low:.0f} to {high:.0f} dBFS: scaled to {target:.0f} dBFS")
         if sample_rate < self.sample_rate:
@@ -399,10 +548,20 @@ class Predictor:
         """
         return self.predict_prepared([self.prepare(samples, sample_rate)])[0]
 
-    def predict_file(self, source: str | os.PathLike | BinaryIO | bytes, *, name: str | None = None) -> Prediction:
-        """Read and classify one file (a path, file object or bytes); AudioError if unreadable."""
-        samples, rate = read_audio(source, name=name)
-        return self.predict(samples, rate)
+    def prepare_file(self, source: str | os.PathLike | BinaryIO | bytes, *, name: str | None = None,
+                     max_seconds: float = MAX_READ_SECONDS, max_samples: int = MAX_DECODE_SAMPLES) -> PreparedClip:
+        """Read the beginning of one file (:func:`read_mono`) and :meth:`prepare` it; AudioError if unreadable."""
+        audio = read_mono(source, name=name, max_seconds=max_seconds, max_samples=max_samples)
+        return self.prepare(audio.samples, audio.sample_rate, file_seconds=audio.file_seconds)
+
+    def predict_file(self, source: str | os.PathLike | BinaryIO | bytes, *, name: str | None = None,
+                     max_seconds: float = MAX_READ_SECONDS, max_samples: int = MAX_DECODE_SAMPLES) -> Prediction:
+        """Read and classify one file (a path, file object or bytes); AudioError if unreadable.
+
+        At most ``max_seconds`` and ``max_samples`` samples x channels are read.
+        """
+        clip = self.prepare_file(source, name=name, max_seconds=max_seconds, max_samples=max_samples)
+        return self.predict_prepared([clip])[0]
 
     # -- many clips ------------------------------------------------------------
 
@@ -442,11 +601,11 @@ class Predictor:
 
     def _prepare_file(self, path: str) -> PreparedClip | AudioError:
         try:
-            return self.prepare(*read_audio(path))
+            return self.prepare_file(path)
         except AudioError as error:
             return error
-        except UserError as error:
-            return AudioError(f"{path}: {error}", kind="unreadable")
+        except (UserError, ValueError, MemoryError) as error:  # one bad file must not stop the others
+            return AudioError(f"{path}: cannot classify: {error or type(error).__name__}", kind="unreadable")
 
     # -- the network -----------------------------------------------------------
 
@@ -505,12 +664,22 @@ def read_final_metrics(model_dir: str | os.PathLike) -> dict[str, dict[str, floa
     return metrics
 
 
-def _training_level_range(preprocessing: dict) -> tuple[float, float] | None:
-    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown."""
+def _training_level_range(preprocessing: dict, model_dir: str | os.PathLike) -> tuple[float, float] | None:
+    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown.
+
+    UserError for a stored value that is not two finite numbers, low <= high.
+    """
     stored = preprocessing.get("peak_dbfs_range")
-    if isinstance(stored, (list, tuple)) and len(stored) == 2:
-        return float(stored[0]), float(stored[1])
-    return None
+    if stored is None:
+        return None
+    try:
+        low, high = (float(value) for value in stored)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"invalid {Path(model_dir) / 'preprocessing.json'}: peak_dbfs_range must be two numbers, "
+                        f"low then high, got {stored!r}") from None
+    return low, high
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:

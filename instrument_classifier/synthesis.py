@@ -88,6 +88,9 @@ def check_soundfont(path: str | os.PathLike) -> Path:
         raise UserError(f"cannot read SoundFont {path}: {error}") from None
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"sfbk":
         raise UserError(f"not a SoundFont (.sf2) file: {path}")
+    declared, size = int.from_bytes(header[4:8], "little") + 8, path.stat().st_size
+    if declared > size:  # FluidSynth would print several lines of its own about it
+        raise UserError(f"SoundFont {path} is truncated: its header says {declared} bytes, the file has {size}")
     return path
 
 
@@ -235,7 +238,9 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
     except FileNotFoundError:
         raise UserError(f"MIDI file not found: {path}") from None
     except (OSError, ValueError, EOFError, KeyError, IndexError) as error:
-        raise UserError(f"cannot read MIDI file {path}: {error}") from None
+        reason = str(error) or ("the file ends early (truncated?)" if isinstance(error, EOFError)
+                                else type(error).__name__)
+        raise UserError(f"cannot read MIDI file {path}: {reason}") from None
     events: list[NoteEvent] = []
     seconds = 0.0
     banks = [0] * 16

@@ -284,8 +284,10 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
             settings[key] = value
     if settings["epochs"] < 1 or settings["batch_size"] < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
-    if settings["learning_rate"] <= 0:
-        raise UserError("--learning-rate must be positive")
+    if not 0 < settings["learning_rate"] < float("inf"):  # also refuses NaN
+        raise UserError(f"--learning-rate must be a positive number, got {settings['learning_rate']}")
+    if settings["patience"] < 0:
+        raise UserError(f"--patience must be 0 (no early stopping) or more, got {settings['patience']}")
 
     dataset_dir = Path(dataset_dir)
     data = load_training_data(dataset_dir, training_dir)

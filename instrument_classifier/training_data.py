@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cli import UserError, atomic_dir, library_versions, read_json, write_json
+from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
 from .dataset import SingleToneDataset
 from .features import load_features
 from .instruments import load_instruments
@@ -268,12 +268,14 @@ def _align(parameters: pd.DataFrame, sample_id: np.ndarray, dataset_dir: Path) -
 def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
                           seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION,
                           test_fraction: float = TEST_FRACTION, output_dir: str | os.PathLike | None = None,
-                          overwrite: bool = True, test_fonts: list[str] | None = None,
+                          overwrite: bool = False, test_fonts: list[str] | None = None,
                           test_lineages: list[str] | None = None, valid_fonts: list[str] | None = None) -> Path:
     """Write ``splits.csv`` and ``preprocessing.json``; return the output folder.
 
     The folder (default ``DATASET/training-data``) is built beside its target
     and renamed into place, so a failure leaves the previous one untouched.
+    An existing one is replaced only with ``overwrite``, and only if it holds
+    nothing but those two files (:func:`cli.check_replaceable_dir`).
     """
     dataset_dir = Path(dataset_dir)
     if target not in TARGETS:
@@ -285,8 +287,14 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
                         "would be missing from training; use --split random")
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
+    output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
+    check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, PREPROCESSING_JSON), overwrite=overwrite)
     parameters = _read_parameters(dataset_dir)
     chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    bad = ~np.isfinite(chromagrams).all(axis=tuple(range(1, chromagrams.ndim)))
+    if bad.any():
+        raise UserError(f"{int(bad.sum())} of {len(chromagrams)} chromagrams of {dataset_dir} hold NaN or "
+                        f"infinity (sample {sample_id[np.argmax(bad)]} first): run extract_features.py --overwrite")
     parameters = _align(parameters, sample_id, dataset_dir)
     labels = target_labels(parameters, target)
     if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
@@ -303,7 +311,6 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     class_names = sorted(set(labels))
     scaler = ChromagramScaler().fit(chromagrams[assignment == "train"])
 
-    output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
     counts = pd.crosstab(labels.to_numpy(), assignment).reindex(columns=list(SPLITS), fill_value=0)
     record = {
         "dataset": str(dataset_dir.resolve()),
@@ -321,7 +328,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         "counts": {name: {label: int(counts.loc[label, name]) for label in class_names} for name in SPLITS},
         "versions": library_versions("numpy", "pandas"),
     }
-    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(output_dir, overwrite=True) as tmp:  # checked above: nothing but our own files
         pd.DataFrame({"sample_id": sample_id, "split": assignment}).to_csv(tmp / SPLITS_CSV, index=False)
         write_json(tmp / PREPROCESSING_JSON, record)
     return output_dir

@@ -9,6 +9,7 @@ the features themselves barely move.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,8 +22,8 @@ import soundfile as sf
 import soxr
 
 import predict
-from instrument_classifier.prediction import (AudioError, Predictor, clip_window, find_onset, read_audio,
-                                              resample, to_mono)
+from instrument_classifier.prediction import (AudioError, Predictor, clip_window, find_onset, read_audio, read_mono,
+                                              resample, to_full_scale, to_mono)
 
 RATE = 44_100
 CLIP = 88_200
@@ -157,6 +158,30 @@ def test_read_audio_bad_files(tmp_path):
         assert "\n" not in str(error.value)
 
 
+def test_read_mono_downmixes_block_by_block_within_the_budget(tmp_path):
+    rng = np.random.default_rng(3)
+    audio = rng.uniform(-1, 1, (100_000, 3)).astype(np.float32)
+    sf.write(tmp_path / "three.wav", audio, 48_000, subtype="FLOAT")
+    whole = read_mono(tmp_path / "three.wav")
+    assert whole.channels == 3 and not whole.truncated and whole.file_seconds == pytest.approx(100_000 / 48_000)
+    assert np.allclose(whole.samples, audio.mean(axis=1), atol=1e-7)
+    # Samples x channels, not seconds, bound the work: 3 channels of 30,000 samples, then it stops.
+    part = read_mono(tmp_path / "three.wav", max_samples=90_000)
+    assert len(part.samples) == 30_000 and part.truncated and part.file_seconds == whole.file_seconds
+    assert np.array_equal(part.samples, whole.samples[:30_000])
+    assert len(read_mono(tmp_path / "three.wav", max_seconds=0.5).samples) == 24_000
+
+
+def test_finite_samples_never_overflow():
+    """Float files may hold any finite value: the mean of two 3e38 channels is 3e38, not inf."""
+    loud = np.full((10, 2), 3e38, np.float32)
+    assert np.isfinite(to_mono(loud)).all() and to_mono(loud)[0] == np.float32(3e38)
+    scaled, gain_db = to_full_scale(np.array([1e300, -5e299]))
+    assert scaled.dtype == np.float32 and scaled.tolist() == [1.0, -0.5] and gain_db == pytest.approx(6000)
+    quiet = np.array([0.5, -0.25], np.float32)
+    assert to_full_scale(quiet)[0] is quiet and to_full_scale(quiet)[1] == 0.0
+
+
 # ---------------------------------------------------------------------------
 # The Predictor
 
@@ -241,6 +266,28 @@ def test_silent_and_short_clips_get_warnings(predictor):
     assert any("sample rate" in w for w in predictor.predict(tone(1.0, rate=8000), 8000).warnings)
 
 
+@pytest.mark.parametrize("peak", [1e37, 3e38, 1e300])
+def test_huge_finite_samples_are_scaled_into_the_training_levels(predictor, confident_clip, peak):
+    path, clip = confident_clip
+    dtype = np.float64 if peak > float(np.finfo(np.float32).max) else np.float32
+    huge = (clip.astype(np.float64) * (peak / float(np.abs(clip).max()))).astype(dtype)
+    assert np.isfinite(huge).all()
+    result = predictor.predict(huge, RATE)
+    assert result.label == predictor.predict_file(path).label
+    assert result.peak_dbfs == pytest.approx(20 * np.log10(peak), abs=0.01)
+    assert any(f"scaled to {predictor.level_range_dbfs[1]:.0f} dBFS" in w for w in result.warnings)
+
+
+def test_a_note_after_the_read_limit_is_silence_with_the_reason(predictor, tmp_path):
+    late = np.concatenate([np.zeros(3 * RATE, np.float32), tone(1.5)])
+    sf.write(tmp_path / "late.flac", late, RATE)
+    result = predictor.predict_file(tmp_path / "late.flac", max_seconds=2.0)
+    assert result.warnings == ["silent clip: no note in the first 2.0 s of 4.5 s (a file is read only that far), "
+                               "the label means nothing"]
+    assert result.duration_seconds == pytest.approx(4.5)
+    assert predictor.predict_file(tmp_path / "late.flac").warnings == []
+
+
 def test_predict_rejects_bad_arrays(predictor):
     with pytest.raises(AudioError):
         predictor.predict(np.zeros(0, np.float32), RATE)
@@ -312,6 +359,17 @@ def test_cli_bad_files_one_line_each_and_the_rest_classified(model_dir, clip_fil
     warnings = [line for line in err.splitlines() if ": warning: " in line]
     assert len(errors) == 3 and len(warnings) == 1 and "silent" in warnings[0]
     assert "Traceback" not in err
+
+
+def test_cli_classifies_huge_samples_beside_a_good_file(model_dir, clip_files, capsys):
+    """A float WAV peaking at 1e37 once stopped the whole batch with a traceback."""
+    huge = (tone(1.0, rate=48_000).astype(np.float64) * (1e37 / 0.3)).astype(np.float32)
+    sf.write(clip_files / "huge.wav", huge, 48_000, subtype="FLOAT")
+    files = [str(clip_files / "one.wav"), str(clip_files / "huge.wav")]
+    assert predict.main(["-m", str(model_dir), *files]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == files
+    assert err.count("\n") == 1 and re.search(r"huge\.wav: peak level 7[34]\d\.\d dBFS is outside", err), err
 
 
 def test_cli_bad_model_dir(tmp_path, clip_files, capsys):

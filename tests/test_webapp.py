@@ -6,10 +6,16 @@ down by the fixture.  Requests use only the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
+import math
+import os
+import socket
+import sys
 import threading
+import tracemalloc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +24,11 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
-from instrument_classifier.prediction import Predictor
-from instrument_classifier.webapp import MAX_UPLOAD_BYTES, create_app, make_server
+from instrument_classifier.prediction import Predictor, read_mono
+from instrument_classifier.webapp import (MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, MAX_UPLOAD_SAMPLES, MAX_UPLOAD_SECONDS,
+                                          create_app, make_server)
 from test_prediction import train_tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -64,17 +72,20 @@ def request(base, method, path, body=b"", headers=None, timeout=120):
         connection.close()
 
 
-def post_form(base, path="/api/classify/instrument", *, fields=None, files=None):
-    """POST multipart/form-data; files: {field: (filename, bytes, content type)}."""
+def post_form(base, path="/api/classify/instrument", *, fields=None, files=None, filename_encoding="utf-8",
+              timeout=120):
+    """POST multipart/form-data; fields: {name: value} or [(name, value)]; files: {field: (filename, bytes, type)}."""
     boundary = uuid.uuid4().hex
     parts = []
-    for name, value in (fields or {}).items():
+    for name, value in dict(fields or {}).items() if isinstance(fields, dict) else fields or []:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for name, (filename, data, content_type) in (files or {}).items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                     f'Content-Type: {content_type}\r\n\r\n'.encode() + data + b"\r\n")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="'.encode()
+                     + filename.encode(filename_encoding)
+                     + f'"\r\nContent-Type: {content_type}\r\n\r\n'.encode() + data + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return request(base, "POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return request(base, "POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                   timeout=timeout)
 
 
 def classify(base, filename, data, content_type="audio/flac"):
@@ -138,6 +149,49 @@ def test_bad_uploads_get_4xx_json(server, clips):
         assert status == expected, (case, body[:200])
         error = json.loads(body)
         assert error["status"] == expected and error["error"] and "\n" not in error["error"], case
+    assert "big.wav: file too large (over 10 MB)" in json.loads(cases["over 10 MB"][0][2])["error"]
+
+
+def test_each_413_says_what_was_too_large(server, clips):
+    """A long text field or many parts is not "a file over 10 MB"; a body over the limit is JSON too."""
+    name, flac = clips[0]
+    cases = {
+        "a 2 MB text field": (post_form(server, fields={"example": "a" * 2_000_000}), "text field over 256 kB"),
+        "1,200 form parts": (post_form(server, fields=[(f"f{i}", "x") for i in range(1200)],
+                                       files={"audio_file": (name, flac, "audio/flac")}), "more than 16 parts"),
+        "a 17 MB request": (send_headers_only(server, 17_000_000), "request too large: 16.2 MB, over the 10 MB"),
+    }
+    for case, ((status, headers, body), message) in cases.items():
+        assert status == 413, (case, body[:200])
+        assert headers["Content-Type"] == "application/json", case
+        assert message in json.loads(body)["error"], (case, body)
+    status, _, body = post_form(server, "/", fields={"example": "a" * 2_000_000})  # the page, with the message
+    assert status == 413 and "text field over 256 kB" in body.decode()
+
+
+def test_latin1_file_name_is_a_clear_400(server, clips):
+    name, flac = clips[0]
+    status, _, body = post_form(server, files={"audio_file": ("café.flac", flac, "audio/flac")},
+                                filename_encoding="latin-1")
+    assert status == 400 and "not UTF-8" in json.loads(body)["error"]
+    status, _, body = post_form(server, files={"audio_file": ("café.flac", flac, "audio/flac")})
+    assert status == 200 and json.loads(body)["label"]
+
+
+def send_headers_only(base, content_length, *, expect_continue=True, path="/api/classify/instrument"):
+    """(status, headers, body) of a POST whose headers announce ``content_length`` bytes that are never sent.
+
+    With ``Expect: 100-continue`` a client waits for the server's go-ahead before sending a body (curl
+    does so past 1 MB); a server that refuses the request must answer at once, without reading a byte.
+    """
+    url = urlsplit(base)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\n"
+                     f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {content_length}\r\n"
+                     + ("Expect: 100-continue\r\n" if expect_continue else "") + "\r\n").encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
 
 
 def test_silent_clip_is_a_warning(server):
@@ -145,26 +199,119 @@ def test_silent_clip_is_a_warning(server):
     assert status == 200 and any("silent" in w for w in body["warnings"])
 
 
-def test_uploads_never_touch_the_disk(server, monkeypatch):
-    """A 5 MB upload goes through waitress and werkzeug without a temporary file."""
-    import tempfile
+@pytest.mark.parametrize("peak, channels, subtype", [(1e37, 1, "FLOAT"), (3e38, 1, "FLOAT"), (3e38, 2, "FLOAT"),
+                                                     (1e300, 1, "DOUBLE")])
+def test_finite_but_huge_samples_are_classified(server, predictor, clips, peak, channels, subtype):
+    """A dataset clip at 48 kHz scaled to a peak of 1e37 (float WAV): a label and a level warning, never a 500."""
+    samples = sf.read(io.BytesIO(clips[0][1]))[0]
+    at_48k = soxr.resample(samples, 44_100, 48_000)
+    huge = at_48k / np.abs(at_48k).max() * peak
+    data = wav_bytes(np.stack([huge] * channels, axis=1), rate=48_000, subtype=subtype)
+    status, body = classify(server, "huge.wav", data, "audio/wav")
+    assert status == 200, body
+    assert body["label"] in predictor.class_names
+    assert body["peak_dbfs"] == pytest.approx(20 * math.log10(peak), abs=0.1)
+    high = predictor.level_range_dbfs[1]
+    assert any(f"scaled to {high:.0f} dBFS" in w for w in body["warnings"]), body["warnings"]
+    status, _, page = post_form(server, "/", files={"audio_file": ("huge.wav", data, "audio/wav")})
+    assert status == 200 and f'id="label">{body["label"]}</strong>' in page.decode()
 
-    import werkzeug.formparser
 
-    opened = []
+@pytest.fixture(scope="module")
+def silent_8ch_flac():
+    """The issue's probe: 343 kB of FLAC holding 60 s of 8-channel digital silence at 655,350 Hz (315 M samples)."""
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", 655_350, 8, format="FLAC", subtype="PCM_16") as audio:
+        block = np.zeros((655_350, 8), np.int16)
+        for _ in range(60):
+            audio.write(block)
+    return buffer.getvalue()
 
-    def refuse(*args, **kwargs):
-        opened.append(args)
-        raise AssertionError("temporary file opened")
 
-    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
-    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", refuse)
+def test_a_small_upload_cannot_hold_much_work(server, silent_8ch_flac):
+    """What an upload costs is bounded by the samples x channels decoded, not by its length or size.
+
+    Read whole, this file took 13 s and 1.5 GB; at most MAX_UPLOAD_SAMPLES are decoded (the first 1.1 s).
+    """
+    audio = read_mono(silent_8ch_flac, name="silence.flac", max_seconds=MAX_UPLOAD_SECONDS,
+                      max_samples=MAX_UPLOAD_SAMPLES)
+    assert audio.channels == 8 and audio.file_seconds == pytest.approx(60) and audio.truncated
+    assert 0 < len(audio.samples) * audio.channels <= MAX_UPLOAD_SAMPLES
+    tracemalloc.start()
+    try:
+        status, body = classify(server, "silence.flac", silent_8ch_flac)
+        peak = tracemalloc.get_traced_memory()[1]  # numpy arrays included, from every thread
+    finally:
+        tracemalloc.stop()
+    assert status == 200
+    assert body["warnings"] == ["silent clip: no note in the first 1.1 s of 60.0 s (a file is read only that far), "
+                                "the label means nothing"]
+    assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+# Every file the process opens for writing while recording, from any thread (see record_file_writes).
+_file_writes: list | None = None
+
+
+def _audit_file_opens(event, args):
+    if event == "open" and _file_writes is not None:
+        path, mode, flags = args
+        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else \
+            bool((flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        if writes:
+            _file_writes.append((path, mode, flags))
+
+
+@contextlib.contextmanager
+def record_file_writes():
+    """Yield a list of the files opened for writing meanwhile (a temporary file too, named or not).
+
+    Python's audit hook sees every open() and os.open() of the process, so
+    also waitress's and werkzeug's buffers in the server's threads.
+    """
+    global _file_writes
+    if not getattr(record_file_writes, "installed", False):
+        sys.addaudithook(_audit_file_opens)  # cannot be removed: it records only while _file_writes is a list
+        record_file_writes.installed = True
+    _file_writes = []
+    try:
+        yield _file_writes
+    finally:
+        _file_writes = None
+
+
+def send_chunked(base, size, path="/api/classify/instrument"):
+    """(status, headers, body) of a chunked POST of ``size`` zero bytes, one chunk, sent until the server answers."""
+    url = urlsplit(base)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\nTransfer-Encoding: chunked\r\n"
+                      f"Content-Type: multipart/form-data; boundary=x\r\n\r\n{size:x}\r\n").encode())
+        sock.sendall(b"\0" * size)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def test_uploads_never_touch_the_disk(server):
+    """Uploads stay in memory, replies do not carry them, and an oversized body is refused before it is read."""
     rng = np.random.default_rng(1)
     data = wav_bytes(rng.normal(0, 0.01, (30 * 44_100, 2)).astype(np.float32), subtype="PCM_16")
     assert len(data) > 5_000_000
-    status, _ = classify(server, "long.wav", data, "audio/wav")
-    assert status == 200 and opened == []
+    with record_file_writes() as writes:
+        status, body = classify(server, "long.wav", data, "audio/wav")
+        assert status == 200 and body["label"]
+        status, _, page = post_form(server, "/", files={"audio_file": ("long.wav", data, "audio/wav")})
+        assert status == 200 and 'id="label">' in page.decode()
+        assert b"data:audio" not in page and len(page) < 100_000  # the result page does not carry the upload
+        # Refused from its Content-Length: curl sends "Expect: 100-continue" for such a body, and the
+        # server must answer 413 at once instead of reading 17 MB into a temporary file first.
+        status, headers, body = send_headers_only(server, 17_000_000)
+        assert status == 413 and headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {"error": "request too large: 16.2 MB, over the 10 MB upload limit", "status": 413}
+        # A chunked body has no length: it is refused where it passes the limit.
+        status, _, body = send_chunked(server, MAX_REQUEST_BYTES + 1)
+        assert status == 413 and "request too large" in json.loads(body)["error"]
+    assert writes == []
 
 
 def test_eight_concurrent_clients(server, clips):
@@ -183,6 +330,28 @@ def test_eight_concurrent_clients(server, clips):
     with ThreadPoolExecutor(max_workers=8) as pool:
         failures = [f for result in pool.map(client, range(8)) for f in result]
     assert failures == []
+
+
+def test_idle_and_slow_clients_do_not_lock_others_out(server, clips):
+    """200 connections that send nothing and 100 that trickle a body: a normal client is still served."""
+    url = urlsplit(server)
+    held = []
+    try:
+        for _ in range(200):
+            held.append(socket.create_connection((url.hostname, url.port), timeout=10))
+        for _ in range(100):
+            sock = socket.create_connection((url.hostname, url.port), timeout=10)
+            sock.sendall(b"POST /api/classify/instrument HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                         b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
+            held.append(sock)
+        # Served at once (~10 ms); the generous timeout only keeps a loaded machine from failing it.
+        assert request(server, "GET", "/api/model", timeout=10)[0] == 200
+        name, data = clips[0]
+        status, _, body = post_form(server, files={"audio_file": (name, data, "audio/flac")}, timeout=10)
+        assert status == 200 and json.loads(body)["label"]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +373,7 @@ def test_page_without_javascript(server, predictor, clips):
     page = body.decode()
     assert status == 200
     assert page.count('<div class="bar') == len(predictor.class_names)
-    assert 'src="data:image/png;base64,' in page and 'src="data:audio/flac;base64,' in page
+    assert 'src="data:image/png;base64,' in page and "data:audio" not in page  # no copy of the upload
     label = predictor.predict_file(io.BytesIO(data), name=name).label
     assert f'id="label">{label}</strong>' in page
 
@@ -242,6 +411,12 @@ def test_browser_upload_shows_family_and_bars(server, predictor, clips, tmp_path
             assert len(widths) == len(predictor.class_names) and abs(sum(widths) - 100) < 1
             assert page.get_attribute("#chromagram", "src").startswith("data:image/png;base64,")
             assert page.get_attribute("#player", "src").startswith("blob:")
+
+            # A file over the limit is refused in the page: the server would close the connection on it.
+            (tmp_path / "big.wav").write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+            page.set_input_files("#audio_file", str(tmp_path / "big.wav"))
+            page.wait_for_selector("#error", state="visible", timeout=10_000)
+            assert page.text_content("#error") == "big.wav: file too large (over 10 MB)"
 
             # With JavaScript off the form posts and the server renders the same answer.
             context = browser.new_context(java_script_enabled=False)

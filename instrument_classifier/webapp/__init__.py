@@ -13,10 +13,21 @@ wraps it in a waitress server (``predict_webapp.py`` runs it)::
     GET  /examples/<sample_id>      an example clip from the model's dataset
 
 Bad input is a 4xx with ``{"error": message, "status": code}``: no file or an
-empty one (400), over ``MAX_UPLOAD_BYTES`` (413), an unsupported type (415),
-a file that is not audio or is corrupt (422).  Uploads stay in memory (never
-spooled to disk) and are dropped with the request.  Every asset is served by
-the app; the Content-Security-Policy allows nothing else.
+empty one, a malformed form (400), a request over ``MAX_REQUEST_BYTES``, a
+file over ``MAX_UPLOAD_BYTES`` or a form over its limits (413, saying which),
+an unsupported type (415), a file that is not audio or is corrupt (422).
+waitress's own refusals (a body over the limit, refused from its
+Content-Length before it is read; a malformed request) are JSON too.
+
+Bounded cost.  Uploads stay in memory (waitress never spools a body or a
+reply to disk) and are dropped with the request; a reply never carries the
+upload back.  At most ``MAX_UPLOAD_SAMPLES`` samples x channels (and
+``MAX_UPLOAD_SECONDS``) of an upload are decoded, in blocks, so no upload
+costs more than ~100 MB or a fraction of a second, whatever it holds.
+waitress holds up to ``SERVER_CONNECTION_LIMIT`` connections and closes one
+idle for ``SERVER_CHANNEL_TIMEOUT`` seconds, so idle and slow clients do not
+lock others out.  Every asset is served by the app; the
+Content-Security-Policy allows nothing else.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import base64
 import binascii
 import functools
 import io
+import json
 import logging
 import math
 import mimetypes
@@ -35,23 +47,44 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Flask, Request, jsonify, render_template, request, send_file
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Request, current_app, jsonify, render_template, request, send_file
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
 from ..model_files import PREDICTIONS_CSV
-from ..prediction import AudioError, Prediction, Predictor, read_audio
+from ..prediction import AudioError, Prediction, PreparedClip, Predictor
 
-# Uploads larger than this are refused with 413.
+# Uploaded files larger than this are refused with 413.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # Room for the multipart envelope around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
-# Longest stretch of an upload decoded (a 10 MB MP3 can hold an hour).
+# Request bodies larger than this are refused by waitress from their
+# Content-Length, before a byte of the body is read.
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES
+# The forms have one or two parts (the file, an example id) and short text
+# fields.  The field limit also bounds werkzeug's buffer of file data, which
+# takes 64 kB reads: it must stay well above that.
+MAX_FORM_PARTS = 16
+MAX_FORM_FIELD_BYTES = 256 * 1024
+# Decoded per upload: the first 60 s, and at most 60 s of 48 kHz stereo in
+# samples x channels (a 343 kB FLAC of silence can hold a minute of 8-channel
+# 655 kHz audio: 315 M samples, 13 s and 2 GB when it was read whole).
 MAX_UPLOAD_SECONDS = 60.0
-# waitress: worker threads, and request bodies it buffers in memory (larger
-# bodies get its own plain-text 413; Flask answers JSON below that).
+MAX_UPLOAD_SAMPLES = 60 * 48_000 * 2
+# waitress: worker threads; open connections (idle and slow ones cost a socket
+# and what they have sent, at most MAX_REQUEST_BYTES each, but each takes a
+# place: the default 100 let 98 idle clients lock everyone out); a connection
+# silent this many seconds is closed, checked every SERVER_CLEANUP_INTERVAL s.
 SERVER_THREADS = 8
-SERVER_MAX_BODY_BYTES = 16 * 1024 * 1024
+SERVER_CONNECTION_LIMIT = 400
+SERVER_CHANNEL_TIMEOUT = 30
+SERVER_CLEANUP_INTERVAL = 5
+# Bodies and replies are buffered in memory up to this size, never spooled to
+# a temporary file; no accepted body or reply comes near it.
+SERVER_BUFFER_BYTES = 2 * MAX_REQUEST_BYTES
 # Example clips offered on the page: at most one per class, at most this many.
 MAX_EXAMPLES = 8
 
@@ -76,10 +109,48 @@ AUDIO_ERROR_STATUS = {"missing": 400, "empty": 400, "unsupported": 415, "unreada
 
 
 class InMemoryRequest(Request):
-    """Multipart file parts go to memory, not to a temporary file on disk."""
+    """Multipart file parts go to memory, not to a temporary file on disk.
+
+    A malformed form raises ValueError (werkzeug would silently drop it, and a
+    file name that is not UTF-8 would read as "no file").
+    """
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         return io.BytesIO()
+
+    def make_form_data_parser(self) -> FormDataParser:
+        return self.form_data_parser_class(
+            stream_factory=self._get_file_stream, max_form_memory_size=self.max_form_memory_size,
+            max_content_length=self.max_content_length, max_form_parts=self.max_form_parts,
+            cls=self.parameter_storage_class, silent=False)
+
+
+def form_parts() -> tuple[Any, Any]:
+    """(request.form, request.files); ApiError for a malformed or oversized form."""
+    try:
+        return request.form, request.files
+    except RequestEntityTooLarge:
+        raise ApiError(413, form_too_large_message()) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed form: a part's headers are not UTF-8 (a file name in another "
+                            "encoding?); rename the file or send its name in UTF-8") from None
+    except ValueError as error:
+        raise ApiError(400, f"malformed form: {error or 'cannot parse multipart/form-data'}") from None
+
+
+def form_too_large_message() -> str:
+    """What was too large about this request, for a 413."""
+    size = request.content_length
+    if size is not None and size > current_app.config["MAX_CONTENT_LENGTH"]:
+        return request_too_large_message(size, current_app.config["MAX_UPLOAD_BYTES"])
+    return (f"form too large: a text field over {MAX_FORM_FIELD_BYTES // 1024} kB or more than "
+            f"{MAX_FORM_PARTS} parts (send the audio as the one file field 'audio_file')")
+
+
+def request_too_large_message(size: int | None, upload_limit: int = MAX_UPLOAD_BYTES) -> str:
+    limit = f"the {upload_limit / 1024 / 1024:g} MB upload limit"
+    return f"request too large: {size / 1024 / 1024:.1f} MB, over {limit}" if size else \
+        f"request too large: over {limit}"
 
 
 @dataclass
@@ -109,6 +180,8 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + FORM_OVERHEAD_BYTES
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD_BYTES
     app.config["MAX_UPLOAD_BYTES"] = max_upload_bytes
     app.json.sort_keys = False
     app.add_template_filter(format_percent, "percent")
@@ -123,12 +196,13 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
         "pitch_ticks": pitch_ticks(predictor),
         "pitch_range": pitch_range(predictor),
         "max_upload_mb": max_upload_bytes / 1024 / 1024,
+        "max_upload_bytes": max_upload_bytes,
         "accept": ",".join(["audio/*", *_accepted_extensions()]),
     }
 
-    def classify_upload() -> tuple[Prediction, str, bytes, str]:
-        """(prediction, file name, bytes, mimetype) of the request's audio_file; ApiError if bad."""
-        upload = request.files.get("audio_file")
+    def classify_upload() -> tuple[Prediction, str]:
+        """(prediction, file name) of the request's audio_file; ApiError if bad."""
+        upload = form_parts()[1].get("audio_file")
         if upload is None:
             raise ApiError(400, "no file: send the audio as the form field 'audio_file' (multipart/form-data)")
         name = Path(upload.filename or "upload").name or "upload"
@@ -137,17 +211,15 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
             raise ApiError(413, f"{name}: file too large (over {max_upload_bytes / 1024 / 1024:g} MB)")
         if not data:
             raise ApiError(400, "no file selected" if not upload.filename else f"{name}: empty file")
-        prediction = classify_bytes(data, name)
-        mimetype = upload.mimetype if upload.mimetype.startswith("audio/") else \
-            mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return prediction, name, data, mimetype
+        return classify_bytes(data, name), name
 
     def classify_bytes(data: bytes, name: str) -> Prediction:
         try:
-            samples, rate = read_audio(data, name=name, max_seconds=MAX_UPLOAD_SECONDS)
-            return predictor.predict(samples, rate)
+            clip: PreparedClip = predictor.prepare_file(data, name=name, max_seconds=MAX_UPLOAD_SECONDS,
+                                                        max_samples=MAX_UPLOAD_SAMPLES)
         except AudioError as error:
             raise ApiError(AUDIO_ERROR_STATUS.get(error.kind, 422), str(error)) from None
+        return predictor.predict_prepared([clip])[0]
 
     @app.after_request
     def security_headers(response):
@@ -164,7 +236,7 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
     def index_post():
         """The page's plain form post (no JavaScript): classify, render the page with the result."""
         try:
-            example_id = request.form.get("example")
+            example_id = form_parts()[0].get("example")
             if example_id:
                 example = examples_by_id.get(example_id)
                 if example is None:
@@ -172,8 +244,10 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
                 prediction = classify_bytes(example.path.read_bytes(), example.path.name)
                 name, audio_src = example.title, f"/examples/{example.sample_id}"
             else:
-                prediction, name, data, mimetype = classify_upload()
-                audio_src = f"data:{mimetype};base64,{base64.b64encode(data).decode('ascii')}"
+                # No player for an upload: the reply would carry the file back
+                # (and waitress would spool a large reply to disk).
+                prediction, name = classify_upload()
+                audio_src = None
         except ApiError as error:
             return render_template("index.html", **page_context, result=None, error=error.message), error.status
         result = {"name": name, "audio_src": audio_src, **result_json(prediction, predictor),
@@ -182,7 +256,7 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
 
     @app.post("/api/classify/instrument")
     def classify_api():
-        prediction, *_ = classify_upload()
+        prediction, _ = classify_upload()
         body = result_json(prediction, predictor)
         if request.args.get("chromagram") not in (None, "", "0", "false"):
             body["chromagram_png"] = chromagram_data_uri(prediction.chromagram)
@@ -211,7 +285,7 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            message = f"upload too large (over {max_upload_bytes / 1024 / 1024:g} MB)"
+            message = form_too_large_message()
         if request.path == "/" and request.method == "POST":
             return render_template("index.html", **page_context, result=None, error=message), status
         return jsonify({"error": message, "status": status}), status
@@ -231,17 +305,77 @@ def result_json(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
             "model_id": predictor.model_id, "warnings": body.pop("warnings"), **body}
 
 
-def make_server(app: Flask, *, host: str = "127.0.0.1", port: int = 5000, threads: int = SERVER_THREADS):
-    """A waitress server for ``app`` (``port=0``: a free port, see ``server.effective_port``).
+SERVER_SETTINGS = {
+    "max_request_body_size": MAX_REQUEST_BYTES + 1,  # waitress refuses a Content-Length >= this
+    "inbuf_overflow": SERVER_BUFFER_BYTES,
+    "outbuf_overflow": SERVER_BUFFER_BYTES,
+    "connection_limit": SERVER_CONNECTION_LIMIT,
+    "channel_timeout": SERVER_CHANNEL_TIMEOUT,
+    "cleanup_interval": SERVER_CLEANUP_INTERVAL,
+    "asyncore_use_poll": True,  # select() fails past file descriptor 1023
+    "ident": "instrument-classifier",
+}
 
-    Request bodies up to ``SERVER_MAX_BODY_BYTES`` stay in memory
-    (``inbuf_overflow``), so uploads never touch the disk.
+
+def make_server(app: Flask, *, host: str = "127.0.0.1", port: int = 5000, threads: int = SERVER_THREADS):
+    """A waitress server for ``app`` with :data:`SERVER_SETTINGS` (``port=0``: a free port).
+
+    ``server.effective_listen`` lists the (host, port) pairs it listens on.
+    Bodies and replies stay in memory, so uploads never touch the disk;
+    waitress's own error replies are JSON (:class:`JsonErrorTask`).  Raises
+    OSError when it cannot listen, ValueError for a host that does not resolve.
     """
     import waitress
+    from waitress.server import BaseWSGIServer, MultiSocketServer
 
-    return waitress.create_server(app, host=host, port=port, threads=threads,
-                                  max_request_body_size=SERVER_MAX_BODY_BYTES,
-                                  inbuf_overflow=SERVER_MAX_BODY_BYTES, ident="instrument-classifier")
+    server = waitress.create_server(app, host=host, port=port, threads=threads, **SERVER_SETTINGS)
+    listeners = [server] if not isinstance(server, MultiSocketServer) else \
+        [s for s in server.map.values() if isinstance(s, BaseWSGIServer)]
+    for listener in listeners:
+        listener.channel_class = Channel
+    if not isinstance(server, MultiSocketServer):
+        server.effective_listen = [(server.effective_host, server.effective_port)]
+    return server
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own error replies as the app's ``{"error", "status"}`` JSON.
+
+    waitress answers some requests itself, before the app sees them: a body
+    over ``max_request_body_size`` (413, from the Content-Length, before the
+    body is read), a malformed request line or header (400), oversized headers
+    (431).
+    """
+
+    def execute(self):
+        error = self.request.error
+        if error.code == 413:
+            message = request_too_large_message(getattr(self.request, "content_length", None))
+        else:
+            message = f"{error.reason.lower()}: {error.body}" if error.body else error.reason.lower()
+        body = json.dumps({"error": message, "status": error.code}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class Channel(HTTPChannel):
+    """waitress's connection, with JSON error replies and no "100 Continue" to a refused request.
+
+    waitress (3.0) answers ``Expect: 100-continue`` even for a request it has
+    already refused, then reads the refused body, past ``inbuf_overflow`` into
+    a temporary file, before its 413.
+    """
+
+    error_task_class = JsonErrorTask
+
+    def send_continue(self):
+        if self.request is not None and self.request.error is not None:
+            self.request.expect_continue = False
+            return
+        super().send_continue()
 
 
 # ---------------------------------------------------------------------------

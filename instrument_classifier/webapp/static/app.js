@@ -48,12 +48,20 @@
     }
     objectUrl = URL.createObjectURL(file);
     player.src = objectUrl;
+    player.hidden = false;
     result.hidden = false;
     status.textContent = "";
   }
 
   async function classify(file) {
     if (!file || busy) {
+      return;
+    }
+    // The server refuses a larger body before reading it, and closes the
+    // connection: say so here rather than "cannot reach the server".
+    const maxBytes = Number(form.dataset.maxBytes);
+    if (maxBytes && file.size > maxBytes) {
+      showError(file.name + ": file too large (over " + (maxBytes / 1048576) + " MB)");
       return;
     }
     busy = true;

@@ -1,0 +1,344 @@
+"""Careless and hostile input to the stages (issue 13): one line, a non-zero exit, nothing destroyed.
+
+Each test is one of the issue's probes with the answer it must get: a
+damaged model folder, numbers that are not numbers, an output path that
+holds something else, a FIFO among the clips, a corrupt artifact that looked
+up to date.  They run the stages' real ``main`` (or the script itself where
+the process matters: Ctrl-C, a closed stdout) on a copy of the session's tiny
+dataset and model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analyze_errors
+import evaluate
+import extract_features
+import fluidsynth_wrapper
+import leaderboard
+import predict
+import predict_webapp
+import prepare_training
+import train
+from instrument_classifier.cli import UserError
+from instrument_classifier.dataset import SingleToneDataset
+from instrument_classifier.features import load_features
+from test_prediction import train_tiny_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_dataset, tmp_path_factory) -> Path:
+    """The session's tiny model (shared with test_prediction and test_webapp): copy it before changing it."""
+    return train_tiny_model(tmp_path_factory.getbasetemp() / "prediction-model", tiny_dataset)
+
+
+@pytest.fixture
+def dataset(tiny_dataset, tmp_path) -> Path:
+    """A writable copy of the tiny dataset (no features)."""
+    return Path(shutil.copytree(tiny_dataset, tmp_path / "dataset"))
+
+
+def one_line_error(capsys, status: int, *fragments: str, code: int = 2) -> str:
+    """Assert ``status`` is ``code`` and stderr is one error line holding every fragment; return it."""
+    err = capsys.readouterr().err
+    assert status == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and ": error: " in lines[0], err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def copy_model(model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(model_dir, tmp_path / model_dir.name, ignore=shutil.ignore_patterns("evaluation")))
+
+
+def edit_json(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(change(record)))
+
+
+# ---------------------------------------------------------------------------
+# Item 8: a damaged model folder, for predict.py and the web app alike
+
+
+def set_config_to_a_list(folder):
+    (folder / "config.json").write_text("[]")
+
+
+def set_level_range_to_text(folder):
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "peak_dbfs_range": ["a", "b"]})
+
+
+def set_sample_rate_to_1e12(folder):  # once allocated 7 TiB for the first clip
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "sample_rate": 10**12}})
+
+
+def set_hop_to_1024(folder):
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "hop_size": 1024}})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (set_config_to_a_list, "config.json: not a JSON object"),
+    (set_level_range_to_text, "peak_dbfs_range must be two numbers"),
+    (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
+    (set_hop_to_1024, "chromagrams of shape (87, 115), the network takes (44, 115)"),
+])
+def test_damaged_model_folder_is_one_line(model_dir, tmp_path, capsys, damage, message):
+    broken = copy_model(model_dir, tmp_path)
+    damage(broken)
+    clip = next((model_dir.parent.parent / "audio").glob("*.flac"))
+    one_line_error(capsys, predict.main(["-m", str(broken), str(clip)]), message)
+    one_line_error(capsys, predict_webapp.main(["-m", str(broken), "--port", "0"]), message)
+
+
+def test_web_app_on_a_host_that_does_not_resolve(model_dir, capsys):
+    status = predict_webapp.main(["-m", str(model_dir), "--host", "no.such.host.invalid", "--port", "0"])
+    one_line_error(capsys, status, "cannot listen on no.such.host.invalid:0")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning-rate", "nan"], "--learning-rate must be a positive number, got nan"),
+    (["--learning-rate", "inf"], "--learning-rate must be a positive number, got inf"),
+    (["--patience", "-1"], "--patience must be 0"),
+])
+def test_training_refuses_numbers_that_cannot_train(model_dir, tmp_path, capsys, argv, message):
+    """Refused before any work (inf once failed after 15 s of training, nan and -1 with a traceback)."""
+    status = train.main([str(model_dir.parent.parent), *argv, "--models-dir", str(tmp_path / "models"), "-q"])
+    one_line_error(capsys, status, message)
+    assert not (tmp_path / "models").exists()
+
+
+def nan_probability(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.loc[0, table.columns[table.columns.str.startswith("p_")][0]] = np.nan
+    table.to_csv(folder / "predictions.csv", index=False)
+
+
+def unknown_label(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.loc[0, "true"] = "banjo"
+    table.to_csv(folder / "predictions.csv", index=False)
+
+
+def no_validation_curves(folder):
+    curves = pd.read_csv(folder / "learning_curves.csv")
+    curves.drop(columns=[c for c in curves.columns if c.startswith("val_")]).to_csv(
+        folder / "learning_curves.csv", index=False)
+
+
+def no_correct_column(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.drop(columns="correct").to_csv(folder / "predictions.csv", index=False)
+
+
+@pytest.mark.parametrize("script, damage, message", [
+    (evaluate, nan_probability, "is nan, not a probability"),
+    (evaluate, unknown_label, "true 'banjo' is not one of"),
+    (evaluate, no_validation_curves, "learning_curves.csv lacks columns: val_"),
+    (analyze_errors, no_correct_column, "predictions.csv lacks columns: correct"),
+])
+def test_damaged_training_results_are_one_line(model_dir, tmp_path, capsys, script, damage, message):
+    broken = copy_model(model_dir, tmp_path)
+    damage(broken)
+    one_line_error(capsys, script.main([str(broken), "-q"]), message)
+    assert not (broken / "evaluation").exists()
+
+
+# ---------------------------------------------------------------------------
+# Items 6 and 7: prepare_training.py neither destroys nor half-writes
+
+
+def test_prepare_training_writes_only_where_it_may(model_dir, tmp_path, capsys):
+    dataset = model_dir.parent.parent  # has features
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(a_file)]), "not a folder this stage wrote")
+    one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(a_file), "--overwrite"]))
+    assert a_file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.wav").write_bytes(b"x")
+    for extra in ([], ["--overwrite"]):
+        one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(other), *extra]),
+                       "holds files this stage did not write (keep.wav)")
+    assert [p.name for p in other.iterdir()] == ["keep.wav"]
+
+    ours = tmp_path / "empty"
+    ours.mkdir()
+    assert prepare_training.main([str(dataset), "-o", str(ours)]) == 0  # an empty folder is fine
+    one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(ours)]), "use --overwrite")
+    assert prepare_training.main([str(dataset), "-o", str(ours), "--split", "instrument", "--overwrite"]) == 0
+    assert json.loads((ours / "preprocessing.json").read_text())["split"] == "instrument"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.txt", "other"]
+
+
+def test_prepare_training_refuses_nan_features_before_writing(model_dir, tmp_path, capsys):
+    dataset = Path(shutil.copytree(model_dir.parent.parent, tmp_path / "dataset",
+                                   ignore=shutil.ignore_patterns("models", "training-data")))
+    npz = dataset / "features" / "chromagrams.npz"
+    chromagrams, sample_id, _ = load_features(dataset)
+    np.savez(npz, chromagrams=np.full_like(chromagrams, np.nan), sample_id=sample_id)
+    import hashlib
+
+    edit_json(dataset / "features" / "features.json",
+              lambda r: {**r, "chromagrams_sha256": hashlib.sha256(npz.read_bytes()).hexdigest()})
+    one_line_error(capsys, prepare_training.main([str(dataset)]),
+                   f"{len(sample_id)} of {len(sample_id)} chromagrams", "NaN or infinity")
+    assert not (dataset / "training-data").exists()
+    assert not [p for p in dataset.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------------------
+# Items 10 and 11: extract_features.py
+
+
+def test_a_fifo_among_the_clips_is_refused_at_once(dataset):
+    """Opening a FIFO waits for a writer: it once hung the stage for 700 s, past the first Ctrl-C."""
+    clip = sorted((dataset / "audio").glob("*.flac"))[3]
+    clip.unlink()
+    os.mkfifo(clip)
+    run = subprocess.run([sys.executable, "extract_features.py", str(dataset), "-q"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        f"extract_features.py: error: audio clip {clip} is not a regular file (a pipe or a device?)"]
+    assert not (dataset / "features").exists()
+
+
+def test_ctrl_c_stops_extraction_at_once(dataset):
+    """Ctrl-C while threads decode and transform: exit 130 within seconds, one line, no features."""
+    parameters = pd.read_csv(dataset / "parameters.csv")
+    many = pd.concat([parameters] * 80, ignore_index=True)  # 4480 rows, the same 56 clips: ~10 s of work
+    many["sample_id"] = range(len(many))
+    many.to_csv(dataset / "parameters.csv", index=False)
+    process = subprocess.Popen([sys.executable, "extract_features.py", str(dataset), "-q", "-j", "2"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C as in a terminal: a background job (as CI may run us) ignores SIGINT.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    fds = Path(f"/proc/{process.pid}/fd")
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:  # until a thread has a clip open
+        try:
+            if any("/audio/" in os.readlink(fd) for fd in fds.iterdir()):
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    stopped_after = time.monotonic() - start
+    assert process.returncode == 130 and err.strip().splitlines() == ["extract_features.py: interrupted"]
+    assert stopped_after < 5, stopped_after  # ~0.1 s; generous for a loaded machine
+    assert not (dataset / "features").exists() or not any((dataset / "features").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_a_damaged_feature_file_is_not_up_to_date(dataset, capsys, damage):
+    """A corrupt chromagrams.npz was 'up to date' (exit 0), and the next stage failed on it."""
+    assert extract_features.main([str(dataset), "-q"]) == 0
+    npz = dataset / "features" / "chromagrams.npz"
+    good = npz.read_bytes()
+    if damage == "truncated":
+        npz.write_bytes(good[:100])
+    else:  # still a valid file of the right shape, other numbers
+        chromagrams, sample_id, _ = load_features(dataset)
+        np.savez(npz, chromagrams=chromagrams[::-1], sample_id=sample_id)
+    with pytest.raises(UserError, match="chromagrams.npz changed since it was written"):
+        load_features(dataset)
+    assert extract_features.main([str(dataset)]) == 0
+    assert "wrote 56 chromagrams" in capsys.readouterr().out
+    assert npz.read_bytes() == good
+    assert extract_features.main([str(dataset)]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Item 12: the smaller ones
+
+
+def test_leaderboard_counts_must_make_sense(model_dir, capsys):
+    for argv in (["--top", "-1"], ["--top", "0"], ["--latest", "-1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            leaderboard.main([str(model_dir.parent), *argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"argument {argv[0]}: invalid value" in err
+
+
+def test_best_model_skips_a_folder_that_cannot_load(model_dir, tmp_path, capsys):
+    good, bad = (copy_model(model_dir, tmp_path / name) for name in ("good", "bad"))
+    models = tmp_path / "models"
+    models.mkdir()
+    good, bad = good.rename(models / "20990101-000000-x-s1"), bad.rename(models / "20990101-000001-x-s1")
+    metrics = pd.read_csv(bad / "final_metrics.csv")
+    metrics.loc[metrics["split"] == "valid", "error"] = 0.0  # the better one on paper
+    metrics.to_csv(bad / "final_metrics.csv", index=False)
+    archive = bytearray((bad / "model.keras").read_bytes())
+    archive[len(archive) // 2] ^= 0xFF  # one flipped byte in the weights
+    (bad / "model.keras").write_bytes(bytes(archive))
+    assert leaderboard.main([str(models), "--best"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(good)
+    assert err.count("\n") == 1 and f"warning: skipping model {bad}: model.keras is damaged (" in err, err
+    with zipfile.ZipFile(good / "model.keras") as source:  # an archive without its weights is caught too
+        kept = {name: source.read(name) for name in source.namelist() if name != "model.weights.h5"}
+    with zipfile.ZipFile(good / "model.keras", "w") as target:
+        for name, data in kept.items():
+            target.writestr(name, data)
+    assert leaderboard.main([str(models), "--best"]) == 2
+    *warnings, error = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 2 and "model.keras lacks model.weights.h5" in warnings[1]
+    assert error.endswith(f"error: no model of target family in {models} can be loaded (see the warnings)")
+
+
+def test_predict_with_stdout_closed_fails(model_dir):
+    """`predict.py clip >&-` printed nothing and exited 0."""
+    clip = next((model_dir.parent.parent / "audio").glob("*.flac"))
+    run = subprocess.run(f'"{sys.executable}" predict.py -m "{model_dir}" "{clip}" >&-', shell=True, cwd=REPO,
+                         capture_output=False, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == ["predict.py: error: standard output is closed: nowhere to print "
+                                               "the labels"]
+
+
+def test_duplicate_sample_ids_are_refused(dataset, capsys):
+    parameters = pd.read_csv(dataset / "parameters.csv")
+    parameters.loc[5, "sample_id"] = parameters.loc[4, "sample_id"]
+    parameters.to_csv(dataset / "parameters.csv", index=False)
+    with pytest.raises(UserError, match="sample_id 4 appears more than once"):
+        SingleToneDataset(dataset)
+    one_line_error(capsys, extract_features.main([str(dataset), "-q"]), "sample_id 4 appears more than once")
+
+
+def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, capfd):
+    """The MIDI error had an empty reason; FluidSynth printed six lines about the SoundFont."""
+    from instrument_classifier.synthesis import default_soundfont
+
+    midi = next((tiny_dataset / "midi").glob("*.mid"))
+    (tmp_path / "cut.mid").write_bytes(midi.read_bytes()[:30])
+    status = fluidsynth_wrapper.main([str(tmp_path / "cut.mid"), str(tmp_path / "out.wav")])
+    one_line_error(capfd, status, "cannot read MIDI file", "the file ends early (truncated?)")
+    with open(default_soundfont(), "rb") as font:
+        (tmp_path / "cut.sf2").write_bytes(font.read(100_000))
+    status = fluidsynth_wrapper.main(["-s", str(tmp_path / "cut.sf2"), str(midi), str(tmp_path / "out.wav")])
+    one_line_error(capfd, status, "cut.sf2 is truncated: its header says")
+    assert not (tmp_path / "out.wav").exists()
