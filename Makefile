@@ -12,12 +12,18 @@ APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm fluidr3mono-gm-soun
 	timgm6mb-soundfont csound-soundfont chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# The default dataset: every later stage reads it by default.
-DATASET := data/working/single-notes-2000
-COUNT := 2000
+# The default dataset: every later stage reads it by default.  Clips of all
+# the fonts of data/soundfonts.csv (our own synthesiser too), varied as a
+# user's recording would be; the default network.
+DATASET := data/working/multi-font-6000
+COUNT := 6000
 SEED := 42
+GENERATE_ARGS := --soundfont all --variation realistic
+TRAIN_ARGS :=
+# The seed's single-font experiment (README, Results): `make single-font`.
+SINGLE_FONT := DATASET=data/working/single-notes-2000 COUNT=2000 GENERATE_ARGS= TRAIN_ARGS="--arch harmonic"
 
-.PHONY: setup apt-packages pipeline dataset features training-data model train test bench clean-venv
+.PHONY: setup apt-packages pipeline single-font dataset features training-data model train test bench clean-venv
 
 setup: apt-packages $(STAMP)
 
@@ -42,10 +48,13 @@ pipeline: setup model
 	$(PY) analyze_errors.py $$($(PY) leaderboard.py $(DATASET) --best)
 	$(PY) leaderboard.py $(DATASET)
 
+single-font:
+	$(MAKE) --no-print-directory pipeline $(SINGLE_FONT)
+
 dataset: setup $(DATASET)/parameters.csv
 
 $(DATASET)/parameters.csv:
-	$(PY) generate_audio_samples.py -c $(COUNT) -s $(SEED) -o $(DATASET) -f flac
+	$(PY) generate_audio_samples.py -c $(COUNT) -s $(SEED) -o $(DATASET) -f flac $(GENERATE_ARGS)
 
 features: dataset $(DATASET)/features/features.json
 
@@ -63,7 +72,7 @@ model: training-data
 	@$(PY) leaderboard.py $(DATASET) --best >/dev/null 2>&1 || $(MAKE) --no-print-directory train
 
 train: training-data
-	$(PY) train.py $(DATASET)
+	$(PY) train.py $(DATASET) $(TRAIN_ARGS)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -21,24 +21,45 @@ KERAS_BACKEND (TensorFlow by default).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from instrument_classifier.cli import ArgumentParser, entry_point, seed_type
+from instrument_classifier.cli import ArgumentParser, UserError, entry_point, seed_type
+from instrument_classifier.architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, describe_defaults
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
+
+
+def model_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> {key: number, bool or text}; UserError for a malformed one."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UserError(f"bad --model-option {item!r}: use KEY=VALUE, e.g. relative_db=80")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        options[key.strip()] = value
+    return options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Keras is imported only after the arguments parsed: --help stays instant.
-    architectures = ("harmonic", "reference")
     parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Architectures: harmonic (default; learnt harmonic templates matched at every pitch, max over "
-               "pitch, ~44k parameters, trained on instrument labels summed into families; about 1.5 minutes "
-               "on 2 CPU cores) and reference (the original 8-convolution network, ~221k parameters, 12-14 "
-               "minutes). Defaults of --epochs, --batch-size, --learning-rate and --fine-labels depend on the "
-               "architecture.")
+        epilog="Architectures: relative-harmonic (default: learnt harmonic templates matched at every pitch, max "
+               "over pitch, on levels relative to each clip's peak, with random equalisers in training; "
+               "~44k parameters, trained on instrument labels summed into families), harmonic (the same network "
+               "on absolute levels: the seed's single-font experiment) and reference (the original 8-convolution "
+               "network, ~221k parameters, 12-14 minutes on 2,000 clips). Training defaults: "
+               f"{describe_defaults()}.")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
-    parser.add_argument("--arch", default="harmonic", help=f"architecture: {', '.join(architectures)}")
+    parser.add_argument("--arch", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURE_OPTIONS),
+                        help="architecture")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one option of the architecture's network, e.g. relative_db=80 or filters=128 "
+                             "(see instrument_classifier/models.py; repeatable)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: per architecture)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: per architecture)")
     parser.add_argument("--learning-rate", type=float, default=None, help="initial learning rate "
@@ -65,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                             learning_rate=args.learning_rate, seed=args.seed, patience=args.patience,
                             fine_labels=args.fine_labels,
                             models_dir=args.models_dir, training_dir=args.training_data,
-                            verbose=0 if args.quiet else 2)
+                            model_options=model_options(args.model_option), verbose=0 if args.quiet else 2)
     if not args.no_evaluate:
         from instrument_classifier.evaluation import evaluate_model
 

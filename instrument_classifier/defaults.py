@@ -24,8 +24,9 @@ DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
 # small GM font that the pretty_midi wheel ships, found at run time).
 SYSTEM_SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
 
-# The dataset `make pipeline` builds and every later stage reads by default.
-DEFAULT_DATASET_NAME = "single-notes-2000"
+# The dataset `make pipeline` builds and every later stage reads by default
+# (6000 clips of every font of the catalogue, --variation realistic).
+DEFAULT_DATASET_NAME = "multi-font-6000"
 DEFAULT_DATASET_DIR = WORKING_DIR / DEFAULT_DATASET_NAME
 
 # A clip: 2.0 s of 44.1 kHz mono float audio, one note held for 1.0 s from t = 0.

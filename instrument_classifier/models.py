@@ -30,6 +30,7 @@ import numpy as np
 import keras
 from keras import layers, ops
 
+from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE  # noqa: F401 (DEFAULT_ARCHITECTURE re-exported)
 from .cli import UserError, read_json
 from .model_files import CONFIG_JSON, MODEL_FILE, PREDICTION_FILES, PREPROCESSING_JSON
 from .training_data import ChromagramScaler, to_model_input
@@ -371,11 +372,12 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     return keras.Model(inputs, outputs, name="harmonic")
 
 
-ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+NETWORKS: dict[str, Callable[..., keras.Model]] = {
     "harmonic": harmonic,
     "reference": reference,
 }
-DEFAULT_ARCHITECTURE = "harmonic"
+# The architectures by name (architectures.py): a network and its options.
+ARCHITECTURES = {name: NETWORKS[network] for name, (network, _) in ARCHITECTURE_OPTIONS.items()}
 
 
 def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0,
@@ -385,13 +387,15 @@ def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, c
     ``floor`` and ``ceiling`` are the scaled values of silence and of 0 dB,
     ``db_step`` the scaled size of one dB (for the augmentations); ``seed``
     seeds them and dropout.  ``options`` are further keyword arguments of the
-    architecture's function (e.g. ``{"filters": 128}``).
+    architecture's network function, over those the architecture sets
+    (``architectures.ARCHITECTURE_OPTIONS``), e.g. ``{"filters": 128}``.
     """
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
+    network, defaults = ARCHITECTURE_OPTIONS[arch]
     try:
-        return ARCHITECTURES[arch](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
-                                   seed=seed, **(options or {}))
+        return NETWORKS[network](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
+                                 seed=seed, **{**defaults, **(options or {})})
     except TypeError as error:
         raise UserError(f"bad option for architecture {arch}: {error}") from None
 

@@ -32,22 +32,9 @@ import keras
 from .cli import UserError, atomic_dir, library_versions, write_json
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
+from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
 from .models import ARCHITECTURES, GroupSum, build_model
 from .training_data import DEFAULT_SEED, SPLITS, TrainingData, load_training_data
-
-
-# Per-architecture training defaults; command-line arguments override them.
-#   reference: as the original was trained (Adam, fixed learning rate, one
-#   softmax over the families).
-#   harmonic: AdamW with a cosine decay to zero over the run, so the last
-#   epochs settle; label smoothing keeps the softmax from saturating; and
-#   instrument labels as the training signal (see fine_classes).
-TRAINING_DEFAULTS = {
-    "reference": {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "optimizer": "adam",
-                  "schedule": "constant", "label_smoothing": 0.0, "patience": 0, "fine_labels": False},
-    "harmonic": {"epochs": 40, "batch_size": 32, "learning_rate": 3e-3, "optimizer": "adamw",
-                 "schedule": "cosine", "label_smoothing": 0.05, "patience": 0, "fine_labels": True},
-}
 
 
 def new_model_id(arch: str, seed: int, models_dir: Path) -> str:
@@ -261,7 +248,7 @@ def _optimizer(name: str, learning_rate: float, schedule: str, total_steps: int)
     return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
-def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epochs: int | None = None,
+def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECTURE, epochs: int | None = None,
                 batch_size: int | None = None, learning_rate: float | None = None, seed: int = DEFAULT_SEED,
                 patience: int | None = None, fine_labels: bool | None = None,
                 models_dir: str | os.PathLike | None = None, training_dir: str | os.PathLike | None = None,
@@ -381,7 +368,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = "harmonic", epoch
             "split": data.record.get("split"),
             "seed": seed,
             **settings,
-            "model_options": model_options or {},
+            "model_options": {**ARCHITECTURE_OPTIONS[arch][1], **(model_options or {})},
             "epochs_run": int(len(curves)),
             "best_epoch": best_weights.best_epoch,
             "fine_classes": fine_names if settings["fine_labels"] else None,

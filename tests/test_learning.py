@@ -214,7 +214,7 @@ def test_fine_labels_sum_into_families():
 def test_architectures():
     from instrument_classifier.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
 
-    assert set(ARCHITECTURES) == {"reference", DEFAULT_ARCHITECTURE}
+    assert set(ARCHITECTURES) == {"reference", "harmonic", DEFAULT_ARCHITECTURE} and DEFAULT_ARCHITECTURE != "harmonic"
     reference = build_model("reference", (44, 115, 1), 7)
     assert reference.count_params() == 220_807  # "about 221k parameters"
     default = build_model(DEFAULT_ARCHITECTURE, (44, 115, 1), 56)  # one output per instrument
@@ -232,10 +232,42 @@ def test_random_layers_draw_different_streams():
     """Layers seeded alike would drop the same units, or tie a transposition to a gain."""
     from instrument_classifier.models import build_model
 
-    for arch in ("reference", "harmonic"):
-        model = build_model(arch, (44, 115, 1), 7, seed=5)
+    for arch in ("reference", "harmonic", "relative-harmonic"):
+        model = build_model(arch, (44, 115, 1), 7, seed=5, db_step=0.1)
         seeds = [layer.seed for layer in model.layers if getattr(layer, "seed", None) is not None]
         assert len(seeds) >= 4 and len(set(seeds)) == len(seeds), (arch, seeds)
+
+
+def test_the_default_network_hears_no_level():
+    """A clip played louder or quieter (a gain: a constant on every sounding cell) gets the same probabilities."""
+    from instrument_classifier.models import build_model
+
+    one_db = 0.05
+    model = build_model("relative-harmonic", (44, 115, 1), 7, floor=-3.0, db_step=one_db, seed=1)
+    rng = np.random.default_rng(0)
+    x = np.full((2, 44, 115, 1), -3.0, np.float32)                 # silence
+    x[:, 5:30, 20:70] = rng.uniform(0.0, 50 * one_db, (2, 25, 50, 1))  # a note spanning 50 dB
+    louder = x.copy()
+    louder[x > -3.0] += 20 * one_db
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(model(louder)), atol=1e-5)
+    harmonic = build_model("harmonic", (44, 115, 1), 7, floor=-3.0, db_step=one_db, seed=1)
+    assert np.abs(np.asarray(harmonic(x)) - np.asarray(harmonic(louder))).max() > 1e-3  # absolute levels do
+
+
+def test_random_equaliser_colours_sounding_cells_smoothly():
+    from instrument_classifier.models import RandomEqualiser
+
+    layer = RandomEqualiser(18.0, 9.0, db_step=0.05, floor=-3.0, ceiling=3.0, seed=2)
+    x = np.full((8, 44, 115, 1), -3.0, np.float32)
+    x[:, :, 10:100] = 0.0
+    y = np.asarray(layer(x, training=True))
+    np.testing.assert_array_equal(y[:, :, :10], -3.0)                 # silence stays silent
+    curve = (y[:, 0, 10:100, 0] - x[:, 0, 10:100, 0]) / 0.05          # dB added per pitch bin
+    assert np.abs(curve).max() > 3                                   # it colours,
+    assert np.abs(np.diff(curve, n=2, axis=1)).max() < 1.0           # smoothly along pitch,
+    np.testing.assert_allclose(y[:, 0], y[:, 20])                    # the same in every frame
+    assert np.abs(curve[0] - curve[1]).max() > 1                     # and differently per example
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
 
 
 # ---------------------------------------------------------------------------

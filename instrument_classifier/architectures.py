@@ -1,0 +1,42 @@
+"""The architectures' names, options and training defaults: no Keras here, so ``train.py --help`` can show them.
+
+``relative-harmonic`` (the default) is the ``harmonic`` network of
+:mod:`models` with the options below: levels relative to each clip's peak
+(floored 60 dB under it) and a random equaliser in training.  It is what held
+up best on sound banks it never heard (README, *Generalisation*).
+``harmonic`` is the network of the seed's single-font experiment, on absolute
+levels; ``reference`` is the original 8-convolution network.
+"""
+
+from __future__ import annotations
+
+# Architecture -> (network function in models.py, its keyword options).
+ARCHITECTURE_OPTIONS: dict[str, tuple[str, dict]] = {
+    "relative-harmonic": ("harmonic", {"relative_db": 60.0, "eq_tilt_db": 18.0, "eq_bump_db": 9.0}),
+    "harmonic": ("harmonic", {}),
+    "reference": ("reference", {}),
+}
+DEFAULT_ARCHITECTURE = "relative-harmonic"
+
+# Per-architecture training defaults; command-line arguments override them.
+#   reference: as the original was trained (Adam, fixed learning rate, one
+#   softmax over the families).
+#   harmonic networks: AdamW with a cosine decay to zero over the run, so the
+#   last epochs settle; label smoothing keeps the softmax from saturating; and
+#   instrument labels as the training signal (training.fine_classes).  The
+#   relative one trains on the larger multi-font dataset: fewer epochs.
+_HARMONIC = {"epochs": 40, "batch_size": 32, "learning_rate": 3e-3, "optimizer": "adamw", "schedule": "cosine",
+             "label_smoothing": 0.05, "patience": 0, "fine_labels": True}
+TRAINING_DEFAULTS = {
+    "relative-harmonic": {**_HARMONIC, "epochs": 30},
+    "harmonic": _HARMONIC,
+    "reference": {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "optimizer": "adam",
+                  "schedule": "constant", "label_smoothing": 0.0, "patience": 0, "fine_labels": False},
+}
+
+
+def describe_defaults() -> str:
+    """One line per architecture: its training defaults, for ``--help``."""
+    return "; ".join(f"{name}: " + ", ".join(f"{key} {value}" for key, value in TRAINING_DEFAULTS[name].items()
+                                             if key in ("epochs", "batch_size", "learning_rate", "fine_labels"))
+                     for name in ARCHITECTURE_OPTIONS)
