@@ -1,0 +1,97 @@
+"""Our own synthesiser: every archetype plays, and each keeps the acoustics of its family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instrument_classifier.additive import ARCHETYPES, AdditiveRenderer, draw_timbre
+from instrument_classifier.instruments import load_instruments, select_instruments
+from instrument_classifier.variation import Variation, note_events
+
+RATE = 44_100
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return AdditiveRenderer(RATE)
+
+
+def play(synth, program, *, bank=1, pitch=57, velocity=100, seconds=1.5, variation=None):
+    events = note_events(program=program, pitch=pitch, velocity=velocity, bank=bank, sample_rate=RATE,
+                         variation=variation or Variation(note_seconds=seconds), clip_seconds=2.0)
+    return synth.render_events(events, 2 * RATE)
+
+
+def spectrum(audio):
+    magnitude = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return np.fft.rfftfreq(len(audio), 1 / RATE), magnitude
+
+
+def partial_db(audio, frequency, width=8.0):
+    f, magnitude = spectrum(audio)
+    return 20 * np.log10(magnitude[np.abs(f - frequency) < width].max() + 1e-12)
+
+
+def test_every_program_of_the_default_families_plays(synth):
+    programs = select_instruments(load_instruments())["midi_program"]
+    assert set(programs) <= set(ARCHETYPES)
+    for program in programs:
+        audio = play(synth, int(program), bank=int(program) * 7)
+        assert np.isfinite(audio).all() and 0.005 < np.abs(audio).max() <= 1.0, program
+
+
+def test_a_bank_is_one_instrument_and_banks_differ(synth):
+    first, again, other = play(synth, 40, bank=3), play(synth, 40, bank=3), play(synth, 40, bank=4)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+    assert draw_timbre(40, 3) == draw_timbre(40, 3) != draw_timbre(40, 4)
+
+
+def energy(audio, start, stop):
+    return float(np.sum(audio[int(start * RATE):int(stop * RATE)] ** 2))
+
+
+@pytest.mark.parametrize("bank", [1, 2, 3])
+def test_struck_and_plucked_strings_decay_where_organs_and_winds_hold(synth, bank):
+    for program in (0, 24, 46):     # acoustic grand piano, nylon guitar, harp
+        audio = play(synth, program, bank=bank, seconds=1.9)
+        assert energy(audio, 1.2, 1.5) < 0.3 * energy(audio, 0.1, 0.4), program
+    for program in (16, 19, 68, 73):  # drawbar and church organ, oboe, flute
+        audio = play(synth, program, bank=bank, seconds=1.9)
+        assert energy(audio, 1.2, 1.5) > 0.4 * energy(audio, 0.3, 0.6), program
+
+
+@pytest.mark.parametrize("bank", [1, 2, 3, 4])
+def test_a_clarinets_even_harmonics_are_weak(synth, bank):
+    audio = play(synth, 71, bank=bank, pitch=50)  # D3, 146.8 Hz
+    f0 = 440 * 2 ** ((50 - 69) / 12)
+    odd = np.mean([partial_db(audio, k * f0) for k in (1, 3, 5)])
+    even = np.mean([partial_db(audio, k * f0) for k in (2, 4, 6)])
+    assert even < odd - 8
+
+
+def test_piano_partials_are_stretched(synth):
+    audio = play(synth, 0, bank=5, pitch=45, seconds=1.9)  # A2, 110 Hz
+    f, magnitude = spectrum(audio[: RATE])
+    near = (f > 1080) & (f < 1160)                       # the 10th partial, sharp of 1100 Hz
+    assert f[near][np.argmax(magnitude[near])] > 1101
+    timbre = draw_timbre(0, 5)
+    assert timbre.archetype == "struck" and timbre.inharmonicity > 0
+
+
+def test_pitch_wheel_and_brightness_reach_the_partials(synth):
+    plain = play(synth, 56, bank=2)
+    sharp = play(synth, 56, bank=2, variation=Variation(note_seconds=1.5, detune_cents=50.0))
+    f, a = spectrum(plain[: RATE])
+    _, b = spectrum(sharp[: RATE])
+    band = (f > 180) & (f < 260)
+    ratio = f[band][np.argmax(b[band])] / f[band][np.argmax(a[band])]
+    assert 1200 * np.log2(ratio) == pytest.approx(50, abs=8)
+    # Brightness -4800 cents: a low-pass at 1250 Hz, 12 dB per octave; the 16th partial is 1.5 octaves above.
+    dark = play(synth, 56, bank=2, variation=Variation(note_seconds=1.5, brightness_cents=-4800.0))
+
+    def tilt(audio):
+        return partial_db(audio, 16 * 220) - partial_db(audio, 220)
+
+    assert tilt(dark) == pytest.approx(tilt(plain) - 18, abs=3)
