@@ -77,7 +77,9 @@ train: training-data
 test: setup
 	$(PY) -m pytest -q tests
 
+# The feature benchmark measures the seed's clean single-font clips (issue 4's figures); the others the default.
 bench: model
+	@$(MAKE) --no-print-directory features $(SINGLE_FONT)
 	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done
 
 clean-venv:

@@ -38,7 +38,7 @@ import soundfile as sf
 from bench.common import median, python, run_measured, write_results
 from instrument_classifier.cli import library_versions
 from instrument_classifier.dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
-from instrument_classifier.defaults import CLIP_SAMPLES, DEFAULT_DATASET_DIR, SAMPLE_RATE
+from instrument_classifier.defaults import CLIP_SAMPLES, SAMPLE_RATE, SINGLE_FONT_DATASET_DIR
 from instrument_classifier.features import READ_CHUNK, ChromagramExtractor
 
 TFR_SECONDS_2000 = 28.0  # the figure for the seed's tfr-based extractor
@@ -177,7 +177,7 @@ def agreement(paths: list[Path], count: int = 64) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET_DIR,
+    parser.add_argument("--dataset", type=Path, default=SINGLE_FONT_DATASET_DIR,
                         help="dataset to read (synthetic clips when it does not exist)")
     parser.add_argument("--runs", type=int, default=3, help="runs per case (medians reported)")
     parser.add_argument("--clips", type=int, default=2000)

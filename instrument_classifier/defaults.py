@@ -28,6 +28,8 @@ SYSTEM_SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
 # (6000 clips of every font of the catalogue, --variation realistic).
 DEFAULT_DATASET_NAME = "multi-font-6000"
 DEFAULT_DATASET_DIR = WORKING_DIR / DEFAULT_DATASET_NAME
+# The seed's single-font experiment (`make single-font`): 2000 clean clips of FluidR3_GM.
+SINGLE_FONT_DATASET_DIR = WORKING_DIR / "single-notes-2000"
 
 # A clip: 2.0 s of 44.1 kHz mono float audio, one note held for 1.0 s from t = 0.
 SAMPLE_RATE = 44_100
