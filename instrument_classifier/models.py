@@ -318,7 +318,8 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
              seed: int | None = None, filters: int = 64, span: int = 37, positions: int = 88,
              frames_per_template: int = 8, template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
              max_boost_db: float = 24.0, relative_db: float | None = None, dense_units: int = 64,
-             dropout: float = 0.3, eq_tilt_db: float = 0.0, eq_bump_db: float = 0.0) -> keras.Model:
+             dropout: float = 0.3, eq_tilt_db: float = 0.0, eq_bump_db: float = 0.0,
+             bn_momentum: float = 0.99) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -358,10 +359,10 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     x = layers.Conv2D(filters, (frames_per_template, span), strides=(template_hop, 1), padding="valid",
                       name="harmonic_templates")(x)                                     # (B, 10, P, F)
     x = PitchMax(name="max_over_pitch")(x)                                              # (B, 10, F)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.Activation("elu")(x)
     x = layers.Conv1D(filters, 3, padding="same", use_bias=False, name="envelope")(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.Activation("elu")(x)
     timbre = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Concatenate(name="descriptor")([timbre, register])

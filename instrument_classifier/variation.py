@@ -323,9 +323,11 @@ RECIPE_LIMITS = {
 RECIPES = {
     "none": Recipe(name="none"),
     "realistic": Recipe(
-        name="realistic", volume=(0.2, 1.0), note_seconds=(0.25, 2.0), detune_cents=(-50.0, 50.0),
-        vibrato_probability=0.5, brightness_probability=0.5, room_probability=0.7, eq_probability=0.7,
-        level_probability=1.0, noise_probability=0.9, hum_probability=0.2, codec_probability=0.3),
+        name="realistic", volume=(0.2, 1.0), note_seconds=(0.4, 2.0), detune_cents=(-30.0, 30.0),
+        vibrato_probability=0.5, brightness_probability=0.5, room_probability=0.7, room_rt60=(0.15, 1.0),
+        eq_probability=0.7, eq_lowpass_hz=(6000.0, 20000.0), eq_shelf_db=(-6.0, 6.0), eq_peak_db=(-6.0, 6.0),
+        level_probability=1.0, noise_probability=0.8, noise_db=(-90.0, -45.0), hum_probability=0.15,
+        codec_probability=0.2, codec_quality=(2, 7)),
 }
 
 
