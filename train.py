@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "network, ~221k parameters, 12-14 minutes on 2,000 clips). Training defaults: "
                f"{describe_defaults()}.")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
-    parser.add_argument("--arch", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURE_OPTIONS),
-                        help="architecture")
+    parser.add_argument("--arch", default=DEFAULT_ARCHITECTURE,
+                        help=f"architecture: {', '.join(ARCHITECTURE_OPTIONS)}")
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="change one option of the architecture's network, e.g. relative_db=80 or filters=128 "
                              "(see instrument_classifier/models.py; repeatable)")
