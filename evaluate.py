@@ -16,7 +16,7 @@ and DIR/generalisation.md, printed too.
 
 Examples:
 
-    python evaluate.py data/working/single-notes-2000/models/20261125-142301-harmonic-s42
+    python evaluate.py data/working/multi-font-6000/models/20261201-102454-relative-harmonic-s42
     python evaluate.py MODEL_DIR --dataset data/working/single-notes-other-font   # -> evaluation/<name>/
     python evaluate.py --best                      # the best model of the default dataset
     python evaluate.py MODEL_A MODEL_B --dataset data/working/clean-fonts --report data/working/report

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import glob
 import importlib.metadata
 import json
 import os
@@ -162,11 +163,14 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     """Yield a temporary folder beside ``path``; move it onto ``path`` on success.
 
     With ``overwrite`` an existing ``path`` is replaced only once the new one is
-    complete.  On an exception the temporary folder is removed.
+    complete.  On an exception the temporary folder is removed; the temporary
+    folders of runs that were killed outright (SIGKILL, a power cut) are
+    removed by the next run (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         if path.exists():
@@ -181,6 +185,32 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders of :func:`atomic_dir` beside ``path`` whose process is gone; return them.
+
+    Their names hold the writing process's id (``.NAME.PID-XXXX.tmp``); one of
+    a process that no longer runs on this machine was left by a killed run.
+    """
+    path = Path(path)
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid_text = candidate.name[len(path.name) + 2:].split("-", 1)[0]
+        if candidate.is_dir() and pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -161,3 +161,38 @@ def test_interrupted_write_leaves_nothing_that_looks_finished(tmp_path):
             (tmp / "parameters.csv").write_text("sample_id\n")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_larger_than_the_disk_is_refused_at_once(tmp_path, capsys):
+    """-c 10^12 once built its job list in memory (4 GB in 10 s): now the disk-space estimate stops it first."""
+    import time
+
+    started = time.monotonic()
+    status = generate_audio_samples.main(["-c", "1000000000000", "-o", str(tmp_path / "huge"), "-q"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert "1000000000000 clips need about" in err and "GB free" in err
+    assert time.monotonic() - started < 5 and list(tmp_path.iterdir()) == []
+
+
+def test_the_temporary_folder_of_a_killed_run_is_cleaned_up(tmp_path):
+    """A SIGKILLed run cannot clean up; the next run removes what a dead process left, and nothing else."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "dataset"
+    process = subprocess.Popen([sys.executable, "generate_audio_samples.py", "-c", "2000", "-j", "1", "-q",
+                                "-o", str(out)], cwd=Path(generate_audio_samples.__file__).parent)
+    deadline = time.monotonic() + 60
+    while not any(tmp_path.glob(".dataset.*/audio/*.flac")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    left = list(tmp_path.glob(".dataset.*.tmp"))
+    assert len(left) == 1  # what SIGKILL leaves
+    alive = tmp_path / f".dataset.{os.getpid()}-keep.tmp"  # a live run's folder (this process)
+    alive.mkdir()
+    make_dataset(out, count=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dataset", alive.name])
