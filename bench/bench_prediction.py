@@ -100,7 +100,7 @@ def measure_api(predictor: Predictor, clips: list[Path], requests: int) -> dict:
     for i in range(min(requests, 30)):
         started = time.perf_counter()
         window = original_window(clips[i % len(clips)], predictor.clip_samples)
-        x = predictor.bundle.model_input(predictor.extractor.transform(window[None], jobs=1))
+        x = predictor.bundle.to_model_input(predictor.extractor.transform(window[None], jobs=1))
         model.predict(x, verbose=0)
         original.append(time.perf_counter() - started)
     ms = lambda values: round(1000 * statistics.median(values), 2)  # noqa: E731
@@ -117,7 +117,7 @@ def measure_cli(model_dir: Path, files: list[Path], predictor: Predictor) -> dic
     started = time.perf_counter()
     for path in baseline:
         window = original_window(path, predictor.clip_samples)
-        x = predictor.bundle.model_input(predictor.extractor.transform(window[None], jobs=1))
+        x = predictor.bundle.to_model_input(predictor.extractor.transform(window[None], jobs=1))
         predictor.bundle.model.predict(x, verbose=0)
     original_seconds = time.perf_counter() - started
     return {"files": len(files), "wall_seconds": round(wall, 2), "startup_seconds": round(startup, 2),

@@ -27,7 +27,8 @@ import pandas as pd
 
 from .cli import UserError, atomic_dir
 from .dataset import PARAMETERS_CSV, SingleToneDataset
-from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure, read_predictions
+from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure
+from .metrics import read_predictions
 from .features import load_features, note_name
 from .models import load_model_dir
 from .model_files import PREDICTIONS_CSV
@@ -99,7 +100,7 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
         raise UserError(f"unknown split {split!r} (choose from: {', '.join(SPLITS)}, all)")
     bundle = load_model_dir(model_dir)
     model_dir = bundle.model_dir
-    predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names)
+    predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
     dataset_dir = Path(bundle.config.get("dataset", ""))
     if not (dataset_dir / PARAMETERS_CSV).is_file():
         raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")

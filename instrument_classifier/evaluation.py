@@ -37,8 +37,8 @@ import pandas as pd
 from .cli import UserError
 from .generalisation import errors_by_soundfont
 from .models import check_model_dir, load_model_dir
-from .training import (FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV, metrics_table,
-                       predictions_table)
+from .metrics import metrics_table, predictions_table, read_predictions
+from .model_files import FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV
 from .training_data import SPLITS, load_dataset_features, target_labels
 
 EVALUATION_DIR = "evaluation"
@@ -58,43 +58,6 @@ def _figure(width: float, height: float):
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
-
-
-def read_predictions(path: str | os.PathLike, class_names: list[str], *,
-                     splits: tuple[str, ...] = SPLITS) -> pd.DataFrame:
-    """A model folder's predictions.csv, checked; UserError for anything a report could not use.
-
-    Every column (sample_id, split, true, predicted, correct, p_<class>) must be
-    there, labels must be the model's classes, splits among ``splits``,
-    ``correct`` True/False and probabilities numbers in [0, 1].
-    """
-    path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise UserError(f"{path.parent} is not a finished model directory ({path.name} missing)") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    proba_columns = [f"p_{name}" for name in class_names]
-    missing = [c for c in ["sample_id", "split", "true", "predicted", "correct", *proba_columns]
-               if c not in table.columns]
-    if missing:
-        raise UserError(f"{path} lacks columns: {', '.join(missing)}")
-    for column, allowed in (("true", class_names), ("predicted", class_names), ("split", list(splits))):
-        unknown = sorted(set(table[column].astype(str)) - set(allowed))
-        if unknown:
-            raise UserError(f"{path}: {column} {unknown[0]!r} is not one of {', '.join(allowed)}")
-    if table["correct"].dtype != bool:
-        raise UserError(f"{path}: column correct must hold True or False")
-    proba = table[proba_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~(np.isfinite(proba) & (proba >= 0) & (proba <= 1))
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        value = table[proba_columns[column]].iloc[row]
-        shown = repr(value) if isinstance(value, str) else value
-        raise UserError(f"{path}: {proba_columns[column]} of sample {table['sample_id'].iloc[row]} is "
-                        f"{shown}, not a probability")
-    return table
 
 
 def read_learning_curves(path: str | os.PathLike) -> pd.DataFrame:
@@ -380,7 +343,7 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
         for name in (PREDICTIONS_CSV, LEARNING_CURVES_CSV, FINAL_METRICS_CSV):
             if not (model_dir / name).is_file():
                 raise UserError(f"{model_dir} is not a finished model directory ({name} missing)")
-        predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names)
+        predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
         curves = read_learning_curves(model_dir / LEARNING_CURVES_CSV)
         title = f"Evaluation of {config.get('model_id', model_dir.name)} ({config.get('arch', '?')}) " \
                 f"on {config.get('dataset_name', '?')}"

@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError, warn
-from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON,
-                          is_model_dir)
+from .metrics import read_final_metrics
+from .model_files import CONFIG_JSON, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
 
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
@@ -52,7 +52,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
             continue
         try:
             config = json.loads((path / CONFIG_JSON).read_text())
-            metrics = pd.read_csv(path / FINAL_METRICS_CSV).set_index("split")
+            metrics = read_final_metrics(path)
             row = {
                 "model_id": config.get("model_id", path.name),
                 "arch": config.get("arch"),
@@ -61,11 +61,11 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "parameters": config.get("parameters"),
                 "epochs_run": config.get("epochs_run"),
                 "train_seconds": config.get("train_seconds"),
-                "valid_error": float(metrics.loc["valid", "error"]),
-                "valid_loss": float(metrics.loc["valid", "loss"]) if "loss" in metrics.columns else float("nan"),
-                "valid_auc": float(metrics.loc["valid", "auc"]),
-                "test_error": float(metrics.loc["test", "error"]),
-                "test_auc": float(metrics.loc["test", "auc"]),
+                "valid_error": _number(metrics["valid"]["error"]),
+                "valid_loss": _number(metrics["valid"].get("loss")),
+                "valid_auc": _number(metrics["valid"]["auc"]),
+                "test_error": _number(metrics["test"]["error"]),
+                "test_auc": _number(metrics["test"]["auc"]),
                 "created": config.get("created", ""),
                 "path": str(path),
             }
@@ -80,6 +80,11 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                               na_position="last", kind="mergesort").reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
+
+
+def _number(value: float | None) -> float:
+    """A metric of :func:`metrics.read_final_metrics` as a float (NaN where it is none)."""
+    return float("nan") if value is None else float(value)
 
 
 def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.DataFrame:

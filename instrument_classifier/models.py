@@ -33,7 +33,7 @@ from keras import layers, ops
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE  # noqa: F401 (DEFAULT_ARCHITECTURE re-exported)
 from .cli import UserError, read_json
 from .model_files import CONFIG_JSON, MODEL_FILE, PREDICTION_FILES, PREPROCESSING_JSON
-from .training_data import ChromagramScaler, to_model_input
+from .scaling import ChromagramScaler, to_model_input
 
 
 # ---------------------------------------------------------------------------
@@ -409,7 +409,7 @@ def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, c
 class ModelBundle:
     """A loaded model folder: the network plus what turns features into its input.
 
-    ``model_input(chromagrams)`` scales raw chromagrams (n, frames, bins) into
+    ``to_model_input(chromagrams)`` scales raw chromagrams (n, frames, bins) into
     (n, frames, bins, 1); ``predict_proba`` returns (n, n_classes) in the order
     of ``class_names``.  ``feature_params`` rebuilds the extractor:
     ``features.ChromagramExtractor.from_params(bundle.feature_params)``.
@@ -427,7 +427,8 @@ class ModelBundle:
     def target(self) -> str:
         return self.preprocessing.get("target", "family")
 
-    def model_input(self, chromagrams: np.ndarray) -> np.ndarray:
+    def to_model_input(self, chromagrams: np.ndarray) -> np.ndarray:
+        """:func:`scaling.to_model_input`, checked against the network's input shape."""
         x = to_model_input(chromagrams, self.scaler)
         expected = tuple(self.model.input_shape[1:])
         if x.shape[1:] != expected:
@@ -436,7 +437,7 @@ class ModelBundle:
         return x
 
     def predict_proba(self, chromagrams: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        x = self.model_input(chromagrams)
+        x = self.to_model_input(chromagrams)
         return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
     def predict(self, chromagrams: np.ndarray) -> list[str]:
@@ -471,7 +472,7 @@ def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
             raise UserError(f"invalid {model_dir / name}: not a JSON object")
     try:
         class_names = [str(name) for name in preprocessing["class_names"]]
-        scaler = ChromagramScaler.from_params(preprocessing["scaler"])
+        scaler = ChromagramScaler.from_dict(preprocessing["scaler"])
         feature_params = dict(preprocessing["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None

@@ -16,7 +16,7 @@ starting at t = 0.  A file from elsewhere is turned into such a clip first:
    ``CLIP_SECONDS`` from there, padding with zeros when the file is shorter.
 5. **Extract** the chromagram with the extractor rebuilt from the parameters
    stored in the model folder, scale it with the stored scaler
-   (:meth:`models.ModelBundle.model_input`) and run the network.
+   (:meth:`models.ModelBundle.to_model_input`) and run the network.
 
 The chromagram is in absolute dB (0 = -120 dBFS, 1 = 0 dBFS), so the level of
 a clip is part of its features: a clip whose peak lies more than
@@ -32,7 +32,6 @@ edge of that range, with a warning.  Nothing else is normalised.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -48,7 +47,7 @@ import soxr
 
 from .cli import UserError
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
-from .model_files import FINAL_METRICS_CSV
+from .metrics import read_final_metrics
 from .models import load_model_dir
 
 # Onset detection works on the mean power over short windows of this length.
@@ -612,7 +611,7 @@ class Predictor:
     def _run_network(self, windows: np.ndarray, *, jobs: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
         """Chromagrams (n, frames, bins) and class probabilities (n, classes) of windows (n, samples)."""
         chromagrams = self.extractor.transform(windows, jobs=jobs)
-        x = self.bundle.model_input(chromagrams)                        # (n, frames, bins, 1), scaled
+        x = self.bundle.to_model_input(chromagrams)                     # (n, frames, bins, 1), scaled
         with self._lock:
             # predict_on_batch runs a compiled function: ~9 ms for one clip, where
             # model(x) in eager mode takes ~35 ms and model.predict more still.
@@ -638,30 +637,6 @@ class Predictor:
             "features": self.extractor.get_params(),
             "level_range_dbfs": list(self.level_range_dbfs) if self.level_range_dbfs else None,
         }
-
-
-def read_final_metrics(model_dir: str | os.PathLike) -> dict[str, dict[str, float]]:
-    """final_metrics.csv as {split: {column: value}}; {} when absent or unreadable."""
-    path = Path(model_dir) / FINAL_METRICS_CSV
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return {}
-    metrics = {}
-    for row in rows:
-        split = row.pop("split", None) or row.pop("", None)
-        if not split:
-            continue
-        values = {}
-        for key, value in row.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            values[key] = number if math.isfinite(number) else None
-        metrics[split] = values
-    return metrics
 
 
 def _training_level_range(preprocessing: dict, model_dir: str | os.PathLike) -> tuple[float, float] | None:

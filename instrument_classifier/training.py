@@ -33,7 +33,9 @@ from .cli import UserError, atomic_dir, library_versions, write_json
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
+from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
+from .scaling import to_model_input
 from .training_data import DEFAULT_SEED, SPLITS, TrainingData, load_training_data
 
 
@@ -55,64 +57,6 @@ def enable_determinism(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-# ---------------------------------------------------------------------------
-# Metrics (shared with evaluation)
-
-
-def macro_auc(y: np.ndarray, proba: np.ndarray) -> float:
-    """Mean one-vs-rest ROC AUC over the classes present (NaN if none can be scored)."""
-    from sklearn.metrics import roc_auc_score
-
-    scores = []
-    for k in range(proba.shape[1]):
-        positive = y == k
-        if positive.any() and not positive.all():
-            scores.append(roc_auc_score(positive, proba[:, k]))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def split_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
-    """n, loss (cross-entropy), error, accuracy and macro AUC of one split."""
-    if len(y) == 0:
-        return {"n": 0, "loss": float("nan"), "error": float("nan"), "accuracy": float("nan"), "auc": float("nan")}
-    eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1.0))))
-    accuracy = float(np.mean(proba.argmax(axis=1) == y))
-    return {"n": int(len(y)), "loss": loss, "error": 1.0 - accuracy, "accuracy": accuracy,
-            "auc": macro_auc(y, proba)}
-
-
-def predictions_table(data_parameters: pd.DataFrame, split: np.ndarray, y: np.ndarray | None,
-                      proba: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """One row per sample: ids, split, true and predicted class, p_<class> columns."""
-    predicted = proba.argmax(axis=1)
-    table = pd.DataFrame({"sample_id": data_parameters["sample_id"].to_numpy(), "split": split})
-    if y is not None:
-        table["true"] = [class_names[i] for i in y]
-    table["predicted"] = [class_names[i] for i in predicted]
-    if y is not None:
-        table["correct"] = predicted == y
-    for column in ("midi_number", "instrument_id", "instrument_name", "family_name", "soundfont", "lineage",
-                   "audio_file"):
-        if column in data_parameters.columns:
-            table[column] = data_parameters[column].to_numpy()
-    for k, name in enumerate(class_names):
-        table[f"p_{name}"] = np.round(proba[:, k], 6)
-    return table
-
-
-def metrics_table(predictions: pd.DataFrame, class_names: list[str], splits=SPLITS) -> pd.DataFrame:
-    """final_metrics.csv from a predictions table: one row per split."""
-    index = {name: i for i, name in enumerate(class_names)}
-    proba_columns = [f"p_{name}" for name in class_names]
-    rows = []
-    for name in splits:
-        part = predictions[predictions["split"] == name]
-        y = part["true"].map(index).to_numpy(dtype=np.int64)
-        rows.append({"split": name, **split_metrics(y, part[proba_columns].to_numpy(dtype=np.float64))})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------
@@ -347,11 +291,11 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
 
         # Evaluate the model, as saved, on every sample.
         best = keras.saving.load_model(tmp / MODEL_FILE, compile=False)
-        x_all = data.model_input()
+        x_all = to_model_input(data.chromagrams, data.scaler)
         proba = np.asarray(best.predict(x_all, batch_size=256, verbose=0), dtype=np.float64)
         predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)
         predictions.to_csv(tmp / PREDICTIONS_CSV, index=False)
-        metrics = metrics_table(predictions, data.class_names)
+        metrics = metrics_table(predictions, data.class_names, SPLITS)
         metrics.to_csv(tmp / FINAL_METRICS_CSV, index=False)
 
         lines: list[str] = []
@@ -401,7 +345,7 @@ def _preprocessing_record(data: TrainingData) -> dict:
     return {
         "target": record["target"],
         "class_names": data.class_names,
-        "scaler": data.scaler.get_params(),
+        "scaler": data.scaler.to_dict(),
         "features": data.feature_params,
         "input_shape": list(data.chromagrams.shape[1:]) + [1],
         "model_input": "scaler.transform(chromagrams)[..., None]",

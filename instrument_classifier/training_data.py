@@ -9,9 +9,8 @@
                           the feature extractor's parameters, counts, versions
 
 Later stages read it back with :func:`load_training_data`, which joins it with
-``parameters.csv`` and ``features/chromagrams.npz``.  The model input is
-``ChromagramScaler.transform(chromagrams)[..., None]``: float32 of shape
-(N, 44 time frames, 115 semitone bins, 1); :func:`to_model_input` does that.
+``parameters.csv`` and ``features/chromagrams.npz``; :meth:`TrainingData.arrays`
+scales a split into the model input (:func:`scaling.to_model_input`).
 
 >>> data = load_training_data("data/working/single-notes-2000")
 >>> x, y = data.arrays("train")     # x (n, 44, 115, 1) scaled, y (n,) class index
@@ -30,10 +29,11 @@ from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions,
 from .dataset import SingleToneDataset
 from .features import load_features
 from .instruments import load_instruments
+from .scaling import ChromagramScaler, to_model_input
 
 TRAINING_DATA_DIR = "training-data"
 SPLITS_CSV = "splits.csv"
-PREPROCESSING_JSON = "preprocessing.json"
+TRAINING_RECORD_JSON = "preprocessing.json"  # not the model folder's file of that name (model_files)
 
 TARGETS = ("family", "instrument")
 SPLIT_METHODS = ("random", "instrument", "soundfont")
@@ -44,68 +44,6 @@ SPLITS = ("train", "valid", "test")
 VALID_FRACTION = 0.2
 TEST_FRACTION = 0.2
 DEFAULT_SEED = 42
-
-
-# ---------------------------------------------------------------------------
-# Scaler
-
-
-class ChromagramScaler:
-    """Standardise chromagrams with one mean and one standard deviation.
-
-    One scalar for all bins (not one per bin) keeps the input's structure
-    intact: a transposition of the input is still a transposition of the
-    scaled input, which the default architecture relies on.  The floor of the
-    log-amplitude features (0) maps to ``transform(0) = -mean_ / std_``.
-    """
-
-    def __init__(self) -> None:
-        self.mean_: float | None = None
-        self.std_: float | None = None
-
-    def fit(self, chromagrams: np.ndarray) -> "ChromagramScaler":
-        """Learn mean and std from ``chromagrams`` [shape=(n, frames, bins)]."""
-        chromagrams = np.asarray(chromagrams, dtype=np.float64)
-        if chromagrams.size == 0:
-            raise ValueError("cannot fit a scaler on no data")
-        self.mean_ = float(chromagrams.mean())
-        self.std_ = float(chromagrams.std()) or 1.0
-        return self
-
-    def transform(self, chromagrams: np.ndarray) -> np.ndarray:
-        """Return ``(chromagrams - mean_) / std_`` as float32, same shape."""
-        if self.mean_ is None or self.std_ is None:
-            raise ValueError("the scaler is not fitted")
-        return ((np.asarray(chromagrams, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32)
-
-    def get_params(self) -> dict:
-        """The fitted state as plain JSON-able values."""
-        return {"kind": "standard-scalar", "mean": self.mean_, "std": self.std_}
-
-    @classmethod
-    def from_params(cls, params: dict) -> "ChromagramScaler":
-        """Rebuild a fitted scaler from :meth:`get_params` output."""
-        try:
-            if params["kind"] != "standard-scalar":
-                raise ValueError(f"unknown scaler kind {params['kind']!r}")
-            scaler = cls()
-            scaler.mean_ = float(params["mean"])
-            scaler.std_ = float(params["std"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"invalid scaler parameters {params!r}: {error}") from None
-        if not np.isfinite(scaler.std_) or scaler.std_ <= 0:
-            raise UserError(f"invalid scaler std {scaler.std_}")
-        return scaler
-
-
-def to_model_input(chromagrams: np.ndarray, scaler: ChromagramScaler) -> np.ndarray:
-    """Raw chromagrams [shape=(n, frames, bins)] -> model input (n, frames, bins, 1)."""
-    chromagrams = np.asarray(chromagrams)
-    if chromagrams.ndim == 2:
-        chromagrams = chromagrams[None]
-    if chromagrams.ndim != 3:
-        raise UserError(f"expected chromagrams of shape (n, frames, bins), got {chromagrams.shape}")
-    return scaler.transform(chromagrams)[..., None]
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +226,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
-    check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, PREPROCESSING_JSON), overwrite=overwrite)
+    check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, TRAINING_RECORD_JSON), overwrite=overwrite)
     parameters = _read_parameters(dataset_dir)
     chromagrams, sample_id, feature_params = _load_features(dataset_dir)
     bad = ~np.isfinite(chromagrams).all(axis=tuple(range(1, chromagrams.ndim)))
@@ -322,7 +260,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         "held_out": ({"test_fonts": sorted(set(parameters["soundfont"][assignment == "test"].astype(str))),
                       "valid_fonts": list(valid_fonts or [])} if split == "soundfont" else None),
         "class_names": class_names,
-        "scaler": scaler.get_params(),
+        "scaler": scaler.to_dict(),
         "features": feature_params,
         "input_shape": list(chromagrams.shape[1:]),
         "counts": {name: {label: int(counts.loc[label, name]) for label in class_names} for name in SPLITS},
@@ -330,7 +268,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     }
     with atomic_dir(output_dir, overwrite=True) as tmp:  # checked above: nothing but our own files
         pd.DataFrame({"sample_id": sample_id, "split": assignment}).to_csv(tmp / SPLITS_CSV, index=False)
-        write_json(tmp / PREPROCESSING_JSON, record)
+        write_json(tmp / TRAINING_RECORD_JSON, record)
     return output_dir
 
 
@@ -360,10 +298,6 @@ class TrainingData:
     def target(self) -> str:
         return self.record["target"]
 
-    def model_input(self) -> np.ndarray:
-        """The scaled model input of every row (N, frames, bins, 1)."""
-        return to_model_input(self.chromagrams, self.scaler)
-
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of one split: x the scaled model input (n, frames, bins, 1)."""
         if split not in SPLITS:
@@ -381,9 +315,9 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     """
     dataset_dir = Path(dataset_dir)
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
-    if not (training_dir / PREPROCESSING_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
+    if not (training_dir / TRAINING_RECORD_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir} first")
-    record = read_json(training_dir / PREPROCESSING_JSON, what="training-data record")
+    record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")
     parameters = _read_parameters(dataset_dir)
     chromagrams, sample_id, feature_params = _load_features(dataset_dir)
     if feature_params != record.get("features"):
@@ -409,7 +343,7 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         split=split.astype(str),
         parameters=parameters,
         class_names=class_names,
-        scaler=ChromagramScaler.from_params(record["scaler"]),
+        scaler=ChromagramScaler.from_dict(record["scaler"]),
         feature_params=feature_params,
         record=record,
     )

@@ -21,8 +21,8 @@ import leaderboard
 import prepare_training
 import train
 from instrument_classifier.cli import UserError
-from instrument_classifier.training_data import (ChromagramScaler, instrument_split, load_training_data,
-                                                 random_split, to_model_input)
+from instrument_classifier.scaling import ChromagramScaler, to_model_input
+from instrument_classifier.training_data import instrument_split, load_training_data, random_split
 
 MODEL_FILES = {"model.keras", "preprocessing.json", "config.json", "model_summary.txt", "learning_curves.csv",
                "predictions.csv", "final_metrics.csv"}
@@ -81,13 +81,13 @@ def test_scaler_round_trips_through_json():
     rng = np.random.default_rng(0)
     x = rng.random((10, 44, 115)).astype(np.float32)
     scaler = ChromagramScaler().fit(x)
-    again = ChromagramScaler.from_params(json.loads(json.dumps(scaler.get_params())))
+    again = ChromagramScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
     np.testing.assert_array_equal(scaler.transform(x), again.transform(x))
     scaled = scaler.transform(x)
     assert abs(scaled.mean()) < 1e-4 and abs(scaled.std() - 1) < 1e-3
     assert to_model_input(x, scaler).shape == (10, 44, 115, 1)
     with pytest.raises(UserError):
-        ChromagramScaler.from_params({"kind": "other"})
+        ChromagramScaler.from_dict({"kind": "other"})
 
 
 def synthetic_parameters(n_per_instrument=10, families=("piano", "organ", "guitar"), instruments_per_family=5):
