@@ -59,11 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
-    from instrument_classifier.prediction import Predictor, resolve_model_dir
+    from instrument_classifier.leaderboard import default_model_dir
+    from instrument_classifier.prediction import Predictor
     from instrument_classifier.webapp import SERVER_THREADS, create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    predictor = Predictor(resolve_model_dir(args.model_dir))
+    predictor = Predictor(default_model_dir(args.model_dir))
     app = create_app(predictor)
     try:
         server = make_server(app, host=args.host, port=args.port, threads=args.threads or SERVER_THREADS)

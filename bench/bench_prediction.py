@@ -38,7 +38,8 @@ import soxr
 
 from bench.common import REPO_DIR, python, run_measured, write_results
 from instrument_classifier.cli import library_versions
-from instrument_classifier.prediction import Predictor, clip_window, read_audio, resolve_model_dir
+from instrument_classifier.leaderboard import default_model_dir
+from instrument_classifier.prediction import Predictor, clip_window, read_audio
 
 # The original method's per-file loop is slow: time it on this many files.
 BASELINE_FILES = 200
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=2000, help="files for predict.py")
     args = parser.parse_args(argv)
 
-    model_dir = resolve_model_dir(args.model_dir).resolve()
+    model_dir = default_model_dir(args.model_dir).resolve()
     predictor = Predictor(model_dir)
     dataset = Path(predictor.bundle.config["dataset"])
     predictions = pd.read_csv(model_dir / "predictions.csv")

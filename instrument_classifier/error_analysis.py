@@ -30,7 +30,7 @@ from .dataset import PARAMETERS_CSV, SingleToneDataset
 from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure
 from .metrics import read_predictions
 from .features import load_features, note_name
-from .models import load_model_dir
+from .model_bundle import load_model_dir
 from .model_files import PREDICTIONS_CSV
 from .training_data import SPLITS
 

@@ -36,9 +36,9 @@ import pandas as pd
 
 from .cli import UserError
 from .generalisation import errors_by_soundfont
-from .models import check_model_dir, load_model_dir
+from .model_bundle import load_model_dir
 from .metrics import metrics_table, predictions_table, read_predictions
-from .model_files import FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV
+from .model_files import LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir
 from .training_data import SPLITS, load_dataset_features, target_labels
 
 EVALUATION_DIR = "evaluation"
@@ -334,15 +334,13 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
     ``dataset_dir``: evaluate on another dataset (same feature parameters
     required) into ``evaluation/<dataset name>/``.
     """
-    model_dir = check_model_dir(model_dir)
     bundle = load_model_dir(model_dir)  # also validates model.keras
+    model_dir = bundle.model_dir
     config = bundle.config
     evaluation_dir = model_dir / EVALUATION_DIR
     own_dataset = Path(config.get("dataset", "")).resolve() if config.get("dataset") else None
     if dataset_dir is None or (own_dataset is not None and Path(dataset_dir).resolve() == own_dataset):
-        for name in (PREDICTIONS_CSV, LEARNING_CURVES_CSV, FINAL_METRICS_CSV):
-            if not (model_dir / name).is_file():
-                raise UserError(f"{model_dir} is not a finished model directory ({name} missing)")
+        check_model_dir(model_dir, finished=True)
         predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
         curves = read_learning_curves(model_dir / LEARNING_CURVES_CSV)
         title = f"Evaluation of {config.get('model_id', model_dir.name)} ({config.get('arch', '?')}) " \

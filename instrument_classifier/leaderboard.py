@@ -1,10 +1,12 @@
-"""Rank the finished models of a models folder by validation error.
+"""Rank the finished models of a models folder by validation error, and choose the default model.
 
-A model folder counts once it is finished: ``model.keras``, ``config.json``
-and ``final_metrics.csv`` are all there (training writes the folder under a
-hidden temporary name and renames it at the end, so a crashed run never
-shows up).  Ranking: validation error, then validation loss, then the older
-model first.  Nothing here loads Keras: ranking stays fast.
+A model folder counts once it is finished: all seven files of
+``model_files.MODEL_FOLDER_FILES`` are there (training writes the folder
+under a hidden temporary name and renames it at the end, so a crashed run
+never shows up).  Ranking: validation error, then validation loss, then the
+older model first.  The default model of predict.py, the web app and
+``evaluate.py --best`` is the best one of the default dataset
+(:func:`default_model_dir`).  Nothing here loads Keras: ranking stays fast.
 
 >>> best_model_dir("data/working/single-notes-2000/models")
 PosixPath('data/working/single-notes-2000/models/20261125-142301-harmonic-s42')
@@ -20,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError, warn
+from .defaults import DEFAULT_DATASET_DIR
 from .metrics import read_final_metrics
 from .model_files import CONFIG_JSON, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
 
@@ -100,6 +103,19 @@ def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.
 DEFAULT_MODEL_TARGET = "family"
 
 
+def default_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
+    """``model_dir`` itself, or by default the best model of the default dataset (as ``leaderboard.py --best``).
+
+    The one place that decides which model predict.py, the web app and ``evaluate.py --best`` use.
+    """
+    if model_dir is not None:
+        return Path(model_dir)
+    models_dir = DEFAULT_DATASET_DIR / MODELS_DIR
+    if not models_dir.is_dir():
+        raise UserError(f"no trained models in {models_dir}: run train.py first or give a model folder")
+    return best_model_dir(models_dir)
+
+
 def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAULT_MODEL_TARGET,
                    split: str | None = None) -> Path:
     """The folder of the model with the lowest validation error, of one target (None: any) and split.
@@ -124,7 +140,7 @@ def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAUL
 def load_problem(model_dir: Path) -> str | None:
     """Why a finished model folder could not be loaded, or None; without Keras, in milliseconds.
 
-    Checks what :func:`models.load_model_dir` reads: the two JSON files are
+    Checks what :func:`model_bundle.load_model_dir` reads: the two JSON files are
     objects with the fields prediction needs, and model.keras is an intact
     Keras archive (every member's checksum, the config and the weights there).
     """

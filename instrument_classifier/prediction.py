@@ -16,7 +16,7 @@ starting at t = 0.  A file from elsewhere is turned into such a clip first:
    ``CLIP_SECONDS`` from there, padding with zeros when the file is shorter.
 5. **Extract** the chromagram with the extractor rebuilt from the parameters
    stored in the model folder, scale it with the stored scaler
-   (:meth:`models.ModelBundle.to_model_input`) and run the network.
+   (:meth:`model_bundle.ModelBundle.to_model_input`) and run the network.
 
 The chromagram is in absolute dB (0 = -120 dBFS, 1 = 0 dBFS), so the level of
 a clip is part of its features: a clip whose peak lies more than
@@ -48,7 +48,7 @@ import soxr
 from .cli import UserError
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
 from .metrics import read_final_metrics
-from .models import load_model_dir
+from .model_bundle import load_model_dir
 
 # Onset detection works on the mean power over short windows of this length.
 ONSET_WINDOW_SECONDS = 0.005
@@ -433,7 +433,7 @@ class Predictor:
 
     Attributes
     ----------
-    bundle : :class:`models.ModelBundle`, the network, scaler and class names
+    bundle : :class:`model_bundle.ModelBundle`, the network, scaler and class names
     extractor : the chromagram extractor with the parameters stored in the folder
     model_id, class_names, sample_rate, clip_samples
     level_range_dbfs : (low, high) peak levels of the training clips, or None
@@ -655,17 +655,3 @@ def _training_level_range(preprocessing: dict, model_dir: str | os.PathLike) -> 
         raise UserError(f"invalid {Path(model_dir) / 'preprocessing.json'}: peak_dbfs_range must be two numbers, "
                         f"low then high, got {stored!r}") from None
     return low, high
-
-
-def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:
-    """``model_dir`` itself, or by default the best model of the default dataset (as ``leaderboard.py --best``)."""
-    if model_dir is not None:
-        return Path(model_dir)
-    from .defaults import DEFAULT_DATASET_DIR
-    from .leaderboard import best_model_dir
-    from .model_files import MODELS_DIR
-
-    models_dir = DEFAULT_DATASET_DIR / MODELS_DIR
-    if not models_dir.is_dir():
-        raise UserError(f"no trained models in {models_dir}: run train.py first or pass --model-dir")
-    return Path(best_model_dir(models_dir))

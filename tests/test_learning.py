@@ -212,7 +212,8 @@ def test_fine_labels_sum_into_families():
 
 
 def test_architectures():
-    from instrument_classifier.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
+    from instrument_classifier.architectures import DEFAULT_ARCHITECTURE
+    from instrument_classifier.models import ARCHITECTURES, build_model
 
     assert set(ARCHITECTURES) == {"reference", "harmonic", DEFAULT_ARCHITECTURE} and DEFAULT_ARCHITECTURE != "harmonic"
     reference = build_model("reference", (44, 115, 1), 7)
@@ -310,7 +311,7 @@ def test_model_folder_holds_everything(model_dir):
 
 def test_model_folder_alone_predicts(model_dir, dataset):
     from instrument_classifier.features import load_features
-    from instrument_classifier.models import load_model_dir
+    from instrument_classifier.model_bundle import load_model_dir
 
     bundle = load_model_dir(model_dir)
     chromagrams, _, _ = load_features(dataset)
@@ -352,7 +353,7 @@ def test_instrument_split_trains_on_the_heard_instruments(dataset, tmp_path, cap
 
 
 def test_reference_architecture_trains_one_unit_per_family(dataset, tmp_path, capsys):
-    from instrument_classifier.models import load_model_dir
+    from instrument_classifier.model_bundle import load_model_dir
 
     status, out, _ = run_script(train, [dataset, "--arch", "reference", "--epochs", "1", "-q", "--no-evaluate",
                                         "--models-dir", tmp_path], capsys)
