@@ -39,7 +39,8 @@ import soxr
 from bench.common import REPO_DIR, python, run_measured, write_results
 from instrument_classifier.cli import library_versions
 from instrument_classifier.leaderboard import default_model_dir
-from instrument_classifier.prediction import Predictor, clip_window, read_audio
+from instrument_classifier.audio import clip_window, read_audio
+from instrument_classifier.prediction import Predictor
 
 # The original method's per-file loop is slow: time it on this many files.
 BASELINE_FILES = 200

@@ -26,7 +26,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from instrument_classifier.prediction import Predictor, read_mono
+from instrument_classifier.audio import read_mono
+from instrument_classifier.prediction import Predictor
 from instrument_classifier.webapp import (MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, MAX_UPLOAD_SAMPLES, MAX_UPLOAD_SECONDS,
                                           create_app, make_server)
 from test_prediction import train_tiny_model

@@ -55,7 +55,8 @@ from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
 from ..model_files import PREDICTIONS_CSV
-from ..prediction import AudioError, Prediction, PreparedClip, Predictor
+from ..audio import SUPPORTED_EXTENSIONS, AudioError
+from ..prediction import Prediction, PreparedClip, Predictor
 
 # Uploaded files larger than this are refused with 413.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -197,7 +198,7 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
         "pitch_range": pitch_range(predictor),
         "max_upload_mb": max_upload_bytes / 1024 / 1024,
         "max_upload_bytes": max_upload_bytes,
-        "accept": ",".join(["audio/*", *_accepted_extensions()]),
+        "accept": ",".join(["audio/*", *SUPPORTED_EXTENSIONS]),
     }
 
     def classify_upload() -> tuple[Prediction, str]:
@@ -481,12 +482,6 @@ def chromagram_data_uri(chromagram: np.ndarray | None) -> str | None:
     if chromagram is None:
         return None
     return "data:image/png;base64," + base64.b64encode(chromagram_png(chromagram)).decode("ascii")
-
-
-def _accepted_extensions() -> list[str]:
-    from ..prediction import SUPPORTED_EXTENSIONS
-
-    return list(SUPPORTED_EXTENSIONS)
 
 
 def format_percent(value: float) -> str:
