@@ -25,7 +25,7 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.features import extract_dataset
+from instrument_classifier.feature_store import extract_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

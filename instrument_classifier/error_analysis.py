@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir
-from .dataset import PARAMETERS_CSV, SingleToneDataset
-from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure
+from .dataset import PARAMETERS_CSV
+from .evaluation import EVALUATION_DIR, INDEX_HTML
+from .feature_store import load_dataset_features
 from .metrics import read_predictions
-from .features import load_features, note_name
+from .plots import CHROMAGRAM_COLORMAP, figure, note_name, octave_ticks
 from .model_bundle import load_model_dir
 from .model_files import PREDICTIONS_CSV
 from .training_data import SPLITS
@@ -73,22 +74,22 @@ def plot_error(chromagram: np.ndarray, probabilities: pd.Series, title: str, pat
 
     ``pitches``: the MIDI pitch of each bin (``extractor.bin_pitches()``), for the axis.
     """
-    figure = _figure(9, 3.2)
-    chroma_ax, proba_ax = figure.subplots(1, 2, width_ratios=(2.2, 1))
-    image = chroma_ax.imshow(chromagram.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
+    fig = figure(9, 3.2)
+    chroma_ax, proba_ax = fig.subplots(1, 2, width_ratios=(2.2, 1))
+    image = chroma_ax.imshow(chromagram.T, origin="lower", aspect="auto", cmap=CHROMAGRAM_COLORMAP, vmin=0, vmax=1,
                              interpolation="nearest")
-    ticks = [b for b, p in enumerate(pitches) if p == int(p) and int(p) % 12 == 0]  # the C of each octave
+    ticks = octave_ticks(pitches)
     chroma_ax.set_yticks(ticks, [note_name(int(pitches[b])) for b in ticks])
     chroma_ax.set_xlabel("time frame")
     chroma_ax.set_ylabel("pitch")
-    figure.colorbar(image, ax=chroma_ax, shrink=0.8)
+    fig.colorbar(image, ax=chroma_ax, shrink=0.8)
     order = probabilities.sort_values()
     proba_ax.barh(range(len(order)), order.to_numpy(), color="tab:blue")
     proba_ax.set_yticks(range(len(order)), list(order.index), fontsize=8)
     proba_ax.set_xlim(0, 1)
     proba_ax.set_xlabel("probability")
-    figure.suptitle(title, fontsize=10)
-    figure.savefig(path, dpi=80)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)
 
 
 def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: bool = False) -> Path:
@@ -104,8 +105,8 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
     dataset_dir = Path(bundle.config.get("dataset", ""))
     if not (dataset_dir / PARAMETERS_CSV).is_file():
         raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")
-    parameters = SingleToneDataset(dataset_dir).parameters.set_index("sample_id", drop=False)
-    chromagrams, sample_ids, _ = load_features(dataset_dir)
+    chromagrams, sample_ids, parameters, _ = load_dataset_features(dataset_dir)
+    parameters = parameters.set_index("sample_id", drop=False)
     row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
     pitches = bundle.extractor().bin_pitches()
 

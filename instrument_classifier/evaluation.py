@@ -39,7 +39,9 @@ from .generalisation import errors_by_soundfont
 from .model_bundle import load_model_dir
 from .metrics import metrics_table, predictions_table, read_predictions
 from .model_files import LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir
-from .training_data import SPLITS, load_dataset_features, target_labels
+from .feature_store import load_dataset_features
+from .plots import figure
+from .training_data import SPLITS, target_labels
 
 EVALUATION_DIR = "evaluation"
 INDEX_HTML = "index.html"
@@ -48,16 +50,6 @@ INDEX_HTML = "index.html"
 PITCH_BAND = 6
 # Sub-folder names that a report for another dataset must not take.
 RESERVED_NAMES = ("errors",)
-
-
-def _figure(width: float, height: float):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
 
 
 def read_learning_curves(path: str | os.PathLike) -> pd.DataFrame:
@@ -92,8 +84,8 @@ def _class_index(predictions: pd.DataFrame, class_names: list[str]) -> tuple[np.
 
 
 def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
-    figure = _figure(10, 3.8)
-    loss_ax, error_ax = figure.subplots(1, 2)
+    fig = figure(10, 3.8)
+    loss_ax, error_ax = fig.subplots(1, 2)
     # The plain cross-entropy (what picks the saved epoch) where recorded, else the loss.
     loss = "crossentropy" if "val_crossentropy" in curves.columns else "loss"
     monitored = curves[f"val_{loss}"]
@@ -108,17 +100,17 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     error_ax.set_yscale("log")
-    figure.suptitle("Learning curves (train metrics include dropout and augmentation)")
-    figure.savefig(path, dpi=90)
+    fig.suptitle("Learning curves (train metrics include dropout and augmentation)")
+    fig.savefig(path, dpi=90)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2.5)
-    figure = _figure(2 * size, size)
+    fig = figure(2 * size, size)
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
-    for ax, values, label, fmt in zip(figure.subplots(1, 2), (matrix, normalised), ("counts", "normalised by true class"),
+    for ax, values, label, fmt in zip(fig.subplots(1, 2), (matrix, normalised), ("counts", "normalised by true class"),
                                       ("d", ".2f")):
         image = ax.imshow(values, cmap="Blues", vmin=0, vmax=values.max() or 1)
         ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
@@ -132,17 +124,17 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path:
                 for j in range(n):
                     ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
                             color="white" if values[i, j] > limit else "black")
-        figure.colorbar(image, ax=ax, shrink=0.7)
-    figure.suptitle(title)
-    figure.savefig(path, dpi=90)
+        fig.colorbar(image, ax=ax, shrink=0.7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=90)
 
 
 def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], title: str, path: Path) -> dict:
     """One-vs-rest ROC per class; returns {class: AUC} (classes absent from y_true are skipped)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    figure = _figure(6, 5.5)
-    ax = figure.subplots()
+    fig = figure(6, 5.5)
+    ax = fig.subplots()
     aucs = {}
     for k, name in enumerate(class_names):
         positive = y_true == k
@@ -159,14 +151,14 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], titl
     if len(aucs) <= 20:
         ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    figure.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90)
     return aucs
 
 
 def plot_per_class(table: pd.DataFrame, title: str, path: Path) -> None:
     n = len(table)
-    figure = _figure(max(6, 0.6 * n + 2), 4)
-    ax = figure.subplots()
+    fig = figure(max(6, 0.6 * n + 2), 4)
+    ax = fig.subplots()
     positions = np.arange(n)
     for offset, column in zip((-0.27, 0, 0.27), ("precision", "recall", "f1")):
         ax.bar(positions + offset, table[column], width=0.27, label=column)
@@ -176,7 +168,7 @@ def plot_per_class(table: pd.DataFrame, title: str, path: Path) -> None:
     ax.set_title(title)
     ax.legend(loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    figure.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90)
 
 
 def error_by_pitch(predictions: pd.DataFrame, splits: list[str], band: int = PITCH_BAND) -> pd.DataFrame:
@@ -196,8 +188,8 @@ def error_by_pitch(predictions: pd.DataFrame, splits: list[str], band: int = PIT
 
 
 def plot_error_by_pitch(table: pd.DataFrame, splits: list[str], band: int, path: Path) -> None:
-    figure = _figure(10, 5.5)
-    error_ax, count_ax = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    fig = figure(10, 5.5)
+    error_ax, count_ax = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     width = band / (len(splits) + 1)
     for i, name in enumerate(splits):
         part = table[table["split"] == name]
@@ -211,7 +203,7 @@ def plot_error_by_pitch(table: pd.DataFrame, splits: list[str], band: int, path:
     count_ax.set_ylabel("clips")
     count_ax.set_xlabel("MIDI number")
     count_ax.grid(axis="y", alpha=0.3)
-    figure.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90)
 
 
 # ---------------------------------------------------------------------------
@@ -360,7 +352,7 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
         name = dataset_dir.resolve().name
         if name in RESERVED_NAMES or name.startswith("."):
             raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
-        chromagrams, parameters, feature_params = load_dataset_features(dataset_dir)
+        chromagrams, _, parameters, feature_params = load_dataset_features(dataset_dir)
         if feature_params != bundle.feature_params:
             raise UserError(f"the features of {dataset_dir} were extracted with other parameters than the "
                             f"model's; re-extract them with the model's feature parameters")

@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
-from .dataset import SingleToneDataset
-from .features import load_features
+from .feature_store import load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
 
@@ -179,30 +178,6 @@ def check_split(labels: pd.Series, split: np.ndarray) -> None:
 # Preparing and loading
 
 
-def _load_features(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The dataset's chromagrams, sample ids and extractor parameters."""
-    if not dataset_dir.is_dir():
-        raise UserError(f"dataset folder not found: {dataset_dir}")
-    return load_features(dataset_dir)
-
-
-def _read_parameters(dataset_dir: Path) -> pd.DataFrame:
-    """The dataset's parameters.csv (UserError when the folder is not a dataset)."""
-    if not dataset_dir.is_dir():
-        raise UserError(f"dataset folder not found: {dataset_dir}")
-    return SingleToneDataset(dataset_dir).parameters
-
-
-def _align(parameters: pd.DataFrame, sample_id: np.ndarray, dataset_dir: Path) -> pd.DataFrame:
-    """parameters.csv rows in the order of the feature file's sample ids."""
-    by_id = parameters.set_index("sample_id", drop=False)
-    missing = np.setdiff1d(sample_id, by_id.index.to_numpy())
-    if len(missing) or len(sample_id) != len(parameters):
-        raise UserError(f"the features of {dataset_dir} do not match its parameters.csv "
-                        f"({len(sample_id)} feature rows, {len(parameters)} clips); re-run extract_features.py")
-    return by_id.loc[sample_id].reset_index(drop=True)
-
-
 def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
                           seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION,
                           test_fraction: float = TEST_FRACTION, output_dir: str | os.PathLike | None = None,
@@ -227,13 +202,11 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
     check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, TRAINING_RECORD_JSON), overwrite=overwrite)
-    parameters = _read_parameters(dataset_dir)
-    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     bad = ~np.isfinite(chromagrams).all(axis=tuple(range(1, chromagrams.ndim)))
     if bad.any():
         raise UserError(f"{int(bad.sum())} of {len(chromagrams)} chromagrams of {dataset_dir} hold NaN or "
                         f"infinity (sample {sample_id[np.argmax(bad)]} first): run extract_features.py --overwrite")
-    parameters = _align(parameters, sample_id, dataset_dir)
     labels = target_labels(parameters, target)
     if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
         raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
@@ -318,11 +291,9 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     if not (training_dir / TRAINING_RECORD_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir} first")
     record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")
-    parameters = _read_parameters(dataset_dir)
-    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != record.get("features"):
         raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
-    parameters = _align(parameters, sample_id, dataset_dir)
     try:
         splits = pd.read_csv(training_dir / SPLITS_CSV)
         split = splits.set_index("sample_id").loc[sample_id, "split"].to_numpy()
@@ -338,7 +309,7 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         dataset_dir=dataset_dir,
         training_dir=training_dir,
         chromagrams=chromagrams,
-        sample_id=np.asarray(sample_id),
+        sample_id=sample_id,
         y=labels.map(index).to_numpy(dtype=np.int64),
         split=split.astype(str),
         parameters=parameters,
@@ -347,14 +318,3 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         feature_params=feature_params,
         record=record,
     )
-
-
-def load_dataset_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """(chromagrams, aligned parameters.csv rows, extractor params) of any dataset with features.
-
-    Used to evaluate a model on another dataset, which has no training data.
-    """
-    dataset_dir = Path(dataset_dir)
-    parameters = _read_parameters(dataset_dir)
-    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
-    return chromagrams, _align(parameters, sample_id, dataset_dir), feature_params

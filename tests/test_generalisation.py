@@ -15,7 +15,7 @@ import prepare_training
 import train
 from conftest import make_dataset
 from instrument_classifier.cli import UserError
-from instrument_classifier.features import extract_dataset
+from instrument_classifier.feature_store import extract_dataset
 from instrument_classifier.training_data import load_training_data, soundfont_split
 from test_learning import assert_one_line_error, run_script
 

@@ -50,7 +50,7 @@ def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
 @pytest.fixture(scope="module")
 def dataset(tiny_dataset, tmp_path_factory) -> Path:
     """A writable copy of the tiny dataset, with features."""
-    from instrument_classifier.features import extract_dataset
+    from instrument_classifier.feature_store import extract_dataset
 
     copy = tmp_path_factory.mktemp("learning") / "tiny-notes"
     shutil.copytree(tiny_dataset, copy)
@@ -310,7 +310,7 @@ def test_model_folder_holds_everything(model_dir):
 
 
 def test_model_folder_alone_predicts(model_dir, dataset):
-    from instrument_classifier.features import load_features
+    from instrument_classifier.feature_store import load_features
     from instrument_classifier.model_bundle import load_model_dir
 
     bundle = load_model_dir(model_dir)
@@ -556,7 +556,7 @@ def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
     parameters = pd.read_csv(small / "parameters.csv")
     keep = parameters[(parameters["family_name"] != "piano") | (parameters.groupby("family_name").cumcount() < 2)]
     keep.to_csv(small / "parameters.csv", index=False)  # only 2 piano clips: no room for valid and test
-    from instrument_classifier.features import extract_dataset
+    from instrument_classifier.feature_store import extract_dataset
 
     extract_dataset(small, quiet=True, jobs=1, overwrite=True)
     assert_one_line_error(*run_script(prepare_training, [small], capsys)[::2], "piano")

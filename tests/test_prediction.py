@@ -45,7 +45,7 @@ def tone(seconds=1.5, *, rate=RATE, pitch=440.0, level=0.3, attack=0.01):
 
 def train_tiny_model(base: Path, dataset: Path, *, epochs: int = 2) -> Path:
     """Copy ``dataset`` under ``base`` and train a model on it once; return the model folder."""
-    from instrument_classifier.features import extract_dataset
+    from instrument_classifier.feature_store import extract_dataset
     from instrument_classifier.training import train_model
     from instrument_classifier.training_data import prepare_training_data
 

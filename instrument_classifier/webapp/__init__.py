@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import io
 import json
 import logging
@@ -55,6 +54,7 @@ from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
 from ..model_files import PREDICTIONS_CSV
+from ..plots import colormap_table, note_name, octave_ticks
 from ..audio import SUPPORTED_EXTENSIONS, AudioError
 from ..prediction import Prediction, PreparedClip, Predictor
 
@@ -391,8 +391,6 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
     """
     import pandas as pd
 
-    from ..features import note_name
-
     dataset = predictor.bundle.config.get("dataset")
     if not dataset or not Path(dataset).is_dir():
         return []
@@ -439,34 +437,21 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
 
 def pitch_ticks(predictor: Predictor) -> list[dict[str, Any]]:
     """Labels of the C of every octave: {"name", "percent" from the bottom of the image}."""
-    from ..features import note_name
-
     pitches = predictor.extractor.bin_pitches()
-    n_bins = len(pitches)
-    return [{"name": note_name(int(p)), "percent": round(100 * (b + 0.5) / n_bins, 2)}
-            for b, p in enumerate(pitches) if p == int(p) and int(p) % 12 == 0]
+    return [{"name": note_name(int(pitches[b])), "percent": round(100 * (b + 0.5) / len(pitches), 2)}
+            for b in octave_ticks(pitches)]
 
 
 def pitch_range(predictor: Predictor) -> tuple[str, str]:
     """Note names of the lowest and highest chromagram bins, e.g. ('A0', 'D#10')."""
-    from ..features import note_name
-
     pitches = predictor.extractor.bin_pitches()
     return note_name(int(round(pitches[0]))), note_name(int(round(pitches[-1])))
-
-
-@functools.cache
-def _colormap() -> np.ndarray:
-    """matplotlib's 'magma' as a (256, 3) uint8 lookup table (as the features plot uses)."""
-    from matplotlib import colormaps
-
-    return (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
 def chromagram_png(chromagram: np.ndarray) -> bytes:
     """A chromagram [shape=(frames, bins)] in [0, 1] as an RGB PNG: time across, pitch up, one pixel a cell."""
     values = np.clip(np.nan_to_num(np.asarray(chromagram, dtype=np.float32)), 0, 1)
-    image = _colormap()[np.round(values.T[::-1] * 255).astype(np.uint8)]  # (bins, frames, 3), low pitch at the bottom
+    image = colormap_table()[np.round(values.T[::-1] * 255).astype(np.uint8)]  # (bins, frames, 3), low pitch at the bottom
     height, width = image.shape[:2]
     raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))  # filter 0 per scanline
 
