@@ -14,7 +14,6 @@ found (ffplay, paplay, pw-play, aplay, afplay).
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from .dataset import PARAMETERS_CSV
 from .evaluation import EVALUATION_DIR, INDEX_HTML
 from .feature_store import load_dataset_features
 from .metrics import read_predictions
+from .pages import render_page
 from .plots import CHROMAGRAM_COLORMAP, figure, note_name, octave_ticks
 from .model_bundle import load_model_dir
 from .model_files import PREDICTIONS_CSV
@@ -141,24 +141,12 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
 
 
 def _index_page(model_dir: Path, split: str, n_split: int, entries: list) -> str:
-    items = []
-    for row, audio, image, probabilities, title in entries:
-        top = probabilities.sort_values(ascending=False).head(3)
-        proba = ", ".join(f"{html.escape(name)} {p:.3f}" for name, p in top.items())
-        items.append(f"""<div class="clip"><h3>{html.escape(title)}</h3>
-<audio controls preload="none" src="{html.escape(audio)}"></audio> <a href="{html.escape(audio)}">{html.escape(audio)}</a>
-<p>top probabilities: {proba}</p>
-<img src="{html.escape(image)}" alt="chromagram of sample {html.escape(str(row.sample_id))}"></div>""")
-    body = "\n".join(items) if items else "<p>No misclassified clips.</p>"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Errors of {html.escape(model_dir.name)}</title>
-<style>body {{ font-family: sans-serif; margin: 1.5em; }} img {{ max-width: 100%; }}
-.clip {{ border-bottom: 1px solid #ddd; padding: 0.5em 0; }} h3 {{ font-size: 1em; margin: 0.3em 0; }}</style>
-</head><body><h1>Misclassified clips of {html.escape(model_dir.name)}</h1>
-<p>{len(entries)} of {n_split} clips of the {html.escape(split)} split. <a href="../{INDEX_HTML}">Evaluation report</a></p>
-{body}
-</body></html>
-"""
+    """The listening page (``templates/errors.html``): per clip a player, the top three probabilities, the plot."""
+    clips = [{"title": title, "audio": audio, "image": image, "sample_id": row.sample_id,
+              "top": list(probabilities.sort_values(ascending=False).head(3).items())}
+             for row, audio, image, probabilities, title in entries]
+    return render_page("errors.html", model_id=model_dir.name, split=split, n_split=n_split, clips=clips,
+                       evaluation_page=INDEX_HTML)
 
 
 def play_clips(errors_dir: str | os.PathLike, *, player: tuple[str, list[str]] | None = None) -> int:
