@@ -324,29 +324,9 @@ class _Kernel:
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """Chromagrams [shape=(C, n_frames, n_bins)] float32 of clips [shape=(C, n_samples)] float32."""
-        n, h, n_frames, n_bins = self.n, self.h, self.n_frames, self.n_bins
-        c = clips.shape[0]
+        c, n_frames, n_bins = clips.shape[0], self.n_frames, self.n_bins
         buf = self._scratch()
-        padded = buf.get("padded", (c, self.padded_length), np.float32)
-        padded[:, :self.n_samples] = clips
-        padded[:, self.n_samples:] = 0
-        frames = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::h]  # (C, F, N) view
-        rect = scipy.fft.rfft(frames, axis=-1, workers=1)  # (C, F, K) complex64, K = N/2 + 1
-        timed = np.multiply(frames, self.time_window, out=buf.get("timed", (c, n_frames, n), np.float32))
-        x_timed = scipy.fft.rfft(timed, axis=-1, workers=1)  # X_T, (C, F, K)
-        k_count = rect.shape[-1]
-
-        # Y = 4 X for k = 1 .. K-2, computed on float pairs; DC and Nyquist set to 0.
-        y = buf.get("y", rect.shape, np.complex64)
-        r_pairs, y_pairs = rect.view(np.float32), y.view(np.float32)
-        inner, middle = y_pairs[..., 2:-2], r_pairs[..., 2:-2]
-        np.add(r_pairs[..., :-4], r_pairs[..., 4:], out=inner)
-        np.subtract(middle, inner, out=inner)
-        np.add(middle, inner, out=inner)  # 2 R[k] - R[k-1] - R[k+1]
-        y_pairs[..., :2] = 0
-        y_pairs[..., -2:] = 0
-        magnitude = np.abs(y, out=buf.get("magnitude", rect.shape, np.float32)).reshape(-1)
-        kept = np.flatnonzero(magnitude >= self.gate4)  # flat over (C, F, K); never k = 0 or K-1
+        rect, x_timed, y, magnitude, kept = self._spectra(clips, buf)
         m = len(kept)
 
         # From here on only the m kept coefficients.
@@ -359,12 +339,57 @@ class _Kernel:
         r_flat = rect.reshape(-1)
         below, above = take(r_flat, "below", before), take(r_flat[2:], "above", before)  # R[k-1], R[k+1]
         row, k = buf.get("row", m, np.int64), buf.get("k", m, np.int64)
-        np.divmod(kept, k_count, out=(row, k))  # row = clip * F + frame
+        np.divmod(kept, rect.shape[-1], out=(row, k))  # row = clip * F + frame
         power = np.multiply(mag, mag, out=buf.get("power", m, np.float32))
+        column = self._pitch_columns(y_k, below, above, power, k, buf)
+        row = self._frame_rows(x_t, y_k, power, row, buf)
+
+        width = n_bins + 2
+        row *= width
+        row += column
+        summed = np.bincount(row, weights=mag, minlength=c * n_frames * width)
+        return self.to_db(summed.reshape(c, n_frames, width)[..., 1:-1])
+
+    def _spectra(self, clips: np.ndarray, buf: _Scratch
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The FFTs of every frame and the coefficients that pass the gate.
+
+        Returns R and X_T [shape=(C, F, K)] complex64 (K = N/2 + 1), Y = 4 X,
+        |Y| (flat) and the flat indices into (C, F, K) of the kept
+        coefficients (never k = 0 or K-1).
+        """
+        n, h, c = self.n, self.h, clips.shape[0]
+        padded = buf.get("padded", (c, self.padded_length), np.float32)
+        padded[:, :self.n_samples] = clips
+        padded[:, self.n_samples:] = 0
+        frames = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::h]  # (C, F, N) view
+        rect = scipy.fft.rfft(frames, axis=-1, workers=1)  # (C, F, K) complex64
+        timed = np.multiply(frames, self.time_window, out=buf.get("timed", (c, self.n_frames, n), np.float32))
+        x_timed = scipy.fft.rfft(timed, axis=-1, workers=1)  # X_T, (C, F, K)
+
+        # Y = 4 X for k = 1 .. K-2, computed on float pairs; DC and Nyquist set to 0.
+        y = buf.get("y", rect.shape, np.complex64)
+        r_pairs, y_pairs = rect.view(np.float32), y.view(np.float32)
+        inner, middle = y_pairs[..., 2:-2], r_pairs[..., 2:-2]
+        np.add(r_pairs[..., :-4], r_pairs[..., 4:], out=inner)
+        np.subtract(middle, inner, out=inner)
+        np.add(middle, inner, out=inner)  # 2 R[k] - R[k-1] - R[k+1]
+        y_pairs[..., :2] = 0
+        y_pairs[..., -2:] = 0
+        magnitude = np.abs(y, out=buf.get("magnitude", rect.shape, np.float32)).reshape(-1)
+        kept = np.flatnonzero(magnitude >= self.gate4)  # flat over (C, F, K)
+        return rect, x_timed, y, magnitude, kept
+
+    def _pitch_columns(self, y_k: np.ndarray, below: np.ndarray, above: np.ndarray, power: np.ndarray,
+                       k: np.ndarray, buf: _Scratch) -> np.ndarray:
+        """Column (pitch bin + 1, clamped to the two trash columns) of each kept coefficient, in ``k``'s buffer.
+
+        Instantaneous frequency in FFT bins: k + angle(|Y|^2 + Y conj(4 D)) / theta.
+        ``below`` and ``above`` (R[k-1], R[k+1]) are overwritten.
+        """
+        m = len(k)
         real, imag = buf.get("real", m, np.float32), buf.get("imag", m, np.float32)
         ratio = buf.get("ratio", m, np.float32)
-
-        # Instantaneous frequency in FFT bins: k + angle(|Y|^2 + Y conj(4 D)) / theta.
         d4 = np.multiply(below, self.alpha4, out=below)  # 4 D
         d4 += np.multiply(above, np.conj(self.alpha4), out=above)
         cross = np.multiply(y_k, np.conjugate(d4, out=d4), out=d4)
@@ -386,19 +411,25 @@ class _Kernel:
         freq = np.multiply(angle, self.bins_per_radian, out=angle)
         freq += k
 
-        # Column = pitch bin + 1, clamped to the two trash columns.
         np.maximum(freq, np.float32(1e-30), out=freq)
         pitch = np.log2(freq, out=freq)
         pitch *= self.pitch_scale
         pitch += self.pitch_offset
-        np.clip(pitch, 0, n_bins + 1, out=pitch)
+        np.clip(pitch, 0, self.n_bins + 1, out=pitch)
         column = k  # k is no longer needed
         np.copyto(column, pitch, casting="unsafe")  # floor, as pitch >= 0
+        return column
 
-        # Reassigned time: offset from the frame centre, clamped to the window,
-        # rounded to the nearest frame centre, clamped to the clip's frames.
-        offset = np.multiply(x_t.real, y_k.real, out=real)
-        offset += np.multiply(x_t.imag, y_k.imag, out=imag)
+    def _frame_rows(self, x_t: np.ndarray, y_k: np.ndarray, power: np.ndarray, row: np.ndarray, buf: _Scratch
+                    ) -> np.ndarray:
+        """``row`` (clip * F + frame) with each kept coefficient's frame moved to its reassigned time.
+
+        The offset from the frame centre is clamped to the window, rounded to
+        the nearest frame centre and clamped to the clip's frames.
+        """
+        m, n_frames = len(row), self.n_frames
+        offset = np.multiply(x_t.real, y_k.real, out=buf.get("real", m, np.float32))
+        offset += np.multiply(x_t.imag, y_k.imag, out=buf.get("imag", m, np.float32))
         offset /= power  # Re(X_T conj(X)) / |X|^2 / 4
         np.clip(offset, -self.max_offset, self.max_offset, out=offset)
         offset *= self.hops_per_offset
@@ -409,12 +440,7 @@ class _Kernel:
         np.add(frame, offset, out=frame, casting="unsafe")
         np.clip(frame, 0, n_frames - 1, out=frame)
         row += frame
-
-        width = n_bins + 2
-        row *= width
-        row += column
-        summed = np.bincount(row, weights=mag, minlength=c * n_frames * width)
-        return self.to_db(summed.reshape(c, n_frames, width)[..., 1:-1])
+        return row
 
     def to_db(self, summed: np.ndarray) -> np.ndarray:
         """Summed |X| -> normalised log amplitude in [0, 1], float32 (the module's formula)."""
