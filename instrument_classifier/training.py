@@ -31,13 +31,14 @@ import pandas as pd
 import keras
 
 from .cli import UserError, atomic_dir, library_versions, write_json
+from .defaults import DEFAULT_SEED
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
 from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
 from .scaling import to_model_input
-from .training_data import DEFAULT_SEED, SPLITS, TrainingData, load_training_data
+from .training_data import SPLITS, TrainingData, load_training_data
 
 
 def new_model_id(arch: str, seed: int, models_dir: Path) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
+from .defaults import DEFAULT_SEED
 from .feature_store import load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
@@ -42,7 +43,6 @@ SPLITS = ("train", "valid", "test")
 # instruments, for --split instrument) for validation, 20 % for test.
 VALID_FRACTION = 0.2
 TEST_FRACTION = 0.2
-DEFAULT_SEED = 42
 
 
 # ---------------------------------------------------------------------------

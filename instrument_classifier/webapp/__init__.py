@@ -54,6 +54,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
+from ..defaults import SERVER_THREADS
 from ..model_files import PREDICTIONS_CSV
 from ..plots import colormap_table, note_name, octave_ticks
 from ..audio import SUPPORTED_EXTENSIONS, AudioError
@@ -76,11 +77,11 @@ MAX_FORM_FIELD_BYTES = 256 * 1024
 # 655 kHz audio: 315 M samples, 13 s and 2 GB when it was read whole).
 MAX_UPLOAD_SECONDS = 60.0
 MAX_UPLOAD_SAMPLES = 60 * 48_000 * 2
-# waitress: worker threads; open connections (idle and slow ones cost a socket
-# and what they have sent, at most MAX_REQUEST_BYTES each, but each takes a
-# place: the default 100 let 98 idle clients lock everyone out); a connection
-# silent this many seconds is closed, checked every SERVER_CLEANUP_INTERVAL s.
-SERVER_THREADS = 8
+# waitress (worker threads: defaults.SERVER_THREADS): open connections (idle
+# and slow ones cost a socket and what they have sent, at most MAX_REQUEST_BYTES
+# each, but each takes a place: the default 100 let 98 idle clients lock
+# everyone out); a connection silent this many seconds is closed, checked
+# every SERVER_CLEANUP_INTERVAL s.
 SERVER_CONNECTION_LIMIT = 400
 SERVER_CHANNEL_TIMEOUT = 30
 SERVER_CLEANUP_INTERVAL = 5
