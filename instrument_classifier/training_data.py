@@ -174,6 +174,24 @@ def check_split(labels: pd.Series, split: np.ndarray) -> None:
                             f"({len(missing)} class(es) empty); use a larger dataset or another split")
 
 
+def assign_splits(parameters: pd.DataFrame, labels: pd.Series, split: str, *, seed: int, valid_fraction: float,
+                  test_fraction: float, test_fonts: list[str] | None = None, test_lineages: list[str] | None = None,
+                  valid_fonts: list[str] | None = None) -> np.ndarray:
+    """"train" / "valid" / "test" for every row by the ``split`` method, checked (:func:`check_split`)."""
+    if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
+        raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
+    if split == "random":
+        assignment = random_split(labels, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    elif split == "soundfont":
+        assignment = soundfont_split(parameters, labels, test_fonts=test_fonts, test_lineages=test_lineages,
+                                     valid_fonts=valid_fonts, seed=seed, valid_fraction=valid_fraction)
+    else:
+        assignment = instrument_split(parameters, labels, seed=seed, valid_fraction=valid_fraction,
+                                      test_fraction=test_fraction)
+    check_split(labels, assignment)
+    return assignment
+
+
 # ---------------------------------------------------------------------------
 # Preparing and loading
 
@@ -208,17 +226,9 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         raise UserError(f"{int(bad.sum())} of {len(chromagrams)} chromagrams of {dataset_dir} hold NaN or "
                         f"infinity (sample {sample_id[np.argmax(bad)]} first): run extract_features.py --overwrite")
     labels = target_labels(parameters, target)
-    if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
-        raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
-    if split == "random":
-        assignment = random_split(labels, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
-    elif split == "soundfont":
-        assignment = soundfont_split(parameters, labels, test_fonts=test_fonts, test_lineages=test_lineages,
-                                     valid_fonts=valid_fonts, seed=seed, valid_fraction=valid_fraction)
-    else:
-        assignment = instrument_split(parameters, labels, seed=seed, valid_fraction=valid_fraction,
-                                      test_fraction=test_fraction)
-    check_split(labels, assignment)
+    assignment = assign_splits(parameters, labels, split, seed=seed, valid_fraction=valid_fraction,
+                               test_fraction=test_fraction, test_fonts=test_fonts, test_lineages=test_lineages,
+                               valid_fonts=valid_fonts)
     class_names = sorted(set(labels))
     scaler = ChromagramScaler().fit(chromagrams[assignment == "train"])
 
