@@ -177,7 +177,7 @@ def check_split(labels: pd.Series, split: np.ndarray) -> None:
 def assign_splits(parameters: pd.DataFrame, labels: pd.Series, split: str, *, seed: int, valid_fraction: float,
                   test_fraction: float, test_fonts: list[str] | None = None, test_lineages: list[str] | None = None,
                   valid_fonts: list[str] | None = None) -> np.ndarray:
-    """"train" / "valid" / "test" for every row by the ``split`` method, checked (:func:`check_split`)."""
+    """The split ("train", "valid" or "test") of every row by the ``split`` method, checked (:func:`check_split`)."""
     if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
         raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
     if split == "random":
