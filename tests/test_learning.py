@@ -20,27 +20,13 @@ import evaluate
 import leaderboard
 import prepare_training
 import train
+from conftest import assert_one_line_error, run_script
 from instrument_classifier.cli import UserError
 from instrument_classifier.training_data import (ChromagramScaler, instrument_split, load_training_data,
                                                  random_split, to_model_input)
 
 MODEL_FILES = {"model.keras", "preprocessing.json", "config.json", "model_summary.txt", "learning_curves.csv",
                "predictions.csv", "final_metrics.csv"}
-
-
-def run_script(module, argv, capsys) -> tuple[int, str, str]:
-    """Run a stage script's main in-process; return (status, stdout, stderr)."""
-    status = module.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
-    assert status == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "error:" in lines[0], err
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 # ---------------------------------------------------------------------------

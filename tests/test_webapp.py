@@ -1,7 +1,8 @@
 """The web app against a real waitress server on a loopback port, and one real browser.
 
 The server runs in a thread of the test process on a free port and is shut
-down by the fixture.  Requests use only the standard library.
+down by the fixture (conftest.py: server, predictor, clips).  Requests use only
+the standard library.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import math
 import os
 import socket
 import sys
-import threading
 import tracemalloc
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,66 +25,13 @@ import pytest
 import soundfile as sf
 import soxr
 
-from instrument_classifier.prediction import Predictor, read_mono
-from instrument_classifier.webapp import (MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, MAX_UPLOAD_SAMPLES, MAX_UPLOAD_SECONDS,
-                                          create_app, make_server)
-from test_prediction import train_tiny_model
+from conftest import post_form, request
+from instrument_classifier.prediction import read_mono
+from instrument_classifier.webapp import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, MAX_UPLOAD_SAMPLES, MAX_UPLOAD_SECONDS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_dataset, tmp_path_factory):
-    return Predictor(train_tiny_model(tmp_path_factory.getbasetemp() / "prediction-model", tiny_dataset))
-
-
-@pytest.fixture(scope="module")
-def server(predictor):
-    """Base URL of the app served by waitress on a free loopback port."""
-    wsgi_server = make_server(create_app(predictor), host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=wsgi_server.run, name="waitress", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{wsgi_server.effective_port}"
-    wsgi_server.close()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
-
-
-@pytest.fixture(scope="module")
-def clips(predictor):
-    """A few dataset clips as (name, FLAC bytes)."""
-    paths = sorted((Path(predictor.model_dir).parent.parent / "audio").glob("*.flac"))[:4]
-    return [(path.name, path.read_bytes()) for path in paths]
-
-
-def request(base, method, path, body=b"", headers=None, timeout=120):
-    """(status, headers, body bytes) of one request on a fresh connection."""
-    url = urlsplit(base)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def post_form(base, path="/api/classify/instrument", *, fields=None, files=None, filename_encoding="utf-8",
-              timeout=120):
-    """POST multipart/form-data; fields: {name: value} or [(name, value)]; files: {field: (filename, bytes, type)}."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in dict(fields or {}).items() if isinstance(fields, dict) else fields or []:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, data, content_type) in (files or {}).items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="'.encode()
-                     + filename.encode(filename_encoding)
-                     + f'"\r\nContent-Type: {content_type}\r\n\r\n'.encode() + data + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return request(base, "POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"},
-                   timeout=timeout)
 
 
 def classify(base, filename, data, content_type="audio/flac"):
