@@ -363,6 +363,22 @@ def test_reference_architecture_trains_one_unit_per_family(dataset, tmp_path, ca
     assert bundle.model.output_shape == (None, 7) and len(bundle.class_names) == 7
 
 
+def test_no_fine_labels_trains_one_unit_per_family(dataset, model_dir, tmp_path, capsys):
+    """The default network learns a unit per instrument (test_model_folder_holds_everything); this one per family."""
+    from instrument_classifier.models import load_model_dir
+
+    status, out, _ = run_script(train, [dataset, "--no-fine-labels", "--epochs", "1", "-q", "--no-evaluate",
+                                        "--models-dir", tmp_path], capsys)
+    assert status == 0
+    folder = Path(out.strip().splitlines()[-1])
+    config = json.loads((folder / "config.json").read_text())
+    assert config["arch"] == json.loads((model_dir / "config.json").read_text())["arch"]
+    assert config["fine_labels"] is False and not config.get("fine_classes")
+    bundle = load_model_dir(folder)
+    assert bundle.model.output_shape == (None, 7) and bundle.class_names == json.loads(
+        (model_dir / "preprocessing.json").read_text())["class_names"]
+
+
 def test_killed_training_leaves_no_folder(dataset, model_dir, tmp_path):
     """SIGTERM mid-training: a one-line message, exit status 143, nothing leaderboard.py could rank."""
     import signal
