@@ -177,10 +177,12 @@ def test_predictor_matches_the_training_run(predictor, tiny_model_dir):
 
 def test_predict_result(predictor):
     result = predictor.predict(tone(2.0), RATE)
-    assert result.label in predictor.class_names
     assert list(result.probabilities) == predictor.class_names
+    assert result.label == max(result.probabilities, key=result.probabilities.get)  # the most probable class
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4
+    # The chromagram shown to the user is the clip's: A4 (MIDI 69, bin 48) is its loudest bin while it sounds.
     assert result.chromagram.shape == (44, 115)
+    assert (np.argmax(result.chromagram[:20], axis=1) == 69 - 21).all()
     record = json.loads(json.dumps(result.to_json()))  # plain JSON values
     assert record["label"] == result.label and record["warnings"] == list(result.warnings)
     assert record["probabilities"] == pytest.approx(result.probabilities, abs=1e-6)
@@ -236,7 +238,6 @@ def test_clip_far_outside_the_training_levels_is_scaled_into_them(predictor, con
 
 def test_silent_and_short_clips_get_warnings(predictor):
     silent = predictor.predict(np.zeros(RATE, np.float32), RATE)
-    assert silent.label in predictor.class_names
     assert len(silent.warnings) == 1 and "silent" in silent.warnings[0]
     short = predictor.predict(tone(0.3), RATE)
     assert any("short clip" in w for w in short.warnings)
@@ -306,24 +307,28 @@ def test_cli_prints_one_label_per_file(tiny_model_dir, predictor, clip_files, ca
     files = [str(clip_files / "one.wav"), str(clip_files / "two.flac")]
     assert predict.main(["-m", str(tiny_model_dir), *files]) == 0
     out, err = capsys.readouterr()
-    lines = out.splitlines()
-    assert [line.split("\t")[0] for line in lines] == files
+    expected = [predictor.predict_file(path) for path in files]
+    assert out.splitlines() == [f"{path}\t{result.label}" for path, result in zip(files, expected)]
     assert err == ""
 
     assert predict.main(["-m", str(tiny_model_dir), "--proba", *files]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
-    for line in lines:
+    for line, result in zip(lines, expected):
         path, label, probabilities = line.split("\t")
-        assert label in predictor.class_names
-        assert [pair.split("=")[0] for pair in probabilities.split()] == predictor.class_names
+        assert label == result.label
+        pairs = [pair.split("=") for pair in probabilities.split()]
+        assert [name for name, _ in pairs] == predictor.class_names
+        assert [float(p) for _, p in pairs] == pytest.approx(list(result.probabilities.values()), abs=1e-4)
 
 
 def test_cli_json(tiny_model_dir, predictor, clip_files, capsys):
     assert predict.main(["-m", str(tiny_model_dir), "--json", str(clip_files / "one.wav")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert {"file", "label", "probabilities", "model_id", "warnings"} <= set(record)
-    assert record["model_id"] == predictor.model_id and record["label"] in predictor.class_names
+    expected = predictor.predict_file(clip_files / "one.wav")
+    assert record["model_id"] == predictor.model_id and record["label"] == expected.label
+    assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
 
 
 def test_cli_bad_files_one_line_each_and_the_rest_classified(tiny_model_dir, clip_files, capsys):
@@ -355,12 +360,13 @@ def test_cli_bad_model_dir(tmp_path, clip_files, capsys):
     assert len(err.strip().splitlines()) == 1 and "model directory not found" in err
 
 
-def test_cli_script_end_to_end(tiny_model_dir, clip_files):
+def test_cli_script_end_to_end(tiny_model_dir, predictor, clip_files):
     """The real script in a subprocess: labels on stdout, only one-line messages on stderr."""
     run = subprocess.run([sys.executable, str(REPO / "predict.py"), "-m", str(tiny_model_dir), "--json",
                           str(clip_files / "one.wav"), str(clip_files / "text.txt")],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 1
     records = [json.loads(line) for line in run.stdout.splitlines()]
-    assert records[0]["label"] and records[1]["label"] is None and "unsupported" in records[1]["error"]
+    assert records[0]["label"] == predictor.predict_file(clip_files / "one.wav").label
+    assert records[1]["label"] is None and "unsupported" in records[1]["error"]
     assert all(line.startswith("predict.py: ") for line in run.stderr.splitlines()), run.stderr
