@@ -35,10 +35,11 @@ apt-packages:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): requirements.txt
+# requirements.txt says what the project needs; constraints.txt pins the versions it was measured with.
+$(STAMP): requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
 	touch $(STAMP)
 
 # The whole pipeline on the default dataset; finished stages are skipped:

@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", nargs="*", help="model folders (train.py's last output line)")
     parser.add_argument("--best", action="store_true",
-                        help=f"evaluate the best model of {DEFAULT_DATASET_DIR / 'models'} (see leaderboard.py)")
+                        help=f"evaluate the best model of {DEFAULT_DATASET_DIR / MODELS_DIR} (see leaderboard.py)")
     parser.add_argument("--dataset", nargs="+", default=None, metavar="DATASET",
                         help="evaluate on these other datasets (features extracted with the same parameters); "
                              "each report goes to MODEL_DIR/evaluation/<dataset name>/")
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     models = list(args.model_dir)
     if args.best:
-        from instrument_classifier.leaderboard import best_model_dir
+        from instrument_classifier.leaderboard import default_model_dir
 
-        models.append(best_model_dir(DEFAULT_DATASET_DIR / MODELS_DIR))
+        models.append(default_model_dir())
     if not models:
         raise UserError("give a model directory or --best")
     from instrument_classifier.evaluation import evaluate_model

@@ -7,9 +7,10 @@ bins), bin = MIDI number - 21 (A0 .. MIDI 135), values in [0, 1] for
 -120 .. 0 dB.  The algorithm and the exact formula are documented in
 instrument_classifier/features.py.
 
-Example (the default dataset that `make pipeline` builds):
+Examples:
 
-    python extract_features.py data/working/single-notes-2000 --plot
+    python extract_features.py data/working/multi-font-6000 --plot     # the default dataset (make pipeline)
+    python extract_features.py data/working/single-notes-2000 --plot   # the seed's single-font experiment
 
 Writes DATASET/features/chromagrams.npz (keys chromagrams, sample_id; rows in
 parameters.csv order), DATASET/features/features.json (the extractor's
@@ -25,7 +26,7 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.features import extract_dataset
+from instrument_classifier.feature_store import extract_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

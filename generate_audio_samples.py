@@ -28,7 +28,7 @@ import argparse
 import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int, seed_type
-from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_FAMILIES
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_FAMILIES, DEFAULT_SEED
 from instrument_classifier.generation import FORMATS, GenerationSettings, generate_dataset
 from instrument_classifier.instruments import load_instruments, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfonts
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "--vary keys (KEY=VALUE for a probability, KEY=LOW:HIGH for a range; see "
                f"instrument_classifier/variation.py): {', '.join(Recipe().to_json())}.")
     parser.add_argument("-c", "--count", type=int, default=2000, help="number of clips")
-    parser.add_argument("-s", "--seed", type=seed_type, default=42, help="random seed")
+    parser.add_argument("-s", "--seed", type=seed_type, default=DEFAULT_SEED, help="random seed")
     parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")

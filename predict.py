@@ -69,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--batch-size must be at least 1")
     if sys.stdout is None or sys.stdout.closed:  # `predict.py x.wav >&-`: print() would drop every label
         raise UserError("standard output is closed: nowhere to print the labels")
-    from instrument_classifier.prediction import Predictor, resolve_model_dir
+    from instrument_classifier.leaderboard import default_model_dir
+    from instrument_classifier.prediction import Predictor
 
-    predictor = Predictor(resolve_model_dir(args.model_dir))
+    predictor = Predictor(default_model_dir(args.model_dir))
     prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "predict.py"
     failed = 0
     for path, result in predictor.predict_files(args.files, batch_size=args.batch_size, jobs=args.jobs):

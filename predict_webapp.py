@@ -32,6 +32,7 @@ import logging
 import sys
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
+from instrument_classifier.defaults import SERVER_THREADS
 
 # Loopback only by default: pass --host 0.0.0.0 to serve the network.
 DEFAULT_HOST = "127.0.0.1"
@@ -47,8 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "dataset, as `leaderboard.py --best` picks it)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (0: any free port)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="request threads (default: instrument_classifier.webapp.SERVER_THREADS)")
+    parser.add_argument("--threads", type=int, default=SERVER_THREADS, help="request threads")
     return parser.parse_args(argv)
 
 
@@ -57,16 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
-    if args.threads is not None and args.threads < 1:
+    if args.threads < 1:
         raise UserError("--threads must be at least 1")
-    from instrument_classifier.prediction import Predictor, resolve_model_dir
-    from instrument_classifier.webapp import SERVER_THREADS, create_app, make_server
+    from instrument_classifier.leaderboard import default_model_dir
+    from instrument_classifier.prediction import Predictor
+    from instrument_classifier.webapp import create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    predictor = Predictor(resolve_model_dir(args.model_dir))
+    predictor = Predictor(default_model_dir(args.model_dir))
     app = create_app(predictor)
     try:
-        server = make_server(app, host=args.host, port=args.port, threads=args.threads or SERVER_THREADS)
+        server = make_server(app, host=args.host, port=args.port, threads=args.threads)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     except ValueError:  # waitress: the host does not resolve

@@ -24,9 +24,9 @@ import argparse
 import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, seed_type
-from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.training_data import (DEFAULT_SEED, SPLIT_METHODS, TARGETS, TEST_FRACTION,
-                                                 VALID_FRACTION, load_training_data, prepare_training_data)
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_SEED
+from instrument_classifier.training_data import (SPLIT_METHODS, TARGETS, TEST_FRACTION, VALID_FRACTION,
+                                                 load_training_data, prepare_training_data)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -26,8 +26,8 @@ import json
 import sys
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point, seed_type
-from instrument_classifier.architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, describe_defaults
-from instrument_classifier.defaults import DEFAULT_DATASET_DIR
+from instrument_classifier.architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, describe_default
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_SEED
 
 
 def model_options(items: list[str]) -> dict:
@@ -53,24 +53,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "over pitch, on levels relative to each clip's peak, with random equalisers in training; "
                "~44k parameters, trained on instrument labels summed into families), harmonic (the same network "
                "on absolute levels: the seed's single-font experiment) and reference (the original 8-convolution "
-               "network, ~221k parameters, 12-14 minutes on 2,000 clips). Training defaults: "
-               f"{describe_defaults()}.")
+               "network, ~221k parameters, 12-14 minutes on 2,000 clips). Each architecture has its own training "
+               "defaults (instrument_classifier/architectures.py), shown with each option.")
     parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET_DIR), help="dataset folder")
     parser.add_argument("--arch", default=DEFAULT_ARCHITECTURE,
                         help=f"architecture: {', '.join(ARCHITECTURE_OPTIONS)}")
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="change one option of the architecture's network, e.g. relative_db=80 or filters=128 "
                              "(see instrument_classifier/models.py; repeatable)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: per architecture)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: per architecture)")
-    parser.add_argument("--learning-rate", type=float, default=None, help="initial learning rate "
-                        "(default: per architecture)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default: {describe_default('epochs')})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"batch size (default: {describe_default('batch_size')})")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help=f"initial learning rate (default: {describe_default('learning_rate')})")
     parser.add_argument("--patience", type=int, default=None,
-                        help="stop after this many epochs without a better validation cross-entropy (0: never)")
+                        help="stop after this many epochs without a better validation cross-entropy (0: never; "
+                             f"default: {describe_default('patience')})")
     parser.add_argument("--fine-labels", action=argparse.BooleanOptionalAction, default=None,
                         help="learn the instruments and sum their probabilities into families (needs --target "
-                             "family; default: on for harmonic, off for reference)")
-    parser.add_argument("--seed", type=seed_type, default=42, help="random seed (weights, shuffling, augmentation)")
+                             f"family; default: {describe_default('fine_labels')})")
+    parser.add_argument("--seed", type=seed_type, default=DEFAULT_SEED,
+                        help="random seed (weights, shuffling, augmentation)")
     parser.add_argument("--training-data", default=None, help="prepared folder (default: DATASET/training-data)")
     parser.add_argument("--models-dir", default=None, help="where run folders go (default: DATASET/models)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report")

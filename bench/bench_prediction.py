@@ -38,7 +38,9 @@ import soxr
 
 from bench.common import REPO_DIR, python, run_measured, write_results
 from instrument_classifier.cli import library_versions
-from instrument_classifier.prediction import Predictor, clip_window, read_audio, resolve_model_dir
+from instrument_classifier.leaderboard import default_model_dir
+from instrument_classifier.audio import clip_window, read_audio
+from instrument_classifier.prediction import Predictor
 
 # The original method's per-file loop is slow: time it on this many files.
 BASELINE_FILES = 200
@@ -100,7 +102,7 @@ def measure_api(predictor: Predictor, clips: list[Path], requests: int) -> dict:
     for i in range(min(requests, 30)):
         started = time.perf_counter()
         window = original_window(clips[i % len(clips)], predictor.clip_samples)
-        x = predictor.bundle.model_input(predictor.extractor.transform(window[None], jobs=1))
+        x = predictor.bundle.to_model_input(predictor.extractor.transform(window[None], jobs=1))
         model.predict(x, verbose=0)
         original.append(time.perf_counter() - started)
     ms = lambda values: round(1000 * statistics.median(values), 2)  # noqa: E731
@@ -117,7 +119,7 @@ def measure_cli(model_dir: Path, files: list[Path], predictor: Predictor) -> dic
     started = time.perf_counter()
     for path in baseline:
         window = original_window(path, predictor.clip_samples)
-        x = predictor.bundle.model_input(predictor.extractor.transform(window[None], jobs=1))
+        x = predictor.bundle.to_model_input(predictor.extractor.transform(window[None], jobs=1))
         predictor.bundle.model.predict(x, verbose=0)
     original_seconds = time.perf_counter() - started
     return {"files": len(files), "wall_seconds": round(wall, 2), "startup_seconds": round(startup, 2),
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=2000, help="files for predict.py")
     args = parser.parse_args(argv)
 
-    model_dir = resolve_model_dir(args.model_dir).resolve()
+    model_dir = default_model_dir(args.model_dir).resolve()
     predictor = Predictor(model_dir)
     dataset = Path(predictor.bundle.config["dataset"])
     predictions = pd.read_csv(model_dir / "predictions.csv")

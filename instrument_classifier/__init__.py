@@ -1,10 +1,13 @@
 """Recognise the instrument family playing a short single-note clip.
 
-The importable work behind the top-level stage scripts. Data flows one way:
+The importable work behind the top-level stage scripts, one job a module
+(README, *Layout*).  Data flows one way:
 
-    instruments, synthesis -> generation, dataset -> features
-        -> training_data -> models, training -> evaluation, error_analysis,
-        leaderboard -> prediction -> webapp
+    instruments, synthesis, additive, soundfonts, variation -> generation, dataset
+        -> features (the transform), feature_store (a dataset's features), plots
+        -> scaling, training_data -> model_files, architectures, models, model_bundle, metrics, training
+        -> evaluation, generalisation, error_analysis, leaderboard
+        -> audio, prediction -> webapp
 
 Shared helpers (defaults, command-line error handling, atomic writes and run
 records) live in :mod:`defaults` and :mod:`cli`.

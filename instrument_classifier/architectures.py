@@ -35,8 +35,9 @@ TRAINING_DEFAULTS = {
 }
 
 
-def describe_defaults() -> str:
-    """One line per architecture: its training defaults, for ``--help``."""
-    return "; ".join(f"{name}: " + ", ".join(f"{key} {value}" for key, value in TRAINING_DEFAULTS[name].items()
-                                             if key in ("epochs", "batch_size", "learning_rate", "fine_labels"))
-                     for name in ARCHITECTURE_OPTIONS)
+def describe_default(key: str) -> str:
+    """One training default of every architecture, for ``--help``: 'relative-harmonic 30, harmonic 40, reference 30'."""
+    def shown(value):
+        return ("on" if value else "off") if isinstance(value, bool) else value
+
+    return ", ".join(f"{name} {shown(TRAINING_DEFAULTS[name][key])}" for name in ARCHITECTURE_OPTIONS)

@@ -187,6 +187,27 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         raise
 
 
+@contextlib.contextmanager
+def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``out_dir``; on success move every file written there into ``out_dir``.
+
+    For a folder of files that others (sub-reports) share: each file is
+    replaced whole, and ``last`` (a page linking the others) last, so a
+    complete page only links complete files.  On an exception the staging
+    folder is removed and ``out_dir`` is left as it was.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", suffix=".tmp", dir=out_dir))
+    try:
+        yield staging
+        names = sorted(p.name for p in staging.iterdir() if p.name != last)
+        for name in names + ([last] if (staging / last).exists() else []):
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary folders of :func:`atomic_dir` beside ``path`` whose process is gone; return them.
 

@@ -40,6 +40,11 @@ CLIP_SAMPLES = round(SAMPLE_RATE * CLIP_SECONDS)  # 88200
 # The original's seven harmonic families (GM programs 0-7, 16-31, 40-47, 56-79).
 DEFAULT_FAMILIES = ("piano", "organ", "guitar", "strings", "brass", "reed", "pipe")
 
+# The random seed of every stage unless told otherwise: the clips, the split, the training.
+DEFAULT_SEED = 42
+
 # Clips per feature-and-network batch when predicting many files: large enough
 # to amortise the network call, small enough (32 x 88,200 samples) to keep memory flat.
 PREDICT_BATCH_SIZE = 32
+# Request threads of the web app's waitress server (predict_webapp.py --threads).
+SERVER_THREADS = 8

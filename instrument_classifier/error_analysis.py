@@ -14,7 +14,6 @@ found (ffplay, paplay, pw-play, aplay, afplay).
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import shutil
@@ -26,10 +25,13 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir
-from .dataset import PARAMETERS_CSV, SingleToneDataset
-from .evaluation import EVALUATION_DIR, INDEX_HTML, _figure, read_predictions
-from .features import load_features, note_name
-from .models import load_model_dir
+from .dataset import PARAMETERS_CSV
+from .evaluation import EVALUATION_DIR, INDEX_HTML
+from .feature_store import load_dataset_features
+from .metrics import read_predictions
+from .pages import render_page
+from .plots import CHROMAGRAM_COLORMAP, figure, note_name, octave_ticks
+from .model_bundle import load_model_dir
 from .model_files import PREDICTIONS_CSV
 from .training_data import SPLITS
 
@@ -72,22 +74,22 @@ def plot_error(chromagram: np.ndarray, probabilities: pd.Series, title: str, pat
 
     ``pitches``: the MIDI pitch of each bin (``extractor.bin_pitches()``), for the axis.
     """
-    figure = _figure(9, 3.2)
-    chroma_ax, proba_ax = figure.subplots(1, 2, width_ratios=(2.2, 1))
-    image = chroma_ax.imshow(chromagram.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
+    fig = figure(9, 3.2)
+    chroma_ax, proba_ax = fig.subplots(1, 2, width_ratios=(2.2, 1))
+    image = chroma_ax.imshow(chromagram.T, origin="lower", aspect="auto", cmap=CHROMAGRAM_COLORMAP, vmin=0, vmax=1,
                              interpolation="nearest")
-    ticks = [b for b, p in enumerate(pitches) if p == int(p) and int(p) % 12 == 0]  # the C of each octave
+    ticks = octave_ticks(pitches)
     chroma_ax.set_yticks(ticks, [note_name(int(pitches[b])) for b in ticks])
     chroma_ax.set_xlabel("time frame")
     chroma_ax.set_ylabel("pitch")
-    figure.colorbar(image, ax=chroma_ax, shrink=0.8)
+    fig.colorbar(image, ax=chroma_ax, shrink=0.8)
     order = probabilities.sort_values()
     proba_ax.barh(range(len(order)), order.to_numpy(), color="tab:blue")
     proba_ax.set_yticks(range(len(order)), list(order.index), fontsize=8)
     proba_ax.set_xlim(0, 1)
     proba_ax.set_xlabel("probability")
-    figure.suptitle(title, fontsize=10)
-    figure.savefig(path, dpi=80)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)
 
 
 def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: bool = False) -> Path:
@@ -99,12 +101,12 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
         raise UserError(f"unknown split {split!r} (choose from: {', '.join(SPLITS)}, all)")
     bundle = load_model_dir(model_dir)
     model_dir = bundle.model_dir
-    predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names)
+    predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
     dataset_dir = Path(bundle.config.get("dataset", ""))
     if not (dataset_dir / PARAMETERS_CSV).is_file():
         raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")
-    parameters = SingleToneDataset(dataset_dir).parameters.set_index("sample_id", drop=False)
-    chromagrams, sample_ids, _ = load_features(dataset_dir)
+    chromagrams, sample_ids, parameters, _ = load_dataset_features(dataset_dir)
+    parameters = parameters.set_index("sample_id", drop=False)
     row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
     pitches = bundle.extractor().bin_pitches()
 
@@ -139,24 +141,12 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
 
 
 def _index_page(model_dir: Path, split: str, n_split: int, entries: list) -> str:
-    items = []
-    for row, audio, image, probabilities, title in entries:
-        top = probabilities.sort_values(ascending=False).head(3)
-        proba = ", ".join(f"{html.escape(name)} {p:.3f}" for name, p in top.items())
-        items.append(f"""<div class="clip"><h3>{html.escape(title)}</h3>
-<audio controls preload="none" src="{html.escape(audio)}"></audio> <a href="{html.escape(audio)}">{html.escape(audio)}</a>
-<p>top probabilities: {proba}</p>
-<img src="{html.escape(image)}" alt="chromagram of sample {html.escape(str(row.sample_id))}"></div>""")
-    body = "\n".join(items) if items else "<p>No misclassified clips.</p>"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Errors of {html.escape(model_dir.name)}</title>
-<style>body {{ font-family: sans-serif; margin: 1.5em; }} img {{ max-width: 100%; }}
-.clip {{ border-bottom: 1px solid #ddd; padding: 0.5em 0; }} h3 {{ font-size: 1em; margin: 0.3em 0; }}</style>
-</head><body><h1>Misclassified clips of {html.escape(model_dir.name)}</h1>
-<p>{len(entries)} of {n_split} clips of the {html.escape(split)} split. <a href="../{INDEX_HTML}">Evaluation report</a></p>
-{body}
-</body></html>
-"""
+    """The listening page (``templates/errors.html``): per clip a player, the top three probabilities, the plot."""
+    clips = [{"title": title, "audio": audio, "image": image, "sample_id": row.sample_id,
+              "top": list(probabilities.sort_values(ascending=False).head(3).items())}
+             for row, audio, image, probabilities, title in entries]
+    return render_page("errors.html", model_id=model_dir.name, split=split, n_split=n_split, clips=clips,
+                       evaluation_page=INDEX_HTML)
 
 
 def play_clips(errors_dir: str | os.PathLike, *, player: tuple[str, list[str]] | None = None) -> int:

@@ -19,27 +19,29 @@ SoundFont) it predicts that dataset's clips and writes the same report,
 without learning curves, into ``evaluation/<dataset name>/``.
 
 Report files are written into a hidden staging folder and moved into place
-one by one, ``index.html`` last; sub-reports (other datasets, ``errors/``)
-are left alone.
+one by one, ``index.html`` last (:func:`cli.atomic_files`); sub-reports
+(other datasets, ``errors/``) are left alone.  The page is the Jinja2
+template ``templates/evaluation.html``.
 """
 
 from __future__ import annotations
 
-import html
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
-from .cli import UserError
+from .cli import UserError, atomic_files, atomic_path
 from .generalisation import errors_by_soundfont
-from .models import check_model_dir, load_model_dir
-from .training import (FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV, metrics_table,
-                       predictions_table)
-from .training_data import SPLITS, load_dataset_features, target_labels
+from .model_bundle import ModelBundle, load_model_dir
+from .metrics import metrics_table, predictions_table, read_predictions
+from .model_files import LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir
+from .feature_store import load_dataset_features
+from .pages import render_page
+from .plots import figure
+from .training_data import SPLITS, target_labels
 
 EVALUATION_DIR = "evaluation"
 INDEX_HTML = "index.html"
@@ -48,53 +50,6 @@ INDEX_HTML = "index.html"
 PITCH_BAND = 6
 # Sub-folder names that a report for another dataset must not take.
 RESERVED_NAMES = ("errors",)
-
-
-def _figure(width: float, height: float):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def read_predictions(path: str | os.PathLike, class_names: list[str], *,
-                     splits: tuple[str, ...] = SPLITS) -> pd.DataFrame:
-    """A model folder's predictions.csv, checked; UserError for anything a report could not use.
-
-    Every column (sample_id, split, true, predicted, correct, p_<class>) must be
-    there, labels must be the model's classes, splits among ``splits``,
-    ``correct`` True/False and probabilities numbers in [0, 1].
-    """
-    path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise UserError(f"{path.parent} is not a finished model directory ({path.name} missing)") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    proba_columns = [f"p_{name}" for name in class_names]
-    missing = [c for c in ["sample_id", "split", "true", "predicted", "correct", *proba_columns]
-               if c not in table.columns]
-    if missing:
-        raise UserError(f"{path} lacks columns: {', '.join(missing)}")
-    for column, allowed in (("true", class_names), ("predicted", class_names), ("split", list(splits))):
-        unknown = sorted(set(table[column].astype(str)) - set(allowed))
-        if unknown:
-            raise UserError(f"{path}: {column} {unknown[0]!r} is not one of {', '.join(allowed)}")
-    if table["correct"].dtype != bool:
-        raise UserError(f"{path}: column correct must hold True or False")
-    proba = table[proba_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~(np.isfinite(proba) & (proba >= 0) & (proba <= 1))
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        value = table[proba_columns[column]].iloc[row]
-        shown = repr(value) if isinstance(value, str) else value
-        raise UserError(f"{path}: {proba_columns[column]} of sample {table['sample_id'].iloc[row]} is "
-                        f"{shown}, not a probability")
-    return table
 
 
 def read_learning_curves(path: str | os.PathLike) -> pd.DataFrame:
@@ -129,8 +84,8 @@ def _class_index(predictions: pd.DataFrame, class_names: list[str]) -> tuple[np.
 
 
 def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
-    figure = _figure(10, 3.8)
-    loss_ax, error_ax = figure.subplots(1, 2)
+    fig = figure(10, 3.8)
+    loss_ax, error_ax = fig.subplots(1, 2)
     # The plain cross-entropy (what picks the saved epoch) where recorded, else the loss.
     loss = "crossentropy" if "val_crossentropy" in curves.columns else "loss"
     monitored = curves[f"val_{loss}"]
@@ -145,17 +100,17 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     error_ax.set_yscale("log")
-    figure.suptitle("Learning curves (train metrics include dropout and augmentation)")
-    figure.savefig(path, dpi=90)
+    fig.suptitle("Learning curves (train metrics include dropout and augmentation)")
+    fig.savefig(path, dpi=90)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2.5)
-    figure = _figure(2 * size, size)
+    fig = figure(2 * size, size)
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
-    for ax, values, label, fmt in zip(figure.subplots(1, 2), (matrix, normalised), ("counts", "normalised by true class"),
+    for ax, values, label, fmt in zip(fig.subplots(1, 2), (matrix, normalised), ("counts", "normalised by true class"),
                                       ("d", ".2f")):
         image = ax.imshow(values, cmap="Blues", vmin=0, vmax=values.max() or 1)
         ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
@@ -169,17 +124,17 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path:
                 for j in range(n):
                     ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
                             color="white" if values[i, j] > limit else "black")
-        figure.colorbar(image, ax=ax, shrink=0.7)
-    figure.suptitle(title)
-    figure.savefig(path, dpi=90)
+        fig.colorbar(image, ax=ax, shrink=0.7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=90)
 
 
 def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], title: str, path: Path) -> dict:
     """One-vs-rest ROC per class; returns {class: AUC} (classes absent from y_true are skipped)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    figure = _figure(6, 5.5)
-    ax = figure.subplots()
+    fig = figure(6, 5.5)
+    ax = fig.subplots()
     aucs = {}
     for k, name in enumerate(class_names):
         positive = y_true == k
@@ -196,14 +151,14 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], titl
     if len(aucs) <= 20:
         ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    figure.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90)
     return aucs
 
 
 def plot_per_class(table: pd.DataFrame, title: str, path: Path) -> None:
     n = len(table)
-    figure = _figure(max(6, 0.6 * n + 2), 4)
-    ax = figure.subplots()
+    fig = figure(max(6, 0.6 * n + 2), 4)
+    ax = fig.subplots()
     positions = np.arange(n)
     for offset, column in zip((-0.27, 0, 0.27), ("precision", "recall", "f1")):
         ax.bar(positions + offset, table[column], width=0.27, label=column)
@@ -213,7 +168,7 @@ def plot_per_class(table: pd.DataFrame, title: str, path: Path) -> None:
     ax.set_title(title)
     ax.legend(loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    figure.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90)
 
 
 def error_by_pitch(predictions: pd.DataFrame, splits: list[str], band: int = PITCH_BAND) -> pd.DataFrame:
@@ -233,8 +188,8 @@ def error_by_pitch(predictions: pd.DataFrame, splits: list[str], band: int = PIT
 
 
 def plot_error_by_pitch(table: pd.DataFrame, splits: list[str], band: int, path: Path) -> None:
-    figure = _figure(10, 5.5)
-    error_ax, count_ax = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    fig = figure(10, 5.5)
+    error_ax, count_ax = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     width = band / (len(splits) + 1)
     for i, name in enumerate(splits):
         part = table[table["split"] == name]
@@ -248,7 +203,7 @@ def plot_error_by_pitch(table: pd.DataFrame, splits: list[str], band: int, path:
     count_ax.set_ylabel("clips")
     count_ax.set_xlabel("MIDI number")
     count_ax.grid(axis="y", alpha=0.3)
-    figure.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90)
 
 
 # ---------------------------------------------------------------------------
@@ -259,93 +214,64 @@ def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str
                  title: str, curves: pd.DataFrame | None = None, links: dict[str, str] | None = None,
                  notes: list[str] | None = None) -> Path:
     """Write the report's files into ``out_dir`` (index.html last); return index.html's path."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", suffix=".tmp", dir=out_dir))
-    try:
+    with atomic_files(out_dir, last=INDEX_HTML) as staging:
         metrics = metrics_table(predictions, class_names, splits)
         metrics.to_csv(staging / "metrics.csv", index=False)
-        sections: list[str] = []
+        sections = []
+        by_font = errors_by_soundfont(predictions)
+        if not by_font.empty:
+            by_font.to_csv(staging / "error_by_soundfont.csv", index=False)
+            sections.append(_section("Error by SoundFont and lineage", table=_table(by_font, floats="{:.4f}")))
         if curves is not None:
             plot_learning_curves(curves, staging / "learning_curves.png")
-            sections.append(_section("Learning curves", _img("learning_curves.png")))
+            sections.append(_section("Learning curves", images=["learning_curves.png"]))
         per_class_tables = []
         for name in splits:
             part = predictions[predictions["split"] == name]
-            if part.empty:
-                continue
-            y_true, y_pred, proba = _class_index(part, class_names)
-            labels = list(range(len(class_names)))
-            matrix = confusion_matrix(y_true, y_pred, labels=labels)
-            pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(
-                staging / f"confusion_{name}.csv")
-            plot_confusion(matrix, class_names, f"Confusion matrix, {name} ({len(part)} clips)",
-                           staging / f"confusion_{name}.png")
-            precision, recall, f1, support = precision_recall_fscore_support(
-                y_true, y_pred, labels=labels, zero_division=0)
-            table = pd.DataFrame({"split": name, "class": class_names, "precision": precision, "recall": recall,
-                                  "f1": f1, "support": support})
-            aucs = plot_roc(y_true, proba, class_names, f"ROC, {name}", staging / f"roc_{name}.png")
-            table["auc"] = table["class"].map(aucs)
-            per_class_tables.append(table)
-            plot_per_class(table, f"Per-class precision, recall and F1, {name}", staging / f"per_class_{name}.png")
-            sections.append(_section(
-                f"Split: {name}",
-                _img(f"confusion_{name}.png") + _img(f"roc_{name}.png") + _img(f"per_class_{name}.png")
-                + _table(table.drop(columns="split"), floats="{:.3f}")))
+            if not part.empty:
+                per_class_tables.append(_write_split(staging, part, name, class_names))
+                sections.append(_section(f"Split: {name}", images=[f"{kind}_{name}.png" for kind in
+                                                                   ("confusion", "roc", "per_class")],
+                                         table=_table(per_class_tables[-1].drop(columns="split"), floats="{:.3f}")))
         if per_class_tables:
             pd.concat(per_class_tables).to_csv(staging / "per_class_metrics.csv", index=False)
         if "midi_number" in predictions.columns:
             pitch = error_by_pitch(predictions, splits)
             pitch.to_csv(staging / "error_by_pitch.csv", index=False)
             plot_error_by_pitch(pitch, splits, PITCH_BAND, staging / "error_by_pitch.png")
-            sections.append(_section("Error by pitch", _img("error_by_pitch.png")))
-        by_font = errors_by_soundfont(predictions)
-        if not by_font.empty:
-            by_font.to_csv(staging / "error_by_soundfont.csv", index=False)
-            sections.insert(0, _section("Error by SoundFont and lineage", _table(by_font, floats="{:.4f}")))
-        head = _section("Final metrics", _table(metrics, floats="{:.4f}"))
-        if notes:
-            head += "".join(f"<p>{html.escape(note)}</p>" for note in notes)
-        if links:
-            head += _section("See also", "<ul>" + "".join(
-                f'<li><a href="{html.escape(href)}">{html.escape(label)}</a></li>' for label, href in links.items())
-                + "</ul>")
-        (staging / INDEX_HTML).write_text(_page(title, head + "".join(sections)))
-        # Move into place; index.html last, so a complete page only links complete files.
-        names = sorted(p.name for p in staging.iterdir() if p.name != INDEX_HTML) + [INDEX_HTML]
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            sections.append(_section("Error by pitch", images=["error_by_pitch.png"]))
+        (staging / INDEX_HTML).write_text(render_page(
+            "evaluation.html", title=title, metrics=_table(metrics, floats="{:.4f}"), notes=notes or [],
+            links=links or {}, sections=sections))
     return out_dir / INDEX_HTML
 
 
-def _img(name: str) -> str:
-    return f'<a href="{name}"><img src="{name}" alt="{name}"></a>\n'
+def _write_split(out_dir: Path, part: pd.DataFrame, name: str, class_names: list[str]) -> pd.DataFrame:
+    """Confusion matrix (CSV, PNG), ROC and per-class plots of one split; returns its per-class table."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true, y_pred, proba = _class_index(part, class_names)
+    labels = list(range(len(class_names)))
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(
+        out_dir / f"confusion_{name}.csv")
+    plot_confusion(matrix, class_names, f"Confusion matrix, {name} ({len(part)} clips)",
+                   out_dir / f"confusion_{name}.png")
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    table = pd.DataFrame({"split": name, "class": class_names, "precision": precision, "recall": recall,
+                          "f1": f1, "support": support})
+    aucs = plot_roc(y_true, proba, class_names, f"ROC, {name}", out_dir / f"roc_{name}.png")
+    table["auc"] = table["class"].map(aucs)
+    plot_per_class(table, f"Per-class precision, recall and F1, {name}", out_dir / f"per_class_{name}.png")
+    return table
 
 
-def _table(frame: pd.DataFrame, *, floats: str) -> str:
-    return frame.to_html(index=False, float_format=floats.format, na_rep="–", border=0, classes="metrics")
+def _section(title: str, *, images: list[str] = (), table: Markup | None = None) -> dict:
+    return {"title": title, "images": list(images), "table": table}
 
 
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{html.escape(title)}</h2>\n{body}</section>\n"
-
-
-def _page(title: str, body: str) -> str:
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; max-width: 1400px; }}
-img {{ max-width: 100%; margin: 0.3em; vertical-align: top; border: 1px solid #ddd; }}
-table.metrics {{ border-collapse: collapse; margin: 0.5em 0; }}
-table.metrics td, table.metrics th {{ padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
-</style></head>
-<body><h1>{html.escape(title)}</h1>
-{body}</body></html>
-"""
+def _table(frame: pd.DataFrame, *, floats: str) -> Markup:
+    return Markup(frame.to_html(index=False, float_format=floats.format, na_rep="–", border=0, classes="metrics"))
 
 
 def _links(model_dir: Path, evaluation_dir: Path, own: bool) -> dict[str, str]:
@@ -371,63 +297,66 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
     ``dataset_dir``: evaluate on another dataset (same feature parameters
     required) into ``evaluation/<dataset name>/``.
     """
-    model_dir = check_model_dir(model_dir)
     bundle = load_model_dir(model_dir)  # also validates model.keras
-    config = bundle.config
-    evaluation_dir = model_dir / EVALUATION_DIR
-    own_dataset = Path(config.get("dataset", "")).resolve() if config.get("dataset") else None
-    if dataset_dir is None or (own_dataset is not None and Path(dataset_dir).resolve() == own_dataset):
-        for name in (PREDICTIONS_CSV, LEARNING_CURVES_CSV, FINAL_METRICS_CSV):
-            if not (model_dir / name).is_file():
-                raise UserError(f"{model_dir} is not a finished model directory ({name} missing)")
-        predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names)
-        curves = read_learning_curves(model_dir / LEARNING_CURVES_CSV)
-        title = f"Evaluation of {config.get('model_id', model_dir.name)} ({config.get('arch', '?')}) " \
-                f"on {config.get('dataset_name', '?')}"
-        notes = [f"Architecture {config.get('arch')}, {config.get('parameters', '?')} parameters, "
-                 f"target {bundle.target}, {config.get('split', '?')} split, seed {config.get('seed')}, "
-                 f"best epoch {config.get('best_epoch')} of {config.get('epochs_run')}, "
-                 f"trained in {config.get('train_seconds')} s."]
-        if config.get("fine_labels"):
-            notes.append(f"Trained on instrument labels ({len(config.get('fine_classes') or [])} instruments), "
-                         "family probability = sum of its instruments': the training cross-entropy is the "
-                         "instruments', the validation cross-entropy and both error curves are the families'.")
-        index = write_report(evaluation_dir, predictions, bundle.class_names, list(SPLITS), title=title,
-                             curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
+    own_dataset = bundle.config.get("dataset")
+    if dataset_dir is None or (own_dataset and Path(dataset_dir).resolve() == Path(own_dataset).resolve()):
+        index = evaluate_on_own_dataset(bundle)
     else:
-        dataset_dir = Path(dataset_dir)
-        name = dataset_dir.resolve().name
-        if name in RESERVED_NAMES or name.startswith("."):
-            raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
-        chromagrams, parameters, feature_params = load_dataset_features(dataset_dir)
-        if feature_params != bundle.feature_params:
-            raise UserError(f"the features of {dataset_dir} were extracted with other parameters than the "
-                            f"model's; re-extract them with the model's feature parameters")
-        labels = target_labels(parameters, bundle.target)
-        known = labels.isin(bundle.class_names).to_numpy()
-        if not known.any():
-            raise UserError(f"none of the classes of {dataset_dir} is known to the model "
-                            f"({', '.join(bundle.class_names)})")
-        proba = bundle.predict_proba(chromagrams[known])
-        index_of = {c: i for i, c in enumerate(bundle.class_names)}
-        y = labels[known].map(index_of).to_numpy(dtype=np.int64)
-        predictions = predictions_table(parameters[known].reset_index(drop=True), np.full(len(y), "all"), y,
-                                        proba, bundle.class_names)
-        out_dir = evaluation_dir / name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging_csv = out_dir / f".{PREDICTIONS_CSV}.tmp"
-        predictions.to_csv(staging_csv, index=False)
-        os.replace(staging_csv, out_dir / PREDICTIONS_CSV)
-        notes = [f"Model {config.get('model_id', model_dir.name)} trained on {config.get('dataset_name', '?')}, "
-                 f"applied to every clip of {dataset_dir.resolve()}."]
-        if (~known).any():
-            notes.append(f"{int((~known).sum())} clips of classes the model does not know were left out.")
-        index = write_report(out_dir, predictions, bundle.class_names, ["all"],
-                             title=f"Evaluation of {config.get('model_id', model_dir.name)} on {name}",
-                             links=_links(model_dir, evaluation_dir, own=False), notes=notes)
+        index = evaluate_on_dataset(bundle, Path(dataset_dir))
     if not quiet:
         metrics = pd.read_csv(index.parent / "metrics.csv")
         for row in metrics.itertuples():
             print(f"{row.split:>5}: error {row.error:.2%}, AUC {row.auc:.4f} ({row.n} clips)")
         print(f"evaluation report: {index}")
     return index
+
+
+def evaluate_on_own_dataset(bundle: ModelBundle) -> Path:
+    """The report of the model's own splits, from its predictions.csv and learning curves (cheap, re-runnable)."""
+    model_dir, config = check_model_dir(bundle.model_dir, finished=True), bundle.config
+    predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
+    curves = read_learning_curves(model_dir / LEARNING_CURVES_CSV)
+    title = f"Evaluation of {config.get('model_id', model_dir.name)} ({config.get('arch', '?')}) " \
+            f"on {config.get('dataset_name', '?')}"
+    notes = [f"Architecture {config.get('arch')}, {config.get('parameters', '?')} parameters, "
+             f"target {bundle.target}, {config.get('split', '?')} split, seed {config.get('seed')}, "
+             f"best epoch {config.get('best_epoch')} of {config.get('epochs_run')}, "
+             f"trained in {config.get('train_seconds')} s."]
+    if config.get("fine_labels"):
+        notes.append(f"Trained on instrument labels ({len(config.get('fine_classes') or [])} instruments), "
+                     "family probability = sum of its instruments': the training cross-entropy is the "
+                     "instruments', the validation cross-entropy and both error curves are the families'.")
+    evaluation_dir = model_dir / EVALUATION_DIR
+    return write_report(evaluation_dir, predictions, bundle.class_names, list(SPLITS), title=title,
+                        curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
+
+
+def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
+    """Predict every clip of another dataset and write its report into ``evaluation/<dataset name>/``."""
+    name = dataset_dir.resolve().name
+    if name in RESERVED_NAMES or name.startswith("."):
+        raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
+    chromagrams, _, parameters, feature_params = load_dataset_features(dataset_dir)
+    if feature_params != bundle.feature_params:
+        raise UserError(f"the features of {dataset_dir} were extracted with other parameters than the "
+                        f"model's; re-extract them with the model's feature parameters")
+    labels = target_labels(parameters, bundle.target)
+    known = labels.isin(bundle.class_names).to_numpy()
+    if not known.any():
+        raise UserError(f"none of the classes of {dataset_dir} is known to the model "
+                        f"({', '.join(bundle.class_names)})")
+    proba = bundle.predict_proba(chromagrams[known])
+    index_of = {c: i for i, c in enumerate(bundle.class_names)}
+    y = labels[known].map(index_of).to_numpy(dtype=np.int64)
+    predictions = predictions_table(parameters[known].reset_index(drop=True), np.full(len(y), "all"), y,
+                                    proba, bundle.class_names)
+    evaluation_dir, model_id = bundle.model_dir / EVALUATION_DIR, bundle.config.get("model_id", bundle.model_dir.name)
+    with atomic_path(evaluation_dir / name / PREDICTIONS_CSV) as tmp:
+        predictions.to_csv(tmp, index=False)
+    notes = [f"Model {model_id} trained on {bundle.config.get('dataset_name', '?')}, "
+             f"applied to every clip of {dataset_dir.resolve()}."]
+    if (~known).any():
+        notes.append(f"{int((~known).sum())} clips of classes the model does not know were left out.")
+    return write_report(evaluation_dir / name, predictions, bundle.class_names, ["all"],
+                        title=f"Evaluation of {model_id} on {name}",
+                        links=_links(bundle.model_dir, evaluation_dir, own=False), notes=notes)

@@ -1,16 +1,10 @@
 """Reassigned chromagrams: a log-frequency, log-amplitude spectrogram in semitone bins.
 
-``extract_features.py`` turns every clip of a dataset into one chromagram and
-writes ``DATASET/features/``::
-
-    chromagrams.npz   chromagrams: float32 [shape=(N, 44, 115)] (time frames,
-                      pitch bins), rows in parameters.csv order; sample_id [shape=(N,)]
-    features.json     the extractor's parameters, N, a fingerprint of the
-                      inputs, library versions, the time taken
-    chromagrams.png   (with --plot) one example chromagram per family
-
-Later stages read them with :func:`load_features` and rebuild the very same
-extractor from its saved parameters with :meth:`ChromagramExtractor.from_params`.
+The transform alone: :class:`ChromagramExtractor` turns clips into
+chromagrams.  A dataset's chromagrams are extracted, cached and loaded by
+:mod:`feature_store`; stored with the features and with every model, the
+extractor's parameters rebuild the very same extractor
+(:meth:`ChromagramExtractor.from_params`).
 
 The algorithm, for a clip x of L samples (block N = 4096, hop H = 2048):
 
@@ -67,42 +61,24 @@ out literally and with ``librosa.reassigned_spectrogram``.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
 import math
 import os
 import threading
-import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from stat import S_ISREG
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 import scipy.fft
-from tqdm import tqdm
 
-from .cli import UserError, atomic_path, library_versions, read_json, write_json
-from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
-from .defaults import CLIP_SAMPLES, DEFAULT_FAMILIES, SAMPLE_RATE
+from .cli import UserError
+from .defaults import SAMPLE_RATE
 
-FEATURES_DIR = "features"
-CHROMAGRAMS_NPZ = "chromagrams.npz"
-FEATURES_JSON = "features.json"
-PLOT_PNG = "chromagrams.png"
-# Part of the fingerprint: bump it whenever the numbers the algorithm writes
-# change, so that old features are recomputed rather than silently reused.
+# Part of the features' fingerprint (feature_store): bump it whenever the numbers
+# the algorithm writes change, so that old features are recomputed rather than silently reused.
 ALGORITHM_VERSION = 1
 # Clips per transform chunk: ~5 MB of working memory per clip; small chunks
 # stay in cache and spread evenly over the threads (1 to 4 measured the same).
 TRANSFORM_CHUNK = 4
-# Clips decoded at a time by extract_dataset (0.35 MB each), so that memory
-# stays flat whatever the dataset size.
-READ_CHUNK = 256
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 class ChromagramExtractor:
@@ -348,29 +324,9 @@ class _Kernel:
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """Chromagrams [shape=(C, n_frames, n_bins)] float32 of clips [shape=(C, n_samples)] float32."""
-        n, h, n_frames, n_bins = self.n, self.h, self.n_frames, self.n_bins
-        c = clips.shape[0]
+        c, n_frames, n_bins = clips.shape[0], self.n_frames, self.n_bins
         buf = self._scratch()
-        padded = buf.get("padded", (c, self.padded_length), np.float32)
-        padded[:, :self.n_samples] = clips
-        padded[:, self.n_samples:] = 0
-        frames = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::h]  # (C, F, N) view
-        rect = scipy.fft.rfft(frames, axis=-1, workers=1)  # (C, F, K) complex64, K = N/2 + 1
-        timed = np.multiply(frames, self.time_window, out=buf.get("timed", (c, n_frames, n), np.float32))
-        x_timed = scipy.fft.rfft(timed, axis=-1, workers=1)  # X_T, (C, F, K)
-        k_count = rect.shape[-1]
-
-        # Y = 4 X for k = 1 .. K-2, computed on float pairs; DC and Nyquist set to 0.
-        y = buf.get("y", rect.shape, np.complex64)
-        r_pairs, y_pairs = rect.view(np.float32), y.view(np.float32)
-        inner, middle = y_pairs[..., 2:-2], r_pairs[..., 2:-2]
-        np.add(r_pairs[..., :-4], r_pairs[..., 4:], out=inner)
-        np.subtract(middle, inner, out=inner)
-        np.add(middle, inner, out=inner)  # 2 R[k] - R[k-1] - R[k+1]
-        y_pairs[..., :2] = 0
-        y_pairs[..., -2:] = 0
-        magnitude = np.abs(y, out=buf.get("magnitude", rect.shape, np.float32)).reshape(-1)
-        kept = np.flatnonzero(magnitude >= self.gate4)  # flat over (C, F, K); never k = 0 or K-1
+        rect, x_timed, y, magnitude, kept = self._spectra(clips, buf)
         m = len(kept)
 
         # From here on only the m kept coefficients.
@@ -383,12 +339,57 @@ class _Kernel:
         r_flat = rect.reshape(-1)
         below, above = take(r_flat, "below", before), take(r_flat[2:], "above", before)  # R[k-1], R[k+1]
         row, k = buf.get("row", m, np.int64), buf.get("k", m, np.int64)
-        np.divmod(kept, k_count, out=(row, k))  # row = clip * F + frame
+        np.divmod(kept, rect.shape[-1], out=(row, k))  # row = clip * F + frame
         power = np.multiply(mag, mag, out=buf.get("power", m, np.float32))
+        column = self._pitch_columns(y_k, below, above, power, k, buf)
+        row = self._frame_rows(x_t, y_k, power, row, buf)
+
+        width = n_bins + 2
+        row *= width
+        row += column
+        summed = np.bincount(row, weights=mag, minlength=c * n_frames * width)
+        return self.to_db(summed.reshape(c, n_frames, width)[..., 1:-1])
+
+    def _spectra(self, clips: np.ndarray, buf: _Scratch
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The FFTs of every frame and the coefficients that pass the gate.
+
+        Returns R and X_T [shape=(C, F, K)] complex64 (K = N/2 + 1), Y = 4 X,
+        |Y| (flat) and the flat indices into (C, F, K) of the kept
+        coefficients (never k = 0 or K-1).
+        """
+        n, h, c = self.n, self.h, clips.shape[0]
+        padded = buf.get("padded", (c, self.padded_length), np.float32)
+        padded[:, :self.n_samples] = clips
+        padded[:, self.n_samples:] = 0
+        frames = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::h]  # (C, F, N) view
+        rect = scipy.fft.rfft(frames, axis=-1, workers=1)  # (C, F, K) complex64
+        timed = np.multiply(frames, self.time_window, out=buf.get("timed", (c, self.n_frames, n), np.float32))
+        x_timed = scipy.fft.rfft(timed, axis=-1, workers=1)  # X_T, (C, F, K)
+
+        # Y = 4 X for k = 1 .. K-2, computed on float pairs; DC and Nyquist set to 0.
+        y = buf.get("y", rect.shape, np.complex64)
+        r_pairs, y_pairs = rect.view(np.float32), y.view(np.float32)
+        inner, middle = y_pairs[..., 2:-2], r_pairs[..., 2:-2]
+        np.add(r_pairs[..., :-4], r_pairs[..., 4:], out=inner)
+        np.subtract(middle, inner, out=inner)
+        np.add(middle, inner, out=inner)  # 2 R[k] - R[k-1] - R[k+1]
+        y_pairs[..., :2] = 0
+        y_pairs[..., -2:] = 0
+        magnitude = np.abs(y, out=buf.get("magnitude", rect.shape, np.float32)).reshape(-1)
+        kept = np.flatnonzero(magnitude >= self.gate4)  # flat over (C, F, K)
+        return rect, x_timed, y, magnitude, kept
+
+    def _pitch_columns(self, y_k: np.ndarray, below: np.ndarray, above: np.ndarray, power: np.ndarray,
+                       k: np.ndarray, buf: _Scratch) -> np.ndarray:
+        """Column (pitch bin + 1, clamped to the two trash columns) of each kept coefficient, in ``k``'s buffer.
+
+        Instantaneous frequency in FFT bins: k + angle(|Y|^2 + Y conj(4 D)) / theta.
+        ``below`` and ``above`` (R[k-1], R[k+1]) are overwritten.
+        """
+        m = len(k)
         real, imag = buf.get("real", m, np.float32), buf.get("imag", m, np.float32)
         ratio = buf.get("ratio", m, np.float32)
-
-        # Instantaneous frequency in FFT bins: k + angle(|Y|^2 + Y conj(4 D)) / theta.
         d4 = np.multiply(below, self.alpha4, out=below)  # 4 D
         d4 += np.multiply(above, np.conj(self.alpha4), out=above)
         cross = np.multiply(y_k, np.conjugate(d4, out=d4), out=d4)
@@ -410,19 +411,25 @@ class _Kernel:
         freq = np.multiply(angle, self.bins_per_radian, out=angle)
         freq += k
 
-        # Column = pitch bin + 1, clamped to the two trash columns.
         np.maximum(freq, np.float32(1e-30), out=freq)
         pitch = np.log2(freq, out=freq)
         pitch *= self.pitch_scale
         pitch += self.pitch_offset
-        np.clip(pitch, 0, n_bins + 1, out=pitch)
+        np.clip(pitch, 0, self.n_bins + 1, out=pitch)
         column = k  # k is no longer needed
         np.copyto(column, pitch, casting="unsafe")  # floor, as pitch >= 0
+        return column
 
-        # Reassigned time: offset from the frame centre, clamped to the window,
-        # rounded to the nearest frame centre, clamped to the clip's frames.
-        offset = np.multiply(x_t.real, y_k.real, out=real)
-        offset += np.multiply(x_t.imag, y_k.imag, out=imag)
+    def _frame_rows(self, x_t: np.ndarray, y_k: np.ndarray, power: np.ndarray, row: np.ndarray, buf: _Scratch
+                    ) -> np.ndarray:
+        """``row`` (clip * F + frame) with each kept coefficient's frame moved to its reassigned time.
+
+        The offset from the frame centre is clamped to the window, rounded to
+        the nearest frame centre and clamped to the clip's frames.
+        """
+        m, n_frames = len(row), self.n_frames
+        offset = np.multiply(x_t.real, y_k.real, out=buf.get("real", m, np.float32))
+        offset += np.multiply(x_t.imag, y_k.imag, out=buf.get("imag", m, np.float32))
         offset /= power  # Re(X_T conj(X)) / |X|^2 / 4
         np.clip(offset, -self.max_offset, self.max_offset, out=offset)
         offset *= self.hops_per_offset
@@ -433,12 +440,7 @@ class _Kernel:
         np.add(frame, offset, out=frame, casting="unsafe")
         np.clip(frame, 0, n_frames - 1, out=frame)
         row += frame
-
-        width = n_bins + 2
-        row *= width
-        row += column
-        summed = np.bincount(row, weights=mag, minlength=c * n_frames * width)
-        return self.to_db(summed.reshape(c, n_frames, width)[..., 1:-1])
+        return row
 
     def to_db(self, summed: np.ndarray) -> np.ndarray:
         """Summed |X| -> normalised log amplitude in [0, 1], float32 (the module's formula)."""
@@ -472,234 +474,3 @@ class _Scratch:
         if array is None or array.dtype != dtype or array.size < size:
             array = self._arrays[name] = np.empty(max(size, 1), dtype=dtype)
         return array[:size].reshape(shape)
-
-
-# ---------------------------------------------------------------------------
-# Datasets
-
-
-def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, jobs: int | None = None,
-                    plot: bool = False, extractor: ChromagramExtractor | None = None,
-                    quiet: bool = False) -> Path:
-    """Write ``DATASET/features/`` (chromagrams.npz, features.json, with ``plot`` a PNG).
-
-    Skips the work when features.json holds the same fingerprint (of
-    parameters.csv, each clip's name, size and mtime, the extractor's
-    parameters and :data:`ALGORITHM_VERSION`) unless ``overwrite``.  Clips are
-    decoded and transformed :data:`READ_CHUNK` at a time; the files are written
-    atomically at the end, so a failed run (a missing, unreadable, wrong-rate or
-    wrong-length clip) leaves the folder as it was.
-
-    Parameters
-    ----------
-    dataset_dir : a dataset folder (``parameters.csv`` plus clips).
-    overwrite : recompute even when the features are up to date.
-    jobs : threads for decoding and the transform (default: all cores).
-    plot : also write ``chromagrams.png``, one example per family.
-    extractor : the extractor to use (default: ``ChromagramExtractor()``).
-    quiet : no progress bar and no status line.
-
-    Returns
-    -------
-    Path of the features folder.
-    """
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
-    dataset = SingleToneDataset(dataset_dir)
-    if len(dataset) == 0:
-        raise UserError(f"{dataset.path / PARAMETERS_CSV} lists no clips")
-    extractor = extractor or ChromagramExtractor()
-    try:
-        extractor.check_params()
-    except ValueError as error:
-        raise UserError(f"bad feature parameters: {error}") from None
-    features_dir = dataset.path / FEATURES_DIR
-    fingerprint = _fingerprint(dataset, extractor)
-    record_path = features_dir / FEATURES_JSON
-    if not overwrite and _recorded_fingerprint(features_dir) == fingerprint:
-        if plot and not (features_dir / PLOT_PNG).is_file():
-            chromagrams, _, _ = load_features(dataset.path)
-            plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
-        if not quiet:
-            print(f"features of {dataset.path} are up to date (use --overwrite to recompute)")
-        return features_dir
-    if not os.access(dataset.path, os.W_OK | os.X_OK) or (
-            features_dir.exists() and not os.access(features_dir, os.W_OK | os.X_OK)):
-        raise UserError(f"cannot write to {features_dir}")
-
-    start = time.perf_counter()
-    n_clips = len(dataset)
-    chromagrams = np.empty((n_clips, extractor.n_frames(CLIP_SAMPLES), extractor.n_bins), dtype=np.float32)
-    decode_seconds = transform_seconds = 0.0
-    with tqdm(total=n_clips, unit="clip", desc="chromagrams", disable=True if quiet else None) as bar:
-        for first in range(0, n_clips, READ_CHUNK):
-            tick = time.perf_counter()
-            clips = read_clips(dataset.audio_paths[first:first + READ_CHUNK],
-                               sample_rate=extractor.sample_rate, jobs=jobs)
-            decode_seconds += time.perf_counter() - tick
-            tick = time.perf_counter()
-            chromagrams[first:first + len(clips)] = extractor.transform(clips, jobs=jobs)
-            transform_seconds += time.perf_counter() - tick
-            bar.update(len(clips))
-
-    # features.json goes last: without it (an interrupted run) there are no features.
-    record_path.unlink(missing_ok=True)
-    (features_dir / PLOT_PNG).unlink(missing_ok=True)
-    with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
-        np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
-        chromagrams_sha256 = _sha256(tmp)
-    total_seconds = time.perf_counter() - start
-    write_json(record_path, {
-        "dataset": str(dataset.path),
-        "n_clips": n_clips,
-        "shape": list(chromagrams.shape),
-        "extractor": type(extractor).__name__,
-        "params": extractor.get_params(),
-        "first_bin_midi": float(extractor.bin_pitches()[0]),
-        "frame_seconds": [round(float(t), 6) for t in extractor.frame_times(CLIP_SAMPLES)[[0, -1]]],
-        "algorithm_version": ALGORITHM_VERSION,
-        "fingerprint": fingerprint,
-        "parameters_csv_sha256": _sha256(dataset.path / PARAMETERS_CSV),
-        "chromagrams_sha256": chromagrams_sha256,
-        "jobs": jobs or os.cpu_count(),
-        "seconds": {"decode": round(decode_seconds, 3), "transform": round(transform_seconds, 3),
-                    "total": round(total_seconds, 3)},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": library_versions("numpy", "scipy", "soundfile", "pandas"),
-    })
-    if plot:
-        plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
-    if not quiet:
-        print(f"wrote {n_clips} chromagrams {chromagrams.shape[1:]} to {features_dir} "
-              f"in {total_seconds:.1f} s ({decode_seconds:.1f} s decoding)")
-    return features_dir
-
-
-def load_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Read what :func:`extract_dataset` wrote.
-
-    Returns
-    -------
-    chromagrams : np.ndarray [shape=(N, n_frames, n_bins), dtype=float32], rows in parameters.csv order
-    sample_id : np.ndarray [shape=(N,)]
-    params : dict, the extractor's :meth:`~ChromagramExtractor.get_params`; rebuild it with
-        ``ChromagramExtractor.from_params(params)``.
-
-    Raises UserError when there are no features, they cannot be read, or
-    parameters.csv changed since they were extracted.
-    """
-    dataset_dir = Path(dataset_dir)
-    features_dir = dataset_dir / FEATURES_DIR
-    npz_path, record_path = features_dir / CHROMAGRAMS_NPZ, features_dir / FEATURES_JSON
-    if not (npz_path.is_file() and record_path.is_file()):
-        raise UserError(f"{dataset_dir} has no features: run extract_features.py first")
-    record = read_json(record_path, what="features record")
-    recorded = record.get("chromagrams_sha256") if isinstance(record, dict) else None
-    if recorded is not None and recorded != _sha256(npz_path):
-        raise UserError(f"{npz_path} changed since it was written: run extract_features.py --overwrite")
-    try:
-        with np.load(npz_path, allow_pickle=False) as npz:
-            chromagrams, sample_id = npz["chromagrams"], npz["sample_id"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise UserError(f"cannot read {npz_path}: {error}") from None
-    if not (isinstance(record, dict) and isinstance(record.get("params"), dict)):
-        raise UserError(f"{record_path} has no extractor parameters: run extract_features.py --overwrite")
-    if chromagrams.ndim != 3 or len(chromagrams) != len(sample_id) or len(sample_id) != record.get("n_clips"):
-        raise UserError(f"{npz_path} does not match {record_path}: run extract_features.py --overwrite")
-    csv_path = dataset_dir / PARAMETERS_CSV
-    if csv_path.is_file() and _sha256(csv_path) != record.get("parameters_csv_sha256"):
-        raise UserError(f"{csv_path} changed since the features were extracted: run extract_features.py again")
-    return chromagrams, sample_id, record["params"]
-
-
-def _sample_ids(values: pd.Series) -> np.ndarray:
-    """sample_id as an array np.load can read without pickle (numbers or fixed-width text)."""
-    array = values.to_numpy()
-    return array if array.dtype.kind in "iub" else array.astype(str)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fingerprint(dataset: SingleToneDataset, extractor: ChromagramExtractor) -> str:
-    """Hash of everything the features depend on; raises UserError for a missing clip."""
-    digest = hashlib.sha256()
-    digest.update((dataset.path / PARAMETERS_CSV).read_bytes())
-    digest.update(json.dumps({"params": extractor.get_params(), "algorithm_version": ALGORITHM_VERSION,
-                              "clip_samples": CLIP_SAMPLES}, sort_keys=True).encode())
-    for path in dataset.audio_paths:
-        try:
-            stat = path.stat()
-        except OSError as error:
-            raise UserError(f"cannot read audio clip {path}: {error.strerror}") from None
-        if not S_ISREG(stat.st_mode):  # opening a FIFO would wait for a writer, past Ctrl-C
-            raise UserError(f"audio clip {path} is not a regular file (a pipe or a device?)")
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def _recorded_fingerprint(features_dir: Path) -> str | None:
-    """The fingerprint of complete features, else None: chromagrams.npz must be the file that was written."""
-    try:
-        record = json.loads((features_dir / FEATURES_JSON).read_text())
-        written = isinstance(record, dict) and record.get("chromagrams_sha256") == \
-            _sha256(features_dir / CHROMAGRAMS_NPZ)
-    except (OSError, ValueError):
-        return None
-    return record.get("fingerprint") if written else None  # else unreadable, altered, or from before the hash
-
-
-# ---------------------------------------------------------------------------
-# Plot
-
-
-def note_name(midi: int) -> str:
-    """Scientific pitch name of a MIDI number: 21 -> 'A0', 60 -> 'C4'."""
-    return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
-
-
-def plot_examples(chromagrams: np.ndarray, parameters: pd.DataFrame, extractor: ChromagramExtractor,
-                  path: str | os.PathLike) -> Path:
-    """Write a PNG grid with the first chromagram of each family.
-
-    Parameters
-    ----------
-    chromagrams : np.ndarray [shape=(N, n_frames, n_bins)], rows matching ``parameters``
-    parameters : DataFrame with columns sample_id, family_name, midi_number
-    extractor : the extractor that made them (for the axes)
-    path : the PNG to write (atomically)
-    """
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
-
-    families = list(dict.fromkeys(parameters["family_name"]))
-    families.sort(key=lambda f: (DEFAULT_FAMILIES.index(f) if f in DEFAULT_FAMILIES else len(DEFAULT_FAMILIES), f))
-    cols = min(4, len(families))
-    rows = -(-len(families) // cols)
-    fig = Figure(figsize=(4 * cols, 3.2 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    n_frames, n_bins = chromagrams.shape[1:]
-    hop_seconds = extractor.hop_size / extractor.sample_rate
-    first_time = extractor.block_size / 2 / extractor.sample_rate
-    pitches = extractor.bin_pitches()
-    ticks = [b for b, p in enumerate(pitches) if p == int(p) and int(p) % 12 == 0]  # the Cs
-    image = None
-    for ax in axes.flat[len(families):]:
-        ax.set_axis_off()
-    for ax, family in zip(axes.flat, families):
-        index = int(np.flatnonzero((parameters["family_name"] == family).to_numpy())[0])
-        row = parameters.iloc[index]
-        image = ax.imshow(chromagrams[index].T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
-                          interpolation="nearest",
-                          extent=(first_time - hop_seconds / 2, first_time + (n_frames - 0.5) * hop_seconds,
-                                  -0.5, n_bins - 0.5))
-        ax.set_yticks(ticks, [note_name(int(pitches[b])) for b in ticks])
-        ax.set_xlabel("time [s]")
-        ax.set_ylabel(f"pitch (bottom bin {note_name(int(pitches[0]))})")
-        ax.set_title(f"{family}: {note_name(int(row['midi_number']))} (sample {row['sample_id']})", fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.8,
-                 label=f"level, 0 = {extractor.floor_db:g} dB, 1 = {extractor.top_db:g} dB")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    return path

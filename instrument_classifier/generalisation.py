@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError, atomic_path, read_json
+from .metrics import read_predictions
 from .model_files import CONFIG_JSON, PREDICTIONS_CSV
 
 GENERALISATION_CSV = "generalisation.csv"
@@ -45,17 +46,6 @@ def errors_by_soundfont(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["split", "group", "name", "n", "errors", "error"])
 
 
-def _read_predictions(path: Path) -> pd.DataFrame:
-    try:
-        predictions = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    missing = [c for c in ("split", "correct") if c not in predictions.columns]
-    if missing:
-        raise UserError(f"{path} lacks columns: {', '.join(missing)}")
-    return predictions
-
-
 def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> dict:
     """One model's row: its recipe, in-distribution and test error, and the error of every held-out font.
 
@@ -66,7 +56,7 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
     """
     model_dir = Path(model_dir)
     config = read_json(model_dir / CONFIG_JSON, what="model config file")
-    own = _read_predictions(model_dir / PREDICTIONS_CSV)
+    own = read_predictions(model_dir / PREDICTIONS_CSV)
     correct = own["correct"].astype(bool)
     trained_on = sorted(set(own.loc[own["split"] == "train", "soundfont"])) if "soundfont" in own else []
     options = config.get("model_options") or {}
@@ -90,7 +80,7 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
         if not path.is_file():
             raise UserError(f"{model_dir} has not been evaluated on {name}: run evaluate.py {model_dir} "
                             f"--dataset DATASET_DIR")
-        other = _read_predictions(path)
+        other = read_predictions(path)
         row[f"{name}: all"] = float(1 - other["correct"].astype(bool).mean())
         for item in errors_by_soundfont(other).itertuples():
             label = item.name if item.group == "soundfont" else f"{item.name} lineage"

@@ -1,10 +1,12 @@
-"""Rank the finished models of a models folder by validation error.
+"""Rank the finished models of a models folder by validation error, and choose the default model.
 
-A model folder counts once it is finished: ``model.keras``, ``config.json``
-and ``final_metrics.csv`` are all there (training writes the folder under a
-hidden temporary name and renames it at the end, so a crashed run never
-shows up).  Ranking: validation error, then validation loss, then the older
-model first.  Nothing here loads Keras: ranking stays fast.
+A model folder counts once it is finished: all seven files of
+``model_files.MODEL_FOLDER_FILES`` are there (training writes the folder
+under a hidden temporary name and renames it at the end, so a crashed run
+never shows up).  Ranking: validation error, then validation loss, then the
+older model first.  The default model of predict.py, the web app and
+``evaluate.py --best`` is the best one of the default dataset
+(:func:`default_model_dir`).  Nothing here loads Keras: ranking stays fast.
 
 >>> best_model_dir("data/working/single-notes-2000/models")
 PosixPath('data/working/single-notes-2000/models/20261125-142301-harmonic-s42')
@@ -20,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError, warn
-from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON,
-                          is_model_dir)
+from .defaults import DEFAULT_DATASET_DIR
+from .metrics import read_final_metrics
+from .model_files import CONFIG_JSON, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
 
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
@@ -52,7 +55,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
             continue
         try:
             config = json.loads((path / CONFIG_JSON).read_text())
-            metrics = pd.read_csv(path / FINAL_METRICS_CSV).set_index("split")
+            metrics = read_final_metrics(path)
             row = {
                 "model_id": config.get("model_id", path.name),
                 "arch": config.get("arch"),
@@ -61,11 +64,11 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "parameters": config.get("parameters"),
                 "epochs_run": config.get("epochs_run"),
                 "train_seconds": config.get("train_seconds"),
-                "valid_error": float(metrics.loc["valid", "error"]),
-                "valid_loss": float(metrics.loc["valid", "loss"]) if "loss" in metrics.columns else float("nan"),
-                "valid_auc": float(metrics.loc["valid", "auc"]),
-                "test_error": float(metrics.loc["test", "error"]),
-                "test_auc": float(metrics.loc["test", "auc"]),
+                "valid_error": _number(metrics["valid"]["error"]),
+                "valid_loss": _number(metrics["valid"].get("loss")),
+                "valid_auc": _number(metrics["valid"]["auc"]),
+                "test_error": _number(metrics["test"]["error"]),
+                "test_auc": _number(metrics["test"]["auc"]),
                 "created": config.get("created", ""),
                 "path": str(path),
             }
@@ -82,6 +85,11 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
+def _number(value: float | None) -> float:
+    """A metric of :func:`metrics.read_final_metrics` as a float (NaN where it is none)."""
+    return float("nan") if value is None else float(value)
+
+
 def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.DataFrame:
     if target is not None:
         table = table[table["target"] == target]
@@ -93,6 +101,19 @@ def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.
 # The target of the default model (`leaderboard.py --best`, predict.py, evaluate.py --best):
 # the pipeline classifies families.
 DEFAULT_MODEL_TARGET = "family"
+
+
+def default_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
+    """``model_dir`` itself, or by default the best model of the default dataset (as ``leaderboard.py --best``).
+
+    The one place that decides which model predict.py, the web app and ``evaluate.py --best`` use.
+    """
+    if model_dir is not None:
+        return Path(model_dir)
+    models_dir = DEFAULT_DATASET_DIR / MODELS_DIR
+    if not models_dir.is_dir():
+        raise UserError(f"no trained models in {models_dir}: run train.py first or give a model folder")
+    return best_model_dir(models_dir)
 
 
 def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAULT_MODEL_TARGET,
@@ -119,7 +140,7 @@ def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAUL
 def load_problem(model_dir: Path) -> str | None:
     """Why a finished model folder could not be loaded, or None; without Keras, in milliseconds.
 
-    Checks what :func:`models.load_model_dir` reads: the two JSON files are
+    Checks what :func:`model_bundle.load_model_dir` reads: the two JSON files are
     objects with the fields prediction needs, and model.keras is an intact
     Keras archive (every member's checksum, the config and the weights there).
     """

@@ -1,39 +1,27 @@
-"""Network architectures, and loading a finished model folder for prediction.
+"""The networks: their layers and architectures (Keras, backend-neutral).
 
-Every architecture is a function ``build(input_shape, n_classes, *, floor,
-seed)`` returning a functional ``keras.Model`` that maps scaled chromagrams
-(batch, 44 time frames, 115 semitone bins, 1) to class probabilities;
-``ARCHITECTURES`` names them.  Trained on fine labels (instruments), the saved
-model ends in :class:`GroupSum`, which adds them up into the classes
-(families).  Code here is backend-neutral (``keras.ops``).
+Every network is a function ``network(input_shape, n_classes, *, floor,
+ceiling, db_step, seed, **options)`` returning a functional ``keras.Model``
+that maps scaled chromagrams (batch, 44 time frames, 115 semitone bins, 1)
+to class probabilities; :data:`NETWORKS` names them, and
+:func:`build_model` builds an architecture of :mod:`architectures` (a
+network and its options) by name.  Trained on fine labels (instruments), the
+saved model ends in :class:`GroupSum`, which adds them up into the classes
+(families).  Code here uses only ``keras`` and ``keras.ops``.  Loading a
+trained model folder: :mod:`model_bundle`.
 
-A model folder (written by :mod:`training`) holds everything prediction needs::
-
-    MODEL_DIR/model.keras          the best epoch on validation
-    MODEL_DIR/preprocessing.json   feature extractor params, scaler, class names
-    MODEL_DIR/config.json          how it was trained
-
->>> bundle = load_model_dir("data/working/single-notes-2000/models/<model_id>")
->>> bundle.predict_proba(chromagrams)          # (n, n_classes)
+>>> model = build_model("relative-harmonic", (44, 115, 1), n_classes=7, seed=42)
 """
 
 from __future__ import annotations
 
-import os
-import zipfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 import keras
 from keras import layers, ops
 
-from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE  # noqa: F401 (DEFAULT_ARCHITECTURE re-exported)
-from .cli import UserError, read_json
-from .model_files import CONFIG_JSON, MODEL_FILE, PREDICTION_FILES, PREPROCESSING_JSON
-from .training_data import ChromagramScaler, to_model_input
+from .architectures import ARCHITECTURE_OPTIONS
+from .cli import UserError
 
 
 # ---------------------------------------------------------------------------
@@ -399,89 +387,3 @@ def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, c
                                  seed=seed, **{**defaults, **(options or {})})
     except TypeError as error:
         raise UserError(f"bad option for architecture {arch}: {error}") from None
-
-
-# ---------------------------------------------------------------------------
-# A finished model folder
-
-
-@dataclass
-class ModelBundle:
-    """A loaded model folder: the network plus what turns features into its input.
-
-    ``model_input(chromagrams)`` scales raw chromagrams (n, frames, bins) into
-    (n, frames, bins, 1); ``predict_proba`` returns (n, n_classes) in the order
-    of ``class_names``.  ``feature_params`` rebuilds the extractor:
-    ``features.ChromagramExtractor.from_params(bundle.feature_params)``.
-    """
-
-    model_dir: Path
-    model: keras.Model
-    scaler: ChromagramScaler
-    class_names: list[str]
-    feature_params: dict
-    preprocessing: dict
-    config: dict
-
-    @property
-    def target(self) -> str:
-        return self.preprocessing.get("target", "family")
-
-    def model_input(self, chromagrams: np.ndarray) -> np.ndarray:
-        x = to_model_input(chromagrams, self.scaler)
-        expected = tuple(self.model.input_shape[1:])
-        if x.shape[1:] != expected:
-            raise UserError(f"chromagrams of shape {x.shape[1:3]} do not fit the model "
-                            f"(expects {expected[:2]}); were they extracted with other parameters?")
-        return x
-
-    def predict_proba(self, chromagrams: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        x = self.model_input(chromagrams)
-        return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-
-    def predict(self, chromagrams: np.ndarray) -> list[str]:
-        """The most probable class name of each chromagram."""
-        return [self.class_names[i] for i in self.predict_proba(chromagrams).argmax(axis=1)]
-
-    def extractor(self):
-        """The feature extractor the model was trained with."""
-        from .features import ChromagramExtractor
-
-        return ChromagramExtractor.from_params(self.feature_params)
-
-
-def check_model_dir(model_dir: str | os.PathLike) -> Path:
-    """Raise UserError unless ``model_dir`` holds the three files of a model folder."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise UserError(f"model directory not found: {model_dir}")
-    missing = [name for name in PREDICTION_FILES if not (model_dir / name).is_file()]
-    if missing:
-        raise UserError(f"{model_dir} is not a model directory ({', '.join(missing)} missing)")
-    return model_dir
-
-
-def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
-    """Load and validate a model folder; one-line UserError for anything wrong."""
-    model_dir = check_model_dir(model_dir)
-    preprocessing = read_json(model_dir / PREPROCESSING_JSON, what="model preprocessing file")
-    config = read_json(model_dir / CONFIG_JSON, what="model config file")
-    for name, record in ((PREPROCESSING_JSON, preprocessing), (CONFIG_JSON, config)):
-        if not isinstance(record, dict):
-            raise UserError(f"invalid {model_dir / name}: not a JSON object")
-    try:
-        class_names = [str(name) for name in preprocessing["class_names"]]
-        scaler = ChromagramScaler.from_params(preprocessing["scaler"])
-        feature_params = dict(preprocessing["features"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
-    try:
-        model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load {model_dir / MODEL_FILE} (corrupt or not a Keras model): {first_line}") from None
-    if model.output_shape[-1] != len(class_names):
-        raise UserError(f"{model_dir / MODEL_FILE} has {model.output_shape[-1]} outputs "
-                        f"but preprocessing.json names {len(class_names)} classes")
-    return ModelBundle(model_dir=model_dir, model=model, scaler=scaler, class_names=class_names,
-                       feature_params=feature_params, preprocessing=preprocessing, config=config)

@@ -23,6 +23,7 @@ import datetime
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,11 +31,14 @@ import pandas as pd
 import keras
 
 from .cli import UserError, atomic_dir, library_versions, write_json
+from .defaults import DEFAULT_SEED
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
+from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
-from .training_data import DEFAULT_SEED, SPLITS, TrainingData, load_training_data
+from .scaling import to_model_input
+from .training_data import SPLITS, TrainingData, load_training_data
 
 
 def new_model_id(arch: str, seed: int, models_dir: Path) -> str:
@@ -55,64 +59,6 @@ def enable_determinism(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-# ---------------------------------------------------------------------------
-# Metrics (shared with evaluation)
-
-
-def macro_auc(y: np.ndarray, proba: np.ndarray) -> float:
-    """Mean one-vs-rest ROC AUC over the classes present (NaN if none can be scored)."""
-    from sklearn.metrics import roc_auc_score
-
-    scores = []
-    for k in range(proba.shape[1]):
-        positive = y == k
-        if positive.any() and not positive.all():
-            scores.append(roc_auc_score(positive, proba[:, k]))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def split_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
-    """n, loss (cross-entropy), error, accuracy and macro AUC of one split."""
-    if len(y) == 0:
-        return {"n": 0, "loss": float("nan"), "error": float("nan"), "accuracy": float("nan"), "auc": float("nan")}
-    eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1.0))))
-    accuracy = float(np.mean(proba.argmax(axis=1) == y))
-    return {"n": int(len(y)), "loss": loss, "error": 1.0 - accuracy, "accuracy": accuracy,
-            "auc": macro_auc(y, proba)}
-
-
-def predictions_table(data_parameters: pd.DataFrame, split: np.ndarray, y: np.ndarray | None,
-                      proba: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """One row per sample: ids, split, true and predicted class, p_<class> columns."""
-    predicted = proba.argmax(axis=1)
-    table = pd.DataFrame({"sample_id": data_parameters["sample_id"].to_numpy(), "split": split})
-    if y is not None:
-        table["true"] = [class_names[i] for i in y]
-    table["predicted"] = [class_names[i] for i in predicted]
-    if y is not None:
-        table["correct"] = predicted == y
-    for column in ("midi_number", "instrument_id", "instrument_name", "family_name", "soundfont", "lineage",
-                   "audio_file"):
-        if column in data_parameters.columns:
-            table[column] = data_parameters[column].to_numpy()
-    for k, name in enumerate(class_names):
-        table[f"p_{name}"] = np.round(proba[:, k], 6)
-    return table
-
-
-def metrics_table(predictions: pd.DataFrame, class_names: list[str], splits=SPLITS) -> pd.DataFrame:
-    """final_metrics.csv from a predictions table: one row per split."""
-    index = {name: i for i, name in enumerate(class_names)}
-    proba_columns = [f"p_{name}" for name in class_names]
-    rows = []
-    for name in splits:
-        part = predictions[predictions["split"] == name]
-        y = part["true"].map(index).to_numpy(dtype=np.int64)
-        rows.append({"split": name, **split_metrics(y, part[proba_columns].to_numpy(dtype=np.float64))})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------
@@ -262,20 +208,8 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
     (another target, no instrument column) is dropped, an explicit one is an
     error.  ``verbose=2`` prints one progress line per epoch.
     """
-    if arch not in ARCHITECTURES:
-        raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
-    settings = dict(TRAINING_DEFAULTS[arch])
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate),
-                       ("patience", patience), ("fine_labels", fine_labels)):
-        if value is not None:
-            settings[key] = value
-    if settings["epochs"] < 1 or settings["batch_size"] < 1:
-        raise UserError("--epochs and --batch-size must be at least 1")
-    if not 0 < settings["learning_rate"] < float("inf"):  # also refuses NaN
-        raise UserError(f"--learning-rate must be a positive number, got {settings['learning_rate']}")
-    if settings["patience"] < 0:
-        raise UserError(f"--patience must be 0 (no early stopping) or more, got {settings['patience']}")
-
+    settings = training_settings(arch, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                 patience=patience, fine_labels=fine_labels)
     dataset_dir = Path(dataset_dir)
     data = load_training_data(dataset_dir, training_dir)
     models_dir = Path(models_dir) if models_dir is not None else dataset_dir / MODELS_DIR
@@ -285,109 +219,174 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
         settings["fine_labels"] = False  # the default, where it does not apply
     enable_determinism(seed)
 
-    x_train, y_train = data.arrays("train")
-    x_valid, y_valid = data.arrays("valid")
-    n_classes = len(data.class_names)
-    # The network's softmax is over `groups` fine classes: the instruments, or the classes themselves.
-    if settings["fine_labels"]:
-        fine_names, groups, fine_y = fine_classes(data)
-        train_targets = np.eye(len(fine_names), dtype=np.float32)[fine_y[data.split == "train"]]
-    else:
-        fine_names, groups = list(data.class_names), np.arange(n_classes)
-        train_targets = allowed_targets(y_train, groups)
-    valid_targets = allowed_targets(y_valid, groups)  # validation is always scored on the classes
-    # The scaled silence floor, 0 dB and the scaled size of one dB, for the augmentations.
-    db_range = data.feature_params["top_db"] - data.feature_params["floor_db"]
-    floor, one_db, ceiling = (float(v) for v in data.scaler.transform(np.array([0.0, 1.0 / db_range, 1.0])))
-    network = build_model(arch, x_train.shape[1:], len(fine_names), floor=floor, ceiling=ceiling,
-                          db_step=one_db - floor, seed=seed, options=model_options)
-    steps = -(-len(x_train) // settings["batch_size"]) * settings["epochs"]
-    network.compile(
-        optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),
-        loss=AllowedSetCrossEntropy(label_smoothing=settings["label_smoothing"]),
-        metrics=[group_accuracy(groups, n_classes), crossentropy_metric()],
-    )
-
+    run = _Run(data, settings)
+    network = _compiled_network(run, arch, seed, model_options)
     model_id = new_model_id(arch, seed, models_dir)
     with atomic_dir(models_dir / model_id) as tmp:
-        epoch_log, best_weights = _EpochLog(), _BestWeights()
-        callbacks = [best_weights, epoch_log]
-        if settings["patience"]:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings["patience"]))
         if verbose:
             print(f"training {model_id}: {arch}, {network.count_params():,} parameters, "
-                  f"{len(x_train)} train / {len(x_valid)} valid samples, {settings['epochs']} epochs"
-                  + (f", {len(fine_names)} instruments as fine classes" if settings["fine_labels"] else ""),
+                  f"{len(run.x_train)} train / {len(run.x_valid)} valid samples, {settings['epochs']} epochs"
+                  + (f", {len(run.fine_names)} instruments as fine classes" if settings["fine_labels"] else ""),
                   flush=True)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        history = network.fit(x_train, train_targets, validation_data=(x_valid, valid_targets),
-                              epochs=settings["epochs"], batch_size=settings["batch_size"], shuffle=True,
-                              callbacks=callbacks, verbose=verbose)
-        train_seconds = time.perf_counter() - started
-        train_cpu_seconds = time.process_time() - cpu_started
-
-        curves = pd.DataFrame(history.history)
-        curves.insert(0, "epoch", np.arange(1, len(curves) + 1))
-        curves["error"] = 1.0 - curves["accuracy"]
-        curves["val_error"] = 1.0 - curves["val_accuracy"]
-        curves = pd.concat([curves, pd.DataFrame(epoch_log.rows)], axis=1)
-        curves = curves[["epoch", "loss", "crossentropy", "accuracy", "error", "val_loss", "val_crossentropy",
-                         "val_accuracy", "val_error", "learning_rate", "seconds"]]
-        curves.to_csv(tmp / LEARNING_CURVES_CSV, index=False)
-
-        # The best epoch on validation, mapped onto the classes, is the model.
-        # A new functional model over the same layers: uncompiled, so that model.keras
-        # holds no training-only objects (the loss, the metric) that loading would need.
-        network.set_weights(best_weights.weights)
-        outputs = network.output
-        if settings["fine_labels"]:
-            outputs = GroupSum(groups, n_classes, name="class_probabilities")(outputs)
-        model = keras.Model(network.input, outputs, name=network.name)
-        keras.saving.save_model(model, tmp / MODEL_FILE)
-
-        # Evaluate the model, as saved, on every sample.
-        best = keras.saving.load_model(tmp / MODEL_FILE, compile=False)
-        x_all = data.model_input()
-        proba = np.asarray(best.predict(x_all, batch_size=256, verbose=0), dtype=np.float64)
-        predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)
-        predictions.to_csv(tmp / PREDICTIONS_CSV, index=False)
-        metrics = metrics_table(predictions, data.class_names)
-        metrics.to_csv(tmp / FINAL_METRICS_CSV, index=False)
-
+        fitted = _fit(network, run, verbose=verbose)
+        _learning_curves(fitted).to_csv(tmp / LEARNING_CURVES_CSV, index=False)
+        model = _save_best_model(network, run, fitted.best_weights.weights, tmp / MODEL_FILE)
+        metrics = _write_predictions(model, data, tmp)
         lines: list[str] = []
-        best.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
         (tmp / MODEL_SUMMARY_TXT).write_text("\n".join(lines) + "\n")
         write_json(tmp / PREPROCESSING_JSON, _preprocessing_record(data))
-        write_json(tmp / CONFIG_JSON, {
-            "model_id": model_id,
-            "arch": arch,
-            "dataset": str(dataset_dir.resolve()),
-            "dataset_name": dataset_dir.resolve().name,
-            "training_data": str(data.training_dir.resolve()),
-            "target": data.target,
-            "split": data.record.get("split"),
-            "seed": seed,
-            **settings,
-            "model_options": {**ARCHITECTURE_OPTIONS[arch][1], **(model_options or {})},
-            "epochs_run": int(len(curves)),
-            "best_epoch": best_weights.best_epoch,
-            "fine_classes": fine_names if settings["fine_labels"] else None,
-            "parameters": int(network.count_params()),
-            "train_seconds": round(train_seconds, 2),
-            "train_cpu_seconds": round(train_cpu_seconds, 2),
-            "cpu_count": os.cpu_count(),
-            "created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "counts": {name: int(np.sum(data.split == name)) for name in SPLITS},
-            "backend": keras.backend.backend(),
-            "versions": library_versions("keras", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn",
-                                         "pandas"),
-        })
+        write_json(tmp / CONFIG_JSON, _config_record(model_id, arch, dataset_dir, data, seed, settings,
+                                                     model_options, run, network, fitted))
     if verbose:
         row = metrics.set_index("split")
-        print(f"trained in {train_seconds:.0f} s; best epoch {best_weights.best_epoch}; "
+        print(f"trained in {fitted.seconds:.0f} s; best epoch {fitted.best_weights.best_epoch}; "
               + ", ".join(f"{name} error {row.loc[name, 'error']:.2%}" for name in SPLITS)
               + f", test AUC {row.loc['test', 'auc']:.4f}", flush=True)
     return models_dir / model_id
+
+
+def training_settings(arch: str, **overrides) -> dict:
+    """``TRAINING_DEFAULTS[arch]`` with the ``overrides`` that are not None; UserError for bad values."""
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
+    settings = dict(TRAINING_DEFAULTS[arch])
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    if settings["epochs"] < 1 or settings["batch_size"] < 1:
+        raise UserError("--epochs and --batch-size must be at least 1")
+    if not 0 < settings["learning_rate"] < float("inf"):  # also refuses NaN
+        raise UserError(f"--learning-rate must be a positive number, got {settings['learning_rate']}")
+    if settings["patience"] < 0:
+        raise UserError(f"--patience must be 0 (no early stopping) or more, got {settings['patience']}")
+    return settings
+
+
+class _Run:
+    """The arrays and targets of one training run.
+
+    The network's softmax is over the fine classes (``fine_names``): the
+    instruments with ``fine_labels``, else the classes themselves; ``groups``
+    maps each to its class.  Validation is always scored on the classes.
+    """
+
+    def __init__(self, data: TrainingData, settings: dict):
+        self.settings = settings
+        self.x_train, y_train = data.arrays("train")
+        self.x_valid, y_valid = data.arrays("valid")
+        self.n_classes = len(data.class_names)
+        if settings["fine_labels"]:
+            self.fine_names, self.groups, fine_y = fine_classes(data)
+            self.train_targets = np.eye(len(self.fine_names), dtype=np.float32)[fine_y[data.split == "train"]]
+        else:
+            self.fine_names, self.groups = list(data.class_names), np.arange(self.n_classes)
+            self.train_targets = allowed_targets(y_train, self.groups)
+        self.valid_targets = allowed_targets(y_valid, self.groups)
+        # The scaled silence floor, 0 dB and the scaled size of one dB, for the augmentations.
+        db_range = data.feature_params["top_db"] - data.feature_params["floor_db"]
+        self.floor, one_db, self.ceiling = (
+            float(v) for v in data.scaler.transform(np.array([0.0, 1.0 / db_range, 1.0])))
+        self.db_step = one_db - self.floor
+
+
+def _compiled_network(run: _Run, arch: str, seed: int, model_options: dict | None) -> keras.Model:
+    """The architecture over the fine classes, compiled with its optimizer, loss and metrics."""
+    settings = run.settings
+    network = build_model(arch, run.x_train.shape[1:], len(run.fine_names), floor=run.floor, ceiling=run.ceiling,
+                          db_step=run.db_step, seed=seed, options=model_options)
+    steps = -(-len(run.x_train) // settings["batch_size"]) * settings["epochs"]
+    network.compile(
+        optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),
+        loss=AllowedSetCrossEntropy(label_smoothing=settings["label_smoothing"]),
+        metrics=[group_accuracy(run.groups, run.n_classes), crossentropy_metric()],
+    )
+    return network
+
+
+class _Fitted(NamedTuple):
+    history: keras.callbacks.History
+    epoch_log: _EpochLog
+    best_weights: _BestWeights
+    seconds: float
+    cpu_seconds: float
+
+
+def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
+    """Train; keep the best epoch's weights in memory, the learning rate and time of each epoch."""
+    epoch_log, best_weights = _EpochLog(), _BestWeights()
+    callbacks = [best_weights, epoch_log]
+    if run.settings["patience"]:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    history = network.fit(run.x_train, run.train_targets, validation_data=(run.x_valid, run.valid_targets),
+                          epochs=run.settings["epochs"], batch_size=run.settings["batch_size"], shuffle=True,
+                          callbacks=callbacks, verbose=verbose)
+    return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
+                   time.process_time() - cpu_started)
+
+
+def _learning_curves(fitted: _Fitted) -> pd.DataFrame:
+    """learning_curves.csv: one row per epoch."""
+    curves = pd.DataFrame(fitted.history.history)
+    curves.insert(0, "epoch", np.arange(1, len(curves) + 1))
+    curves["error"] = 1.0 - curves["accuracy"]
+    curves["val_error"] = 1.0 - curves["val_accuracy"]
+    curves = pd.concat([curves, pd.DataFrame(fitted.epoch_log.rows)], axis=1)
+    return curves[["epoch", "loss", "crossentropy", "accuracy", "error", "val_loss", "val_crossentropy",
+                   "val_accuracy", "val_error", "learning_rate", "seconds"]]
+
+
+def _save_best_model(network: keras.Model, run: _Run, weights: list, path: Path) -> keras.Model:
+    """Save the best epoch, mapped onto the classes, as ``path``; return the model as loaded back from it.
+
+    A new functional model over the same layers: uncompiled, so that
+    model.keras holds no training-only objects (the loss, the metric) that
+    loading would need.
+    """
+    network.set_weights(weights)
+    outputs = network.output
+    if run.settings["fine_labels"]:
+        outputs = GroupSum(run.groups, run.n_classes, name="class_probabilities")(outputs)
+    keras.saving.save_model(keras.Model(network.input, outputs, name=network.name), path)
+    return keras.saving.load_model(path, compile=False)
+
+
+def _write_predictions(model: keras.Model, data: TrainingData, out_dir: Path) -> pd.DataFrame:
+    """Predict every sample with the model as saved: predictions.csv and final_metrics.csv; return the metrics."""
+    x_all = to_model_input(data.chromagrams, data.scaler)
+    proba = np.asarray(model.predict(x_all, batch_size=256, verbose=0), dtype=np.float64)
+    predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)
+    predictions.to_csv(out_dir / PREDICTIONS_CSV, index=False)
+    metrics = metrics_table(predictions, data.class_names, SPLITS)
+    metrics.to_csv(out_dir / FINAL_METRICS_CSV, index=False)
+    return metrics
+
+
+def _config_record(model_id: str, arch: str, dataset_dir: Path, data: TrainingData, seed: int, settings: dict,
+                   model_options: dict | None, run: _Run, network: keras.Model, fitted: _Fitted) -> dict:
+    """config.json: every argument, the dataset, seed, timings and library versions."""
+    return {
+        "model_id": model_id,
+        "arch": arch,
+        "dataset": str(dataset_dir.resolve()),
+        "dataset_name": dataset_dir.resolve().name,
+        "training_data": str(data.training_dir.resolve()),
+        "target": data.target,
+        "split": data.record.get("split"),
+        "seed": seed,
+        **settings,
+        "model_options": {**ARCHITECTURE_OPTIONS[arch][1], **(model_options or {})},
+        "epochs_run": len(fitted.history.history.get("loss", [])),
+        "best_epoch": fitted.best_weights.best_epoch,
+        "fine_classes": run.fine_names if settings["fine_labels"] else None,
+        "parameters": int(network.count_params()),
+        "train_seconds": round(fitted.seconds, 2),
+        "train_cpu_seconds": round(fitted.cpu_seconds, 2),
+        "cpu_count": os.cpu_count(),
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "counts": {name: int(np.sum(data.split == name)) for name in SPLITS},
+        "backend": keras.backend.backend(),
+        "versions": library_versions("keras", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "pandas"),
+    }
 
 
 def _preprocessing_record(data: TrainingData) -> dict:
@@ -401,7 +400,7 @@ def _preprocessing_record(data: TrainingData) -> dict:
     return {
         "target": record["target"],
         "class_names": data.class_names,
-        "scaler": data.scaler.get_params(),
+        "scaler": data.scaler.to_dict(),
         "features": data.feature_params,
         "input_shape": list(data.chromagrams.shape[1:]) + [1],
         "model_input": "scaler.transform(chromagrams)[..., None]",

@@ -9,9 +9,8 @@
                           the feature extractor's parameters, counts, versions
 
 Later stages read it back with :func:`load_training_data`, which joins it with
-``parameters.csv`` and ``features/chromagrams.npz``.  The model input is
-``ChromagramScaler.transform(chromagrams)[..., None]``: float32 of shape
-(N, 44 time frames, 115 semitone bins, 1); :func:`to_model_input` does that.
+``parameters.csv`` and ``features/chromagrams.npz``; :meth:`TrainingData.arrays`
+scales a split into the model input (:func:`scaling.to_model_input`).
 
 >>> data = load_training_data("data/working/single-notes-2000")
 >>> x, y = data.arrays("train")     # x (n, 44, 115, 1) scaled, y (n,) class index
@@ -27,13 +26,14 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
-from .dataset import SingleToneDataset
-from .features import load_features
+from .defaults import DEFAULT_SEED
+from .feature_store import load_dataset_features
 from .instruments import load_instruments
+from .scaling import ChromagramScaler, to_model_input
 
 TRAINING_DATA_DIR = "training-data"
 SPLITS_CSV = "splits.csv"
-PREPROCESSING_JSON = "preprocessing.json"
+TRAINING_RECORD_JSON = "preprocessing.json"  # not the model folder's file of that name (model_files)
 
 TARGETS = ("family", "instrument")
 SPLIT_METHODS = ("random", "instrument", "soundfont")
@@ -43,69 +43,6 @@ SPLITS = ("train", "valid", "test")
 # instruments, for --split instrument) for validation, 20 % for test.
 VALID_FRACTION = 0.2
 TEST_FRACTION = 0.2
-DEFAULT_SEED = 42
-
-
-# ---------------------------------------------------------------------------
-# Scaler
-
-
-class ChromagramScaler:
-    """Standardise chromagrams with one mean and one standard deviation.
-
-    One scalar for all bins (not one per bin) keeps the input's structure
-    intact: a transposition of the input is still a transposition of the
-    scaled input, which the default architecture relies on.  The floor of the
-    log-amplitude features (0) maps to ``transform(0) = -mean_ / std_``.
-    """
-
-    def __init__(self) -> None:
-        self.mean_: float | None = None
-        self.std_: float | None = None
-
-    def fit(self, chromagrams: np.ndarray) -> "ChromagramScaler":
-        """Learn mean and std from ``chromagrams`` [shape=(n, frames, bins)]."""
-        chromagrams = np.asarray(chromagrams, dtype=np.float64)
-        if chromagrams.size == 0:
-            raise ValueError("cannot fit a scaler on no data")
-        self.mean_ = float(chromagrams.mean())
-        self.std_ = float(chromagrams.std()) or 1.0
-        return self
-
-    def transform(self, chromagrams: np.ndarray) -> np.ndarray:
-        """Return ``(chromagrams - mean_) / std_`` as float32, same shape."""
-        if self.mean_ is None or self.std_ is None:
-            raise ValueError("the scaler is not fitted")
-        return ((np.asarray(chromagrams, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32)
-
-    def get_params(self) -> dict:
-        """The fitted state as plain JSON-able values."""
-        return {"kind": "standard-scalar", "mean": self.mean_, "std": self.std_}
-
-    @classmethod
-    def from_params(cls, params: dict) -> "ChromagramScaler":
-        """Rebuild a fitted scaler from :meth:`get_params` output."""
-        try:
-            if params["kind"] != "standard-scalar":
-                raise ValueError(f"unknown scaler kind {params['kind']!r}")
-            scaler = cls()
-            scaler.mean_ = float(params["mean"])
-            scaler.std_ = float(params["std"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"invalid scaler parameters {params!r}: {error}") from None
-        if not np.isfinite(scaler.std_) or scaler.std_ <= 0:
-            raise UserError(f"invalid scaler std {scaler.std_}")
-        return scaler
-
-
-def to_model_input(chromagrams: np.ndarray, scaler: ChromagramScaler) -> np.ndarray:
-    """Raw chromagrams [shape=(n, frames, bins)] -> model input (n, frames, bins, 1)."""
-    chromagrams = np.asarray(chromagrams)
-    if chromagrams.ndim == 2:
-        chromagrams = chromagrams[None]
-    if chromagrams.ndim != 3:
-        raise UserError(f"expected chromagrams of shape (n, frames, bins), got {chromagrams.shape}")
-    return scaler.transform(chromagrams)[..., None]
 
 
 # ---------------------------------------------------------------------------
@@ -237,32 +174,26 @@ def check_split(labels: pd.Series, split: np.ndarray) -> None:
                             f"({len(missing)} class(es) empty); use a larger dataset or another split")
 
 
+def assign_splits(parameters: pd.DataFrame, labels: pd.Series, split: str, *, seed: int, valid_fraction: float,
+                  test_fraction: float, test_fonts: list[str] | None = None, test_lineages: list[str] | None = None,
+                  valid_fonts: list[str] | None = None) -> np.ndarray:
+    """The split ("train", "valid" or "test") of every row by the ``split`` method, checked (:func:`check_split`)."""
+    if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
+        raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
+    if split == "random":
+        assignment = random_split(labels, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    elif split == "soundfont":
+        assignment = soundfont_split(parameters, labels, test_fonts=test_fonts, test_lineages=test_lineages,
+                                     valid_fonts=valid_fonts, seed=seed, valid_fraction=valid_fraction)
+    else:
+        assignment = instrument_split(parameters, labels, seed=seed, valid_fraction=valid_fraction,
+                                      test_fraction=test_fraction)
+    check_split(labels, assignment)
+    return assignment
+
+
 # ---------------------------------------------------------------------------
 # Preparing and loading
-
-
-def _load_features(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The dataset's chromagrams, sample ids and extractor parameters."""
-    if not dataset_dir.is_dir():
-        raise UserError(f"dataset folder not found: {dataset_dir}")
-    return load_features(dataset_dir)
-
-
-def _read_parameters(dataset_dir: Path) -> pd.DataFrame:
-    """The dataset's parameters.csv (UserError when the folder is not a dataset)."""
-    if not dataset_dir.is_dir():
-        raise UserError(f"dataset folder not found: {dataset_dir}")
-    return SingleToneDataset(dataset_dir).parameters
-
-
-def _align(parameters: pd.DataFrame, sample_id: np.ndarray, dataset_dir: Path) -> pd.DataFrame:
-    """parameters.csv rows in the order of the feature file's sample ids."""
-    by_id = parameters.set_index("sample_id", drop=False)
-    missing = np.setdiff1d(sample_id, by_id.index.to_numpy())
-    if len(missing) or len(sample_id) != len(parameters):
-        raise UserError(f"the features of {dataset_dir} do not match its parameters.csv "
-                        f"({len(sample_id)} feature rows, {len(parameters)} clips); re-run extract_features.py")
-    return by_id.loc[sample_id].reset_index(drop=True)
 
 
 def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
@@ -288,26 +219,16 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
-    check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, PREPROCESSING_JSON), overwrite=overwrite)
-    parameters = _read_parameters(dataset_dir)
-    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, TRAINING_RECORD_JSON), overwrite=overwrite)
+    chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     bad = ~np.isfinite(chromagrams).all(axis=tuple(range(1, chromagrams.ndim)))
     if bad.any():
         raise UserError(f"{int(bad.sum())} of {len(chromagrams)} chromagrams of {dataset_dir} hold NaN or "
                         f"infinity (sample {sample_id[np.argmax(bad)]} first): run extract_features.py --overwrite")
-    parameters = _align(parameters, sample_id, dataset_dir)
     labels = target_labels(parameters, target)
-    if split != "soundfont" and (test_fonts or test_lineages or valid_fonts):
-        raise UserError("--test-fonts, --test-lineage and --valid-fonts go with --split soundfont")
-    if split == "random":
-        assignment = random_split(labels, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
-    elif split == "soundfont":
-        assignment = soundfont_split(parameters, labels, test_fonts=test_fonts, test_lineages=test_lineages,
-                                     valid_fonts=valid_fonts, seed=seed, valid_fraction=valid_fraction)
-    else:
-        assignment = instrument_split(parameters, labels, seed=seed, valid_fraction=valid_fraction,
-                                      test_fraction=test_fraction)
-    check_split(labels, assignment)
+    assignment = assign_splits(parameters, labels, split, seed=seed, valid_fraction=valid_fraction,
+                               test_fraction=test_fraction, test_fonts=test_fonts, test_lineages=test_lineages,
+                               valid_fonts=valid_fonts)
     class_names = sorted(set(labels))
     scaler = ChromagramScaler().fit(chromagrams[assignment == "train"])
 
@@ -322,7 +243,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         "held_out": ({"test_fonts": sorted(set(parameters["soundfont"][assignment == "test"].astype(str))),
                       "valid_fonts": list(valid_fonts or [])} if split == "soundfont" else None),
         "class_names": class_names,
-        "scaler": scaler.get_params(),
+        "scaler": scaler.to_dict(),
         "features": feature_params,
         "input_shape": list(chromagrams.shape[1:]),
         "counts": {name: {label: int(counts.loc[label, name]) for label in class_names} for name in SPLITS},
@@ -330,7 +251,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     }
     with atomic_dir(output_dir, overwrite=True) as tmp:  # checked above: nothing but our own files
         pd.DataFrame({"sample_id": sample_id, "split": assignment}).to_csv(tmp / SPLITS_CSV, index=False)
-        write_json(tmp / PREPROCESSING_JSON, record)
+        write_json(tmp / TRAINING_RECORD_JSON, record)
     return output_dir
 
 
@@ -360,10 +281,6 @@ class TrainingData:
     def target(self) -> str:
         return self.record["target"]
 
-    def model_input(self) -> np.ndarray:
-        """The scaled model input of every row (N, frames, bins, 1)."""
-        return to_model_input(self.chromagrams, self.scaler)
-
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of one split: x the scaled model input (n, frames, bins, 1)."""
         if split not in SPLITS:
@@ -381,14 +298,12 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     """
     dataset_dir = Path(dataset_dir)
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
-    if not (training_dir / PREPROCESSING_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
+    if not (training_dir / TRAINING_RECORD_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir} first")
-    record = read_json(training_dir / PREPROCESSING_JSON, what="training-data record")
-    parameters = _read_parameters(dataset_dir)
-    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
+    record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")
+    chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != record.get("features"):
         raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
-    parameters = _align(parameters, sample_id, dataset_dir)
     try:
         splits = pd.read_csv(training_dir / SPLITS_CSV)
         split = splits.set_index("sample_id").loc[sample_id, "split"].to_numpy()
@@ -404,23 +319,12 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         dataset_dir=dataset_dir,
         training_dir=training_dir,
         chromagrams=chromagrams,
-        sample_id=np.asarray(sample_id),
+        sample_id=sample_id,
         y=labels.map(index).to_numpy(dtype=np.int64),
         split=split.astype(str),
         parameters=parameters,
         class_names=class_names,
-        scaler=ChromagramScaler.from_params(record["scaler"]),
+        scaler=ChromagramScaler.from_dict(record["scaler"]),
         feature_params=feature_params,
         record=record,
     )
-
-
-def load_dataset_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """(chromagrams, aligned parameters.csv rows, extractor params) of any dataset with features.
-
-    Used to evaluate a model on another dataset, which has no training data.
-    """
-    dataset_dir = Path(dataset_dir)
-    parameters = _read_parameters(dataset_dir)
-    chromagrams, sample_id, feature_params = _load_features(dataset_dir)
-    return chromagrams, _align(parameters, sample_id, dataset_dir), feature_params

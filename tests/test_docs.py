@@ -3,7 +3,10 @@
 Every module of ``instrument_classifier`` is searched, so a new example is
 run without being listed here.  An example that reads a dataset or a model
 of ``data/working/`` (made by ``make pipeline`` or ``make single-font``, never
-by the tests) is skipped, with the reason; all others run.
+by the tests) is skipped, with the reason; all others run, in an empty folder
+holding ``note.wav`` (a 1 s stereo tone at 48 kHz) and with ``chromagrams`` and
+``train_chromagrams`` (random (8, 44, 115) arrays) for the names an example
+leaves to its reader.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import importlib
 import pkgutil
 import re
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 import instrument_classifier
 
@@ -39,10 +44,17 @@ def test_the_package_has_runnable_examples():
 
 
 @pytest.mark.parametrize("test", EXAMPLES, ids=lambda test: test.name.removeprefix("instrument_classifier."))
-def test_docstring_example(test):
+def test_docstring_example(test, tmp_path, monkeypatch):
     needs = sorted({m.group() for e in test.examples for m in USER_DATA.finditer(e.source)})
     if needs:
         pytest.skip(f"reads the user's {', '.join(needs)}, which tests never touch")
+    monkeypatch.chdir(tmp_path)
+    t = np.arange(48_000) / 48_000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)
+    sf.write("note.wav", np.stack([tone, tone], axis=1), 48_000)
+    rng = np.random.default_rng(0)
+    for name in ("chromagrams", "train_chromagrams"):
+        test.globs.setdefault(name, rng.random((8, 44, 115)).astype(np.float32))
     report = []
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     result = runner.run(test, out=report.append, clear_globs=True)

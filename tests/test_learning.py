@@ -22,8 +22,8 @@ import prepare_training
 import train
 from conftest import assert_one_line_error, run_script
 from instrument_classifier.cli import UserError
-from instrument_classifier.training_data import (ChromagramScaler, instrument_split, load_training_data,
-                                                 random_split, to_model_input)
+from instrument_classifier.scaling import ChromagramScaler, to_model_input
+from instrument_classifier.training_data import instrument_split, load_training_data, random_split
 
 MODEL_FILES = {"model.keras", "preprocessing.json", "config.json", "model_summary.txt", "learning_curves.csv",
                "predictions.csv", "final_metrics.csv"}
@@ -36,7 +36,7 @@ MODEL_FILES = {"model.keras", "preprocessing.json", "config.json", "model_summar
 @pytest.fixture(scope="module")
 def dataset(tiny_dataset, tmp_path_factory) -> Path:
     """A writable copy of the tiny dataset, with features."""
-    from instrument_classifier.features import extract_dataset
+    from instrument_classifier.feature_store import extract_dataset
 
     copy = tmp_path_factory.mktemp("learning") / "tiny-notes"
     shutil.copytree(tiny_dataset, copy)
@@ -67,13 +67,13 @@ def test_scaler_round_trips_through_json():
     rng = np.random.default_rng(0)
     x = rng.random((10, 44, 115)).astype(np.float32)
     scaler = ChromagramScaler().fit(x)
-    again = ChromagramScaler.from_params(json.loads(json.dumps(scaler.get_params())))
+    again = ChromagramScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
     np.testing.assert_array_equal(scaler.transform(x), again.transform(x))
     scaled = scaler.transform(x)
     assert abs(scaled.mean()) < 1e-4 and abs(scaled.std() - 1) < 1e-3
     assert to_model_input(x, scaler).shape == (10, 44, 115, 1)
     with pytest.raises(UserError):
-        ChromagramScaler.from_params({"kind": "other"})
+        ChromagramScaler.from_dict({"kind": "other"})
 
 
 def synthetic_parameters(n_per_instrument=10, families=("piano", "organ", "guitar"), instruments_per_family=5):
@@ -211,7 +211,8 @@ def test_fine_labels_sum_into_families():
 
 
 def test_architectures():
-    from instrument_classifier.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
+    from instrument_classifier.architectures import DEFAULT_ARCHITECTURE
+    from instrument_classifier.models import ARCHITECTURES, build_model
 
     assert set(ARCHITECTURES) == {"reference", "harmonic", DEFAULT_ARCHITECTURE} and DEFAULT_ARCHITECTURE != "harmonic"
     reference = build_model("reference", (44, 115, 1), 7)
@@ -308,8 +309,8 @@ def test_model_folder_holds_everything(model_dir):
 
 
 def test_model_folder_alone_predicts(model_dir, dataset):
-    from instrument_classifier.features import load_features
-    from instrument_classifier.models import load_model_dir
+    from instrument_classifier.feature_store import load_features
+    from instrument_classifier.model_bundle import load_model_dir
 
     bundle = load_model_dir(model_dir)
     chromagrams, _, _ = load_features(dataset)
@@ -351,7 +352,7 @@ def test_instrument_split_trains_on_the_heard_instruments(dataset, tmp_path, cap
 
 
 def test_reference_architecture_trains_one_unit_per_family(dataset, tmp_path, capsys):
-    from instrument_classifier.models import load_model_dir
+    from instrument_classifier.model_bundle import load_model_dir
 
     status, out, _ = run_script(train, [dataset, "--arch", "reference", "--epochs", "1", "-q", "--no-evaluate",
                                         "--models-dir", tmp_path], capsys)
@@ -365,7 +366,7 @@ def test_reference_architecture_trains_one_unit_per_family(dataset, tmp_path, ca
 
 def test_no_fine_labels_trains_one_unit_per_family(dataset, model_dir, tmp_path, capsys):
     """The default network learns a unit per instrument (test_model_folder_holds_everything); this one per family."""
-    from instrument_classifier.models import load_model_dir
+    from instrument_classifier.model_bundle import load_model_dir
 
     status, out, _ = run_script(train, [dataset, "--no-fine-labels", "--epochs", "1", "-q", "--no-evaluate",
                                         "--models-dir", tmp_path], capsys)
@@ -570,7 +571,7 @@ def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
     parameters = pd.read_csv(small / "parameters.csv")
     keep = parameters[(parameters["family_name"] != "piano") | (parameters.groupby("family_name").cumcount() < 2)]
     keep.to_csv(small / "parameters.csv", index=False)  # only 2 piano clips: no room for valid and test
-    from instrument_classifier.features import extract_dataset
+    from instrument_classifier.feature_store import extract_dataset
 
     extract_dataset(small, quiet=True, jobs=1, overwrite=True)
     assert_one_line_error(*run_script(prepare_training, [small], capsys)[::2], "piano")

@@ -20,7 +20,8 @@ import predict
 import prepare_training
 import train
 from conftest import run_script
-from instrument_classifier.features import ChromagramExtractor, extract_dataset, load_features
+from instrument_classifier.feature_store import extract_dataset, load_features
+from instrument_classifier.features import ChromagramExtractor
 
 INSTRUMENTS = {"violin": "strings", "trumpet": "brass", "flute": "pipe"}
 # Not the defaults (-120 dB floor and gate, 440 Hz), and the same (44, 115) shape: a predictor that fell
@@ -81,7 +82,8 @@ def test_an_instrument_model_names_instruments(instrument_model, dataset, tmp_pa
 
 def test_non_default_extractor_parameters_travel_to_prediction(instrument_model, dataset):
     """The model folder carries the extractor it was trained on; prediction rebuilds exactly that one."""
-    from instrument_classifier.prediction import Predictor, read_audio
+    from instrument_classifier.audio import read_audio
+    from instrument_classifier.prediction import Predictor
 
     preprocessing = json.loads((instrument_model / "preprocessing.json").read_text())
     assert preprocessing["features"] == EXTRACTOR.get_params()

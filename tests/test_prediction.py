@@ -21,8 +21,8 @@ import soundfile as sf
 import soxr
 
 import predict
-from instrument_classifier.prediction import (AudioError, clip_window, find_onset, read_audio, read_mono,
-                                              resample, to_full_scale, to_mono)
+from instrument_classifier.audio import (AudioError, clip_window, find_onset, read_audio, read_mono, resample,
+                                         to_full_scale, to_mono)
 
 RATE = 44_100
 CLIP = 88_200

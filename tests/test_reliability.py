@@ -35,7 +35,7 @@ import prepare_training
 import train
 from instrument_classifier.cli import UserError
 from instrument_classifier.dataset import SingleToneDataset
-from instrument_classifier.features import load_features
+from instrument_classifier.feature_store import load_features
 
 REPO = Path(__file__).resolve().parent.parent
 

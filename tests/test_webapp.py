@@ -26,7 +26,7 @@ import soundfile as sf
 import soxr
 
 from conftest import post_form, request
-from instrument_classifier.prediction import read_mono
+from instrument_classifier.audio import read_mono
 from instrument_classifier.webapp import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, MAX_UPLOAD_SAMPLES, MAX_UPLOAD_SECONDS
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,6 +1,7 @@
 """The web front end of :class:`prediction.Predictor`: an upload page and a JSON API.
 
-``create_app(predictor)`` builds the Flask app; ``make_server(app, ...)``
+``create_app(predictor)`` builds the Flask app: the views of :data:`blueprint`
+over one :class:`Service` (the model, the example clips); ``make_server(app, ...)``
 wraps it in a waitress server (``predict_webapp.py`` runs it)::
 
     GET  /                          the upload page (file picker, drag and drop,
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import io
 import json
 import logging
@@ -47,15 +47,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Flask, Request, current_app, jsonify, render_template, request, send_file
+from flask import Blueprint, Flask, Request, current_app, jsonify, render_template, request, send_file
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
+from ..defaults import SERVER_THREADS
 from ..model_files import PREDICTIONS_CSV
-from ..prediction import AudioError, Prediction, PreparedClip, Predictor
+from ..plots import colormap_table, note_name, octave_ticks
+from ..audio import SUPPORTED_EXTENSIONS, AudioError
+from ..prediction import Prediction, PreparedClip, Predictor
 
 # Uploaded files larger than this are refused with 413.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -74,11 +77,11 @@ MAX_FORM_FIELD_BYTES = 256 * 1024
 # 655 kHz audio: 315 M samples, 13 s and 2 GB when it was read whole).
 MAX_UPLOAD_SECONDS = 60.0
 MAX_UPLOAD_SAMPLES = 60 * 48_000 * 2
-# waitress: worker threads; open connections (idle and slow ones cost a socket
-# and what they have sent, at most MAX_REQUEST_BYTES each, but each takes a
-# place: the default 100 let 98 idle clients lock everyone out); a connection
-# silent this many seconds is closed, checked every SERVER_CLEANUP_INTERVAL s.
-SERVER_THREADS = 8
+# waitress (worker threads: defaults.SERVER_THREADS): open connections (idle
+# and slow ones cost a socket and what they have sent, at most MAX_REQUEST_BYTES
+# each, but each takes a place: the default 100 let 98 idle clients lock
+# everyone out); a connection silent this many seconds is closed, checked
+# every SERVER_CLEANUP_INTERVAL s.
 SERVER_CONNECTION_LIMIT = 400
 SERVER_CHANNEL_TIMEOUT = 30
 SERVER_CLEANUP_INTERVAL = 5
@@ -167,9 +170,45 @@ class Example:
         return mimetypes.guess_type(self.path.name)[0] or "application/octet-stream"
 
 
+@dataclass
+class Service:
+    """What the views share, built once per app: the model, the examples, the page's fixed context."""
+
+    predictor: Predictor
+    examples: list[Example]
+    examples_by_id: dict[str, Example]
+    max_upload_bytes: int
+    model_info: dict[str, Any]
+    page_context: dict[str, Any]
+
+    @classmethod
+    def create(cls, predictor: Predictor, examples: list[Example], max_upload_bytes: int) -> Service:
+        model_info = predictor.describe()
+        model_info.pop("model_dir", None)  # no server paths in the API
+        page_context = {
+            "model": model_info,
+            "examples": examples,
+            "pitch_ticks": pitch_ticks(predictor),
+            "pitch_range": pitch_range(predictor),
+            "max_upload_mb": max_upload_bytes / 1024 / 1024,
+            "max_upload_bytes": max_upload_bytes,
+            "accept": ",".join(["audio/*", *SUPPORTED_EXTENSIONS]),
+        }
+        return cls(predictor, examples, {example.sample_id: example for example in examples}, max_upload_bytes,
+                   model_info, page_context)
+
+
+SERVICE_KEY = "instrument_classifier"
+
+
+def service() -> Service:
+    """The current app's :class:`Service`."""
+    return current_app.extensions[SERVICE_KEY]
+
+
 def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Flask:
-    """The Flask app around a loaded ``predictor``.
+    """The Flask app around a loaded ``predictor``: the :data:`blueprint`'s views over one :class:`Service`.
 
     Parameters
     ----------
@@ -185,117 +224,129 @@ def create_app(predictor: Predictor, *, examples: list[Example] | None = None,
     app.config["MAX_UPLOAD_BYTES"] = max_upload_bytes
     app.json.sort_keys = False
     app.add_template_filter(format_percent, "percent")
-    if examples is None:
-        examples = find_examples(predictor)
-    examples_by_id = {example.sample_id: example for example in examples}
-    model_info = predictor.describe()
-    model_info.pop("model_dir", None)  # no server paths in the API
-    page_context = {
-        "model": model_info,
-        "examples": examples,
-        "pitch_ticks": pitch_ticks(predictor),
-        "pitch_range": pitch_range(predictor),
-        "max_upload_mb": max_upload_bytes / 1024 / 1024,
-        "max_upload_bytes": max_upload_bytes,
-        "accept": ",".join(["audio/*", *_accepted_extensions()]),
-    }
-
-    def classify_upload() -> tuple[Prediction, str]:
-        """(prediction, file name) of the request's audio_file; ApiError if bad."""
-        upload = form_parts()[1].get("audio_file")
-        if upload is None:
-            raise ApiError(400, "no file: send the audio as the form field 'audio_file' (multipart/form-data)")
-        name = Path(upload.filename or "upload").name or "upload"
-        data = upload.stream.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            raise ApiError(413, f"{name}: file too large (over {max_upload_bytes / 1024 / 1024:g} MB)")
-        if not data:
-            raise ApiError(400, "no file selected" if not upload.filename else f"{name}: empty file")
-        return classify_bytes(data, name), name
-
-    def classify_bytes(data: bytes, name: str) -> Prediction:
-        try:
-            clip: PreparedClip = predictor.prepare_file(data, name=name, max_seconds=MAX_UPLOAD_SECONDS,
-                                                        max_samples=MAX_UPLOAD_SAMPLES)
-        except AudioError as error:
-            raise ApiError(AUDIO_ERROR_STATUS.get(error.kind, 422), str(error)) from None
-        return predictor.predict_prepared([clip])[0]
-
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
-
-    @app.get("/")
-    def index():
-        return render_template("index.html", **page_context, result=None, error=None)
-
-    @app.post("/")
-    def index_post():
-        """The page's plain form post (no JavaScript): classify, render the page with the result."""
-        try:
-            example_id = form_parts()[0].get("example")
-            if example_id:
-                example = examples_by_id.get(example_id)
-                if example is None:
-                    raise ApiError(404, f"no example {example_id!r}")
-                prediction = classify_bytes(example.path.read_bytes(), example.path.name)
-                name, audio_src = example.title, f"/examples/{example.sample_id}"
-            else:
-                # No player for an upload: the reply would carry the file back
-                # (and waitress would spool a large reply to disk).
-                prediction, name = classify_upload()
-                audio_src = None
-        except ApiError as error:
-            return render_template("index.html", **page_context, result=None, error=error.message), error.status
-        result = {"name": name, "audio_src": audio_src, **result_json(prediction, predictor),
-                  "chromagram_png": chromagram_data_uri(prediction.chromagram)}
-        return render_template("index.html", **page_context, result=result, error=None)
-
-    @app.post("/api/classify/instrument")
-    def classify_api():
-        prediction, _ = classify_upload()
-        body = result_json(prediction, predictor)
-        if request.args.get("chromagram") not in (None, "", "0", "false"):
-            body["chromagram_png"] = chromagram_data_uri(prediction.chromagram)
-        return jsonify(body)
-
-    @app.get("/api/model")
-    def model_api():
-        return jsonify({**model_info, "examples": [
-            {"sample_id": e.sample_id, "label": e.label, "title": e.title, "url": f"/examples/{e.sample_id}"}
-            for e in examples]})
-
-    @app.get("/examples/<sample_id>")
-    def example_audio(sample_id: str):
-        example = examples_by_id.get(sample_id)
-        if example is None:
-            raise ApiError(404, f"no example {sample_id!r}")
-        return send_file(example.path, mimetype=example.mimetype, download_name=example.path.name,
-                         max_age=3600)
-
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError):
-        return jsonify({"error": error.message, "status": error.status}), error.status
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        status = error.code or 500
-        message = error.description or error.name
-        if status == 413:
-            message = form_too_large_message()
-        if request.path == "/" and request.method == "POST":
-            return render_template("index.html", **page_context, result=None, error=message), status
-        return jsonify({"error": message, "status": status}), status
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception):
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        return jsonify({"error": "internal error", "status": 500}), 500
-
+    app.extensions[SERVICE_KEY] = Service.create(
+        predictor, find_examples(predictor) if examples is None else examples, max_upload_bytes)
+    app.register_blueprint(blueprint)
     return app
+
+
+# ---------------------------------------------------------------------------
+# The views
+
+blueprint = Blueprint("classifier", __name__)
+
+
+def classify_upload() -> tuple[Prediction, str]:
+    """(prediction, file name) of the request's audio_file; ApiError if bad."""
+    limit = service().max_upload_bytes
+    upload = form_parts()[1].get("audio_file")
+    if upload is None:
+        raise ApiError(400, "no file: send the audio as the form field 'audio_file' (multipart/form-data)")
+    name = Path(upload.filename or "upload").name or "upload"
+    data = upload.stream.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"{name}: file too large (over {limit / 1024 / 1024:g} MB)")
+    if not data:
+        raise ApiError(400, "no file selected" if not upload.filename else f"{name}: empty file")
+    return classify_bytes(data, name), name
+
+
+def classify_bytes(data: bytes, name: str) -> Prediction:
+    """Classify a file's bytes, reading at most :data:`MAX_UPLOAD_SECONDS` / :data:`MAX_UPLOAD_SAMPLES` of it."""
+    predictor = service().predictor
+    try:
+        clip: PreparedClip = predictor.prepare_file(data, name=name, max_seconds=MAX_UPLOAD_SECONDS,
+                                                    max_samples=MAX_UPLOAD_SAMPLES)
+    except AudioError as error:
+        raise ApiError(AUDIO_ERROR_STATUS.get(error.kind, 422), str(error)) from None
+    return predictor.predict_prepared([clip])[0]
+
+
+def upload_page(*, result: dict | None = None, error: str | None = None) -> str:
+    """The upload page, with a result or an error."""
+    return render_template("index.html", **service().page_context, result=result, error=error)
+
+
+@blueprint.after_app_request
+def security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+@blueprint.get("/")
+def index():
+    return upload_page()
+
+
+@blueprint.post("/")
+def index_post():
+    """The page's plain form post (no JavaScript): classify, render the page with the result."""
+    try:
+        example_id = form_parts()[0].get("example")
+        if example_id:
+            example = service().examples_by_id.get(example_id)
+            if example is None:
+                raise ApiError(404, f"no example {example_id!r}")
+            prediction = classify_bytes(example.path.read_bytes(), example.path.name)
+            name, audio_src = example.title, f"/examples/{example.sample_id}"
+        else:
+            # No player for an upload: the reply would carry the file back
+            # (and waitress would spool a large reply to disk).
+            prediction, name = classify_upload()
+            audio_src = None
+    except ApiError as error:
+        return upload_page(error=error.message), error.status
+    result = {"name": name, "audio_src": audio_src, **result_json(prediction, service().predictor),
+              "chromagram_png": chromagram_data_uri(prediction.chromagram)}
+    return upload_page(result=result)
+
+
+@blueprint.post("/api/classify/instrument")
+def classify_api():
+    prediction, _ = classify_upload()
+    body = result_json(prediction, service().predictor)
+    if request.args.get("chromagram") not in (None, "", "0", "false"):
+        body["chromagram_png"] = chromagram_data_uri(prediction.chromagram)
+    return jsonify(body)
+
+
+@blueprint.get("/api/model")
+def model_api():
+    return jsonify({**service().model_info, "examples": [
+        {"sample_id": e.sample_id, "label": e.label, "title": e.title, "url": f"/examples/{e.sample_id}"}
+        for e in service().examples]})
+
+
+@blueprint.get("/examples/<sample_id>")
+def example_audio(sample_id: str):
+    example = service().examples_by_id.get(sample_id)
+    if example is None:
+        raise ApiError(404, f"no example {sample_id!r}")
+    return send_file(example.path, mimetype=example.mimetype, download_name=example.path.name, max_age=3600)
+
+
+@blueprint.app_errorhandler(ApiError)
+def api_error(error: ApiError):
+    return jsonify({"error": error.message, "status": error.status}), error.status
+
+
+@blueprint.app_errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    status = error.code or 500
+    message = error.description or error.name
+    if status == 413:
+        message = form_too_large_message()
+    if request.path == "/" and request.method == "POST":
+        return upload_page(error=message), status
+    return jsonify({"error": message, "status": status}), status
+
+
+@blueprint.app_errorhandler(Exception)
+def unexpected_error(error: Exception):
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return jsonify({"error": "internal error", "status": 500}), 500
 
 
 def result_json(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
@@ -390,8 +441,6 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
     """
     import pandas as pd
 
-    from ..features import note_name
-
     dataset = predictor.bundle.config.get("dataset")
     if not dataset or not Path(dataset).is_dir():
         return []
@@ -438,34 +487,21 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
 
 def pitch_ticks(predictor: Predictor) -> list[dict[str, Any]]:
     """Labels of the C of every octave: {"name", "percent" from the bottom of the image}."""
-    from ..features import note_name
-
     pitches = predictor.extractor.bin_pitches()
-    n_bins = len(pitches)
-    return [{"name": note_name(int(p)), "percent": round(100 * (b + 0.5) / n_bins, 2)}
-            for b, p in enumerate(pitches) if p == int(p) and int(p) % 12 == 0]
+    return [{"name": note_name(int(pitches[b])), "percent": round(100 * (b + 0.5) / len(pitches), 2)}
+            for b in octave_ticks(pitches)]
 
 
 def pitch_range(predictor: Predictor) -> tuple[str, str]:
     """Note names of the lowest and highest chromagram bins, e.g. ('A0', 'D#10')."""
-    from ..features import note_name
-
     pitches = predictor.extractor.bin_pitches()
     return note_name(int(round(pitches[0]))), note_name(int(round(pitches[-1])))
-
-
-@functools.cache
-def _colormap() -> np.ndarray:
-    """matplotlib's 'magma' as a (256, 3) uint8 lookup table (as the features plot uses)."""
-    from matplotlib import colormaps
-
-    return (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
 def chromagram_png(chromagram: np.ndarray) -> bytes:
     """A chromagram [shape=(frames, bins)] in [0, 1] as an RGB PNG: time across, pitch up, one pixel a cell."""
     values = np.clip(np.nan_to_num(np.asarray(chromagram, dtype=np.float32)), 0, 1)
-    image = _colormap()[np.round(values.T[::-1] * 255).astype(np.uint8)]  # (bins, frames, 3), low pitch at the bottom
+    image = colormap_table()[np.round(values.T[::-1] * 255).astype(np.uint8)]  # (bins, frames, 3), low pitch at the bottom
     height, width = image.shape[:2]
     raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))  # filter 0 per scanline
 
@@ -481,12 +517,6 @@ def chromagram_data_uri(chromagram: np.ndarray | None) -> str | None:
     if chromagram is None:
         return None
     return "data:image/png;base64," + base64.b64encode(chromagram_png(chromagram)).decode("ascii")
-
-
-def _accepted_extensions() -> list[str]:
-    from ..prediction import SUPPORTED_EXTENSIONS
-
-    return list(SUPPORTED_EXTENSIONS)
 
 
 def format_percent(value: float) -> str:

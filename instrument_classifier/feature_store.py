@@ -1,0 +1,285 @@
+"""A dataset's chromagrams on disk: extract them once, know when they are stale, load them aligned.
+
+``extract_features.py`` turns every clip of a dataset into one chromagram
+(:class:`features.ChromagramExtractor`) and writes ``DATASET/features/``::
+
+    chromagrams.npz   chromagrams: float32 [shape=(N, 44, 115)] (time frames,
+                      pitch bins), rows in parameters.csv order; sample_id [shape=(N,)]
+    features.json     the extractor's parameters, N, a fingerprint of the
+                      inputs, library versions, the time taken
+    chromagrams.png   (with --plot) one example chromagram per family
+
+Clips are decoded and transformed in shards of :data:`READ_CHUNK`
+(:func:`extract_shard`, scheduled by :func:`extract_shards`), so memory stays
+flat.  Later stages read the features with :func:`load_features`, or joined
+with the rows of ``parameters.csv`` with :func:`load_dataset_features`, and
+rebuild the very same extractor from the saved parameters with
+:meth:`~features.ChromagramExtractor.from_params`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from stat import S_ISREG
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .cli import UserError, atomic_path, library_versions, read_json, write_json
+from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
+from .defaults import CLIP_SAMPLES
+from .features import ALGORITHM_VERSION, ChromagramExtractor
+from .plots import plot_examples
+
+FEATURES_DIR = "features"
+CHROMAGRAMS_NPZ = "chromagrams.npz"
+FEATURES_JSON = "features.json"
+PLOT_PNG = "chromagrams.png"
+# Clips decoded and transformed at a time, one shard (0.35 MB each), so that
+# memory stays flat whatever the dataset size.
+READ_CHUNK = 256
+
+
+def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, jobs: int | None = None,
+                    plot: bool = False, extractor: ChromagramExtractor | None = None,
+                    quiet: bool = False) -> Path:
+    """Write ``DATASET/features/`` (chromagrams.npz, features.json, with ``plot`` a PNG).
+
+    Skips the work when features.json holds the same fingerprint (of
+    parameters.csv, each clip's name, size and mtime, the extractor's
+    parameters and :data:`~features.ALGORITHM_VERSION`) unless ``overwrite``.
+    Clips are decoded and transformed in shards (:func:`extract_shards`); the
+    files are written atomically at the end, so a failed run (a missing,
+    unreadable, wrong-rate or wrong-length clip) leaves the folder as it was.
+
+    Parameters
+    ----------
+    dataset_dir : a dataset folder (``parameters.csv`` plus clips).
+    overwrite : recompute even when the features are up to date.
+    jobs : threads for decoding and the transform (default: all cores).
+    plot : also write ``chromagrams.png``, one example per family.
+    extractor : the extractor to use (default: ``ChromagramExtractor()``).
+    quiet : no progress bar and no status line.
+
+    Returns
+    -------
+    Path of the features folder.
+    """
+    dataset, extractor = _checked_inputs(dataset_dir, extractor, jobs)
+    features_dir = dataset.path / FEATURES_DIR
+    fingerprint = _fingerprint(dataset, extractor)
+    if not overwrite and _recorded_fingerprint(features_dir) == fingerprint:
+        if plot and not (features_dir / PLOT_PNG).is_file():
+            chromagrams, _, _ = load_features(dataset.path)
+            plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
+        if not quiet:
+            print(f"features of {dataset.path} are up to date (use --overwrite to recompute)")
+        return features_dir
+    if not os.access(dataset.path, os.W_OK | os.X_OK) or (
+            features_dir.exists() and not os.access(features_dir, os.W_OK | os.X_OK)):
+        raise UserError(f"cannot write to {features_dir}")
+
+    start = time.perf_counter()
+    chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
+    # features.json goes last: without it (an interrupted run) there are no features.
+    (features_dir / FEATURES_JSON).unlink(missing_ok=True)
+    (features_dir / PLOT_PNG).unlink(missing_ok=True)
+    with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
+        np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
+        chromagrams_sha256 = _sha256(tmp)
+    seconds["total"] = time.perf_counter() - start
+    write_json(features_dir / FEATURES_JSON, _features_record(dataset, extractor, chromagrams, jobs=jobs,
+                                                             fingerprint=fingerprint, seconds=seconds,
+                                                             chromagrams_sha256=chromagrams_sha256))
+    if plot:
+        plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
+    if not quiet:
+        print(f"wrote {len(chromagrams)} chromagrams {chromagrams.shape[1:]} to {features_dir} "
+              f"in {seconds['total']:.1f} s ({seconds['decode']:.1f} s decoding)")
+    return features_dir
+
+
+def extract_shards(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None,
+                   quiet: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+    """Chromagrams of every clip, shard by shard (:data:`READ_CHUNK` clips each), with a progress bar.
+
+    Returns
+    -------
+    chromagrams : np.ndarray [shape=(len(paths), n_frames, n_bins), dtype=float32], in ``paths`` order
+    seconds : {"decode", "transform"}, summed over the shards
+    """
+    chromagrams = np.empty((len(paths), extractor.n_frames(CLIP_SAMPLES), extractor.n_bins), dtype=np.float32)
+    seconds = {"decode": 0.0, "transform": 0.0}
+    with tqdm(total=len(paths), unit="clip", desc="chromagrams", disable=True if quiet else None) as bar:
+        for first in range(0, len(paths), READ_CHUNK):
+            shard, decode, transform = extract_shard(paths[first:first + READ_CHUNK], extractor, jobs=jobs)
+            chromagrams[first:first + len(shard)] = shard
+            seconds["decode"] += decode
+            seconds["transform"] += transform
+            bar.update(len(shard))
+    return chromagrams, seconds
+
+
+def extract_shard(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None
+                  ) -> tuple[np.ndarray, float, float]:
+    """Decode and transform one shard of clips.
+
+    Returns
+    -------
+    chromagrams : np.ndarray [shape=(len(paths), n_frames, n_bins), dtype=float32]
+    decode_seconds, transform_seconds : float
+
+    Raises UserError for a clip that cannot be read or has the wrong rate or length.
+    """
+    tick = time.perf_counter()
+    clips = read_clips(paths, sample_rate=extractor.sample_rate, jobs=jobs)
+    decoded = time.perf_counter()
+    chromagrams = extractor.transform(clips, jobs=jobs)
+    return chromagrams, decoded - tick, time.perf_counter() - decoded
+
+
+def _checked_inputs(dataset_dir: str | os.PathLike, extractor: ChromagramExtractor | None, jobs: int | None
+                    ) -> tuple[SingleToneDataset, ChromagramExtractor]:
+    """The dataset and the extractor (default: ``ChromagramExtractor()``); UserError for what cannot work."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    dataset = SingleToneDataset(dataset_dir)
+    if len(dataset) == 0:
+        raise UserError(f"{dataset.path / PARAMETERS_CSV} lists no clips")
+    extractor = extractor or ChromagramExtractor()
+    try:
+        extractor.check_params()
+    except ValueError as error:
+        raise UserError(f"bad feature parameters: {error}") from None
+    return dataset, extractor
+
+
+def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor, chromagrams: np.ndarray, *,
+                     jobs: int | None, fingerprint: str, seconds: dict[str, float], chromagrams_sha256: str) -> dict:
+    """features.json: what was extracted, how, from what, and how long it took."""
+    return {
+        "dataset": str(dataset.path),
+        "n_clips": len(chromagrams),
+        "shape": list(chromagrams.shape),
+        "extractor": type(extractor).__name__,
+        "params": extractor.get_params(),
+        "first_bin_midi": float(extractor.bin_pitches()[0]),
+        "frame_seconds": [round(float(t), 6) for t in extractor.frame_times(CLIP_SAMPLES)[[0, -1]]],
+        "algorithm_version": ALGORITHM_VERSION,
+        "fingerprint": fingerprint,
+        "parameters_csv_sha256": _sha256(dataset.path / PARAMETERS_CSV),
+        "chromagrams_sha256": chromagrams_sha256,
+        "jobs": jobs or os.cpu_count(),
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions("numpy", "scipy", "soundfile", "pandas"),
+    }
+
+
+def load_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Read what :func:`extract_dataset` wrote.
+
+    Returns
+    -------
+    chromagrams : np.ndarray [shape=(N, n_frames, n_bins), dtype=float32], rows in parameters.csv order
+    sample_id : np.ndarray [shape=(N,)]
+    params : dict, the extractor's :meth:`~ChromagramExtractor.get_params`; rebuild it with
+        ``ChromagramExtractor.from_params(params)``.
+
+    Raises UserError when there are no features, they cannot be read, or
+    parameters.csv changed since they were extracted.
+    """
+    dataset_dir = Path(dataset_dir)
+    features_dir = dataset_dir / FEATURES_DIR
+    npz_path, record_path = features_dir / CHROMAGRAMS_NPZ, features_dir / FEATURES_JSON
+    if not (npz_path.is_file() and record_path.is_file()):
+        raise UserError(f"{dataset_dir} has no features: run extract_features.py first")
+    record = read_json(record_path, what="features record")
+    recorded = record.get("chromagrams_sha256") if isinstance(record, dict) else None
+    if recorded is not None and recorded != _sha256(npz_path):
+        raise UserError(f"{npz_path} changed since it was written: run extract_features.py --overwrite")
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            chromagrams, sample_id = npz["chromagrams"], npz["sample_id"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"cannot read {npz_path}: {error}") from None
+    if not (isinstance(record, dict) and isinstance(record.get("params"), dict)):
+        raise UserError(f"{record_path} has no extractor parameters: run extract_features.py --overwrite")
+    if chromagrams.ndim != 3 or len(chromagrams) != len(sample_id) or len(sample_id) != record.get("n_clips"):
+        raise UserError(f"{npz_path} does not match {record_path}: run extract_features.py --overwrite")
+    csv_path = dataset_dir / PARAMETERS_CSV
+    if csv_path.is_file() and _sha256(csv_path) != record.get("parameters_csv_sha256"):
+        raise UserError(f"{csv_path} changed since the features were extracted: run extract_features.py again")
+    return chromagrams, sample_id, record["params"]
+
+
+class DatasetFeatures(NamedTuple):
+    """A dataset's chromagrams joined with its parameters.csv (:func:`load_dataset_features`)."""
+
+    chromagrams: np.ndarray   # [shape=(N, n_frames, n_bins)], float32
+    sample_id: np.ndarray     # [shape=(N,)]
+    parameters: pd.DataFrame  # the rows of parameters.csv, in the order of ``chromagrams``
+    params: dict[str, Any]    # the extractor's parameters
+
+
+def load_dataset_features(dataset_dir: str | os.PathLike) -> DatasetFeatures:
+    """Read a dataset's parameters.csv and features, rows aligned; UserError when they do not match."""
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise UserError(f"dataset folder not found: {dataset_dir}")
+    parameters = SingleToneDataset(dataset_dir).parameters
+    chromagrams, sample_id, params = load_features(dataset_dir)
+    by_id = parameters.set_index("sample_id", drop=False)
+    missing = np.setdiff1d(sample_id, by_id.index.to_numpy())
+    if len(missing) or len(sample_id) != len(parameters):
+        raise UserError(f"the features of {dataset_dir} do not match its parameters.csv "
+                        f"({len(sample_id)} feature rows, {len(parameters)} clips); re-run extract_features.py")
+    return DatasetFeatures(chromagrams, np.asarray(sample_id), by_id.loc[sample_id].reset_index(drop=True), params)
+
+
+def _sample_ids(values: pd.Series) -> np.ndarray:
+    """sample_id as an array np.load can read without pickle (numbers or fixed-width text)."""
+    array = values.to_numpy()
+    return array if array.dtype.kind in "iub" else array.astype(str)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fingerprint(dataset: SingleToneDataset, extractor: ChromagramExtractor) -> str:
+    """Hash of everything the features depend on; raises UserError for a missing clip."""
+    digest = hashlib.sha256()
+    digest.update((dataset.path / PARAMETERS_CSV).read_bytes())
+    digest.update(json.dumps({"params": extractor.get_params(), "algorithm_version": ALGORITHM_VERSION,
+                              "clip_samples": CLIP_SAMPLES}, sort_keys=True).encode())
+    for path in dataset.audio_paths:
+        try:
+            stat = path.stat()
+        except OSError as error:
+            raise UserError(f"cannot read audio clip {path}: {error.strerror}") from None
+        if not S_ISREG(stat.st_mode):  # opening a FIFO would wait for a writer, past Ctrl-C
+            raise UserError(f"audio clip {path} is not a regular file (a pipe or a device?)")
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _recorded_fingerprint(features_dir: Path) -> str | None:
+    """The fingerprint of complete features, else None: chromagrams.npz must be the file that was written."""
+    try:
+        record = json.loads((features_dir / FEATURES_JSON).read_text())
+        written = isinstance(record, dict) and record.get("chromagrams_sha256") == \
+            _sha256(features_dir / CHROMAGRAMS_NPZ)
+    except (OSError, ValueError):
+        return None
+    return record.get("fingerprint") if written else None  # else unreadable, altered, or from before the hash
+
+
