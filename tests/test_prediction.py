@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ import soxr
 import predict
 from instrument_classifier.audio import (AudioError, clip_window, find_onset, read_audio, read_mono, resample,
                                          to_full_scale, to_mono)
-from instrument_classifier.prediction import Predictor
 
 RATE = 44_100
 CLIP = 88_200
@@ -40,42 +38,16 @@ def tone(seconds=1.5, *, rate=RATE, pitch=440.0, level=0.3, attack=0.01):
 
 
 # ---------------------------------------------------------------------------
-# A tiny trained model (shared with test_webapp.py; replace by a conftest fixture when there is one)
-
-
-def train_tiny_model(base: Path, dataset: Path, *, epochs: int = 2) -> Path:
-    """Copy ``dataset`` under ``base`` and train a model on it once; return the model folder."""
-    from instrument_classifier.feature_store import extract_dataset
-    from instrument_classifier.training import train_model
-    from instrument_classifier.training_data import prepare_training_data
-
-    models = sorted((base / "dataset" / "models").glob("*/model.keras"))
-    if models:
-        return models[-1].parent
-    copy = base / "dataset"
-    shutil.copytree(dataset, copy)
-    extract_dataset(copy, quiet=True, jobs=1)
-    prepare_training_data(copy)
-    return train_model(copy, epochs=epochs, verbose=0)
+# The session's tiny model (conftest.py: tiny_model_dir, predictor)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_dataset, tmp_path_factory):
-    return train_tiny_model(tmp_path_factory.getbasetemp() / "prediction-model", tiny_dataset)
-
-
-@pytest.fixture(scope="module")
-def predictor(model_dir):
-    return Predictor(model_dir)
-
-
-@pytest.fixture(scope="module")
-def confident_clip(predictor, model_dir):
+def confident_clip(predictor, tiny_model_dir):
     """(path, samples) of the dataset clip the model is most sure of (largest top-1 - top-2 margin).
 
     Among notes up to C5, so that the note's cells below 1.3 kHz survive a 22.05 kHz file.
     """
-    dataset = model_dir.parent.parent
+    dataset = tiny_model_dir.parent.parent
     parameters = pd.read_csv(dataset / "parameters.csv")
     paths = [dataset / name for name in parameters.loc[parameters["midi_number"] <= 72, "audio_file"]]
     best, best_margin = None, -1.0
@@ -191,11 +163,11 @@ def test_finite_samples_never_overflow():
 # The Predictor
 
 
-def test_predictor_matches_the_training_run(predictor, model_dir):
+def test_predictor_matches_the_training_run(predictor, tiny_model_dir):
     """A dataset clip through the predictor gets the probabilities train.py recorded."""
-    table = pd.read_csv(model_dir / "predictions.csv").head(5)
+    table = pd.read_csv(tiny_model_dir / "predictions.csv").head(5)
     for row in table.itertuples():
-        samples, rate = read_audio(model_dir.parent.parent / row.audio_file)
+        samples, rate = read_audio(tiny_model_dir.parent.parent / row.audio_file)
         result = predictor.predict(samples, rate)
         expected = [getattr(row, f"p_{name}") for name in predictor.class_names]
         assert np.allclose(list(result.probabilities.values()), expected, atol=1e-4)
@@ -205,10 +177,12 @@ def test_predictor_matches_the_training_run(predictor, model_dir):
 
 def test_predict_result(predictor):
     result = predictor.predict(tone(2.0), RATE)
-    assert result.label in predictor.class_names
     assert list(result.probabilities) == predictor.class_names
+    assert result.label == max(result.probabilities, key=result.probabilities.get)  # the most probable class
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4
+    # The chromagram shown to the user is the clip's: A4 (MIDI 69, bin 48) is its loudest bin while it sounds.
     assert result.chromagram.shape == (44, 115)
+    assert (np.argmax(result.chromagram[:20], axis=1) == 69 - 21).all()
     record = json.loads(json.dumps(result.to_json()))  # plain JSON values
     assert record["label"] == result.label and record["warnings"] == list(result.warnings)
     assert record["probabilities"] == pytest.approx(result.probabilities, abs=1e-6)
@@ -264,7 +238,6 @@ def test_clip_far_outside_the_training_levels_is_scaled_into_them(predictor, con
 
 def test_silent_and_short_clips_get_warnings(predictor):
     silent = predictor.predict(np.zeros(RATE, np.float32), RATE)
-    assert silent.label in predictor.class_names
     assert len(silent.warnings) == 1 and "silent" in silent.warnings[0]
     short = predictor.predict(tone(0.3), RATE)
     assert any("short clip" in w for w in short.warnings)
@@ -330,33 +303,37 @@ def clip_files(tmp_path):
     return tmp_path
 
 
-def test_cli_prints_one_label_per_file(model_dir, predictor, clip_files, capsys):
+def test_cli_prints_one_label_per_file(tiny_model_dir, predictor, clip_files, capsys):
     files = [str(clip_files / "one.wav"), str(clip_files / "two.flac")]
-    assert predict.main(["-m", str(model_dir), *files]) == 0
+    assert predict.main(["-m", str(tiny_model_dir), *files]) == 0
     out, err = capsys.readouterr()
-    lines = out.splitlines()
-    assert [line.split("\t")[0] for line in lines] == files
+    expected = [predictor.predict_file(path) for path in files]
+    assert out.splitlines() == [f"{path}\t{result.label}" for path, result in zip(files, expected)]
     assert err == ""
 
-    assert predict.main(["-m", str(model_dir), "--proba", *files]) == 0
+    assert predict.main(["-m", str(tiny_model_dir), "--proba", *files]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
-    for line in lines:
+    for line, result in zip(lines, expected):
         path, label, probabilities = line.split("\t")
-        assert label in predictor.class_names
-        assert [pair.split("=")[0] for pair in probabilities.split()] == predictor.class_names
+        assert label == result.label
+        pairs = [pair.split("=") for pair in probabilities.split()]
+        assert [name for name, _ in pairs] == predictor.class_names
+        assert [float(p) for _, p in pairs] == pytest.approx(list(result.probabilities.values()), abs=1e-4)
 
 
-def test_cli_json(model_dir, predictor, clip_files, capsys):
-    assert predict.main(["-m", str(model_dir), "--json", str(clip_files / "one.wav")]) == 0
+def test_cli_json(tiny_model_dir, predictor, clip_files, capsys):
+    assert predict.main(["-m", str(tiny_model_dir), "--json", str(clip_files / "one.wav")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert {"file", "label", "probabilities", "model_id", "warnings"} <= set(record)
-    assert record["model_id"] == predictor.model_id and record["label"] in predictor.class_names
+    expected = predictor.predict_file(clip_files / "one.wav")
+    assert record["model_id"] == predictor.model_id and record["label"] == expected.label
+    assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
 
 
-def test_cli_bad_files_one_line_each_and_the_rest_classified(model_dir, clip_files, capsys):
+def test_cli_bad_files_one_line_each_and_the_rest_classified(tiny_model_dir, clip_files, capsys):
     names = ["one.wav", "missing.wav", "empty.wav", "text.txt", "silent.wav", "two.flac"]
-    status = predict.main(["-m", str(model_dir), *[str(clip_files / n) for n in names]])
+    status = predict.main(["-m", str(tiny_model_dir), *[str(clip_files / n) for n in names]])
     out, err = capsys.readouterr()
     assert status == 1
     assert [Path(line.split("\t")[0]).name for line in out.splitlines()] == ["one.wav", "silent.wav", "two.flac"]
@@ -366,12 +343,12 @@ def test_cli_bad_files_one_line_each_and_the_rest_classified(model_dir, clip_fil
     assert "Traceback" not in err
 
 
-def test_cli_classifies_huge_samples_beside_a_good_file(model_dir, clip_files, capsys):
+def test_cli_classifies_huge_samples_beside_a_good_file(tiny_model_dir, clip_files, capsys):
     """A float WAV peaking at 1e37 once stopped the whole batch with a traceback."""
     huge = (tone(1.0, rate=48_000).astype(np.float64) * (1e37 / 0.3)).astype(np.float32)
     sf.write(clip_files / "huge.wav", huge, 48_000, subtype="FLOAT")
     files = [str(clip_files / "one.wav"), str(clip_files / "huge.wav")]
-    assert predict.main(["-m", str(model_dir), *files]) == 0
+    assert predict.main(["-m", str(tiny_model_dir), *files]) == 0
     out, err = capsys.readouterr()
     assert [line.split("\t")[0] for line in out.splitlines()] == files
     assert err.count("\n") == 1 and re.search(r"huge\.wav: peak level 7[34]\d\.\d dBFS is outside", err), err
@@ -383,12 +360,13 @@ def test_cli_bad_model_dir(tmp_path, clip_files, capsys):
     assert len(err.strip().splitlines()) == 1 and "model directory not found" in err
 
 
-def test_cli_script_end_to_end(model_dir, clip_files):
+def test_cli_script_end_to_end(tiny_model_dir, predictor, clip_files):
     """The real script in a subprocess: labels on stdout, only one-line messages on stderr."""
-    run = subprocess.run([sys.executable, str(REPO / "predict.py"), "-m", str(model_dir), "--json",
+    run = subprocess.run([sys.executable, str(REPO / "predict.py"), "-m", str(tiny_model_dir), "--json",
                           str(clip_files / "one.wav"), str(clip_files / "text.txt")],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 1
     records = [json.loads(line) for line in run.stdout.splitlines()]
-    assert records[0]["label"] and records[1]["label"] is None and "unsupported" in records[1]["error"]
+    assert records[0]["label"] == predictor.predict_file(clip_files / "one.wav").label
+    assert records[1]["label"] is None and "unsupported" in records[1]["error"]
     assert all(line.startswith("predict.py: ") for line in run.stderr.splitlines()), run.stderr

@@ -36,15 +36,8 @@ import train
 from instrument_classifier.cli import UserError
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.feature_store import load_features
-from test_prediction import train_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_dataset, tmp_path_factory) -> Path:
-    """The session's tiny model (shared with test_prediction and test_webapp): copy it before changing it."""
-    return train_tiny_model(tmp_path_factory.getbasetemp() / "prediction-model", tiny_dataset)
 
 
 @pytest.fixture
@@ -99,16 +92,16 @@ def set_hop_to_1024(folder):
     (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
     (set_hop_to_1024, "chromagrams of shape (87, 115), the network takes (44, 115)"),
 ])
-def test_damaged_model_folder_is_one_line(model_dir, tmp_path, capsys, damage, message):
-    broken = copy_model(model_dir, tmp_path)
+def test_damaged_model_folder_is_one_line(tiny_model_dir, tmp_path, capsys, damage, message):
+    broken = copy_model(tiny_model_dir, tmp_path)
     damage(broken)
-    clip = next((model_dir.parent.parent / "audio").glob("*.flac"))
+    clip = next((tiny_model_dir.parent.parent / "audio").glob("*.flac"))
     one_line_error(capsys, predict.main(["-m", str(broken), str(clip)]), message)
     one_line_error(capsys, predict_webapp.main(["-m", str(broken), "--port", "0"]), message)
 
 
-def test_web_app_on_a_host_that_does_not_resolve(model_dir, capsys):
-    status = predict_webapp.main(["-m", str(model_dir), "--host", "no.such.host.invalid", "--port", "0"])
+def test_web_app_on_a_host_that_does_not_resolve(tiny_model_dir, capsys):
+    status = predict_webapp.main(["-m", str(tiny_model_dir), "--host", "no.such.host.invalid", "--port", "0"])
     one_line_error(capsys, status, "cannot listen on no.such.host.invalid:0")
 
 
@@ -117,9 +110,9 @@ def test_web_app_on_a_host_that_does_not_resolve(model_dir, capsys):
     (["--learning-rate", "inf"], "--learning-rate must be a positive number, got inf"),
     (["--patience", "-1"], "--patience must be 0"),
 ])
-def test_training_refuses_numbers_that_cannot_train(model_dir, tmp_path, capsys, argv, message):
+def test_training_refuses_numbers_that_cannot_train(tiny_model_dir, tmp_path, capsys, argv, message):
     """Refused before any work (inf once failed after 15 s of training, nan and -1 with a traceback)."""
-    status = train.main([str(model_dir.parent.parent), *argv, "--models-dir", str(tmp_path / "models"), "-q"])
+    status = train.main([str(tiny_model_dir.parent.parent), *argv, "--models-dir", str(tmp_path / "models"), "-q"])
     one_line_error(capsys, status, message)
     assert not (tmp_path / "models").exists()
 
@@ -153,8 +146,8 @@ def no_correct_column(folder):
     (evaluate, no_validation_curves, "learning_curves.csv lacks columns: val_"),
     (analyze_errors, no_correct_column, "predictions.csv lacks columns: correct"),
 ])
-def test_damaged_training_results_are_one_line(model_dir, tmp_path, capsys, script, damage, message):
-    broken = copy_model(model_dir, tmp_path)
+def test_damaged_training_results_are_one_line(tiny_model_dir, tmp_path, capsys, script, damage, message):
+    broken = copy_model(tiny_model_dir, tmp_path)
     damage(broken)
     one_line_error(capsys, script.main([str(broken), "-q"]), message)
     assert not (broken / "evaluation").exists()
@@ -164,8 +157,8 @@ def test_damaged_training_results_are_one_line(model_dir, tmp_path, capsys, scri
 # Items 6 and 7: prepare_training.py neither destroys nor half-writes
 
 
-def test_prepare_training_writes_only_where_it_may(model_dir, tmp_path, capsys):
-    dataset = model_dir.parent.parent  # has features
+def test_prepare_training_writes_only_where_it_may(tiny_model_dir, tmp_path, capsys):
+    dataset = tiny_model_dir.parent.parent  # has features
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     one_line_error(capsys, prepare_training.main([str(dataset), "-o", str(a_file)]), "not a folder this stage wrote")
@@ -189,8 +182,8 @@ def test_prepare_training_writes_only_where_it_may(model_dir, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.txt", "other"]
 
 
-def test_prepare_training_refuses_nan_features_before_writing(model_dir, tmp_path, capsys):
-    dataset = Path(shutil.copytree(model_dir.parent.parent, tmp_path / "dataset",
+def test_prepare_training_refuses_nan_features_before_writing(tiny_model_dir, tmp_path, capsys):
+    dataset = Path(shutil.copytree(tiny_model_dir.parent.parent, tmp_path / "dataset",
                                    ignore=shutil.ignore_patterns("models", "training-data")))
     npz = dataset / "features" / "chromagrams.npz"
     chromagrams, sample_id, _ = load_features(dataset)
@@ -275,17 +268,17 @@ def test_a_damaged_feature_file_is_not_up_to_date(dataset, capsys, damage):
 # Item 12: the smaller ones
 
 
-def test_leaderboard_counts_must_make_sense(model_dir, capsys):
+def test_leaderboard_counts_must_make_sense(tiny_model_dir, capsys):
     for argv in (["--top", "-1"], ["--top", "0"], ["--latest", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
-            leaderboard.main([str(model_dir.parent), *argv])
+            leaderboard.main([str(tiny_model_dir.parent), *argv])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"argument {argv[0]}: invalid value" in err
 
 
-def test_best_model_skips_a_folder_that_cannot_load(model_dir, tmp_path, capsys):
-    good, bad = (copy_model(model_dir, tmp_path / name) for name in ("good", "bad"))
+def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, capsys):
+    good, bad = (copy_model(tiny_model_dir, tmp_path / name) for name in ("good", "bad"))
     models = tmp_path / "models"
     models.mkdir()
     good, bad = good.rename(models / "20990101-000000-x-s1"), bad.rename(models / "20990101-000001-x-s1")
@@ -310,10 +303,10 @@ def test_best_model_skips_a_folder_that_cannot_load(model_dir, tmp_path, capsys)
     assert error.endswith(f"error: no model of target family in {models} can be loaded (see the warnings)")
 
 
-def test_predict_with_stdout_closed_fails(model_dir):
+def test_predict_with_stdout_closed_fails(tiny_model_dir):
     """`predict.py clip >&-` printed nothing and exited 0."""
-    clip = next((model_dir.parent.parent / "audio").glob("*.flac"))
-    run = subprocess.run(f'"{sys.executable}" predict.py -m "{model_dir}" "{clip}" >&-', shell=True, cwd=REPO,
+    clip = next((tiny_model_dir.parent.parent / "audio").glob("*.flac"))
+    run = subprocess.run(f'"{sys.executable}" predict.py -m "{tiny_model_dir}" "{clip}" >&-', shell=True, cwd=REPO,
                          capture_output=False, stderr=subprocess.PIPE, text=True, timeout=300)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == ["predict.py: error: standard output is closed: nowhere to print "

@@ -73,7 +73,8 @@ def test_wrapper_uses_the_given_soundfont(tmp_path, a4_flute_midi):
 def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert fluidsynth_wrapper.main(["--set-default", str(bundled_soundfont())]) == 0
-    assert Path(tmp_path / ".fluidsynth" / "default_sound_font").read_text().strip() == str(bundled_soundfont())
+    stored = Path((tmp_path / ".fluidsynth" / "default_sound_font").read_text().strip())
+    assert stored.resolve() == bundled_soundfont().resolve()  # the same file, whatever links lead to it
     assert fluidsynth_wrapper.main(["--show-default"]) == 0
     assert capsys.readouterr().out.strip().endswith("TimGM6mb.sf2")
 
