@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point, seed_type
@@ -101,4 +102,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status in (130, 143):
+        # Interrupted mid-fit: TensorFlow's input threads may still be running, and tearing them down at
+        # interpreter exit crashed now and then (glibc "free(): invalid next size"); the cleanup is done.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
