@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -97,6 +98,7 @@ def measure_generation(args: argparse.Namespace, soundfont: Path, work: Path) ->
     common = ["-c", str(args.count), "-s", "42", "-f", "flac", "-q", "--soundfont", str(soundfont)]
     times: dict[str, list[float]] = {"ours": [], "pool": [], "cluster": []}
     peaks: dict[str, list[float]] = {"ours": [], "pool": []}
+    cpus: dict[str, list[float]] = {"ours": [], "pool": [], "cluster": []}
     loads = []
     with loopback_cluster(2, dashboard=True) as cluster:
         commands = {
@@ -107,12 +109,18 @@ def measure_generation(args: argparse.Namespace, soundfont: Path, work: Path) ->
         for run in range(args.runs):
             for name, (tree, extra) in commands.items():
                 out = work / f"{name}-{run}"
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 seconds, peak = run_measured([python(), str(tree / "generate_audio_samples.py"), *common,
                                               "-o", str(out), *extra], cwd=tree)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                # CPU seconds of the command and every process it waited for (a local cluster's workers,
+                # not a cluster's): less sensitive than wall time to other jobs sharing the cores.
+                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                 times[name].append(seconds)
+                cpus[name].append(cpu)
                 if name in peaks:
                     peaks[name].append(peak)
-                print(f"{name} run {run + 1}: {seconds:.2f} s, peak {peak:.0f} MiB", flush=True)
+                print(f"{name} run {run + 1}: {seconds:.2f} s, CPU {cpu:.2f} s, peak {peak:.0f} MiB", flush=True)
                 if name == "ours":
                     started = time.perf_counter()
                     SingleToneDataset(out).samples
@@ -123,13 +131,19 @@ def measure_generation(args: argparse.Namespace, soundfont: Path, work: Path) ->
         "clips": args.count,
         "ours_seconds_median": round(median(times["ours"]), 2), "ours_seconds": [round(s, 2) for s in times["ours"]],
         "ours_peak_mib_median": round(median(peaks["ours"])),
+        "ours_cpu_seconds_median": round(median(cpus["ours"]), 2),
         "pool_commit": POOL_COMMIT,
+        "pool_cpu_seconds_median": round(median(cpus["pool"]), 2),
+        "cluster_client_cpu_seconds_median": round(median(cpus["cluster"]), 2),
         "pool_seconds_median": round(median(times["pool"]), 2), "pool_seconds": [round(s, 2) for s in times["pool"]],
         "pool_peak_mib_median": round(median(peaks["pool"])),
         "ours_over_pool": round(median(times["ours"]) / median(times["pool"]), 3),
+        # Each round's ratio: the two ran a minute apart, under the same load.
+        "ours_over_pool_paired_median": round(median([o / p for o, p in zip(times["ours"], times["pool"])]), 3),
         "cluster_seconds_median": round(median(times["cluster"]), 2),
         "cluster_seconds": [round(s, 2) for s in times["cluster"]],
         "cluster_over_ours": round(median(times["cluster"]) / median(times["ours"]), 3),
+        "cluster_over_ours_paired_median": round(median([c / o for c, o in zip(times["cluster"], times["ours"])]), 3),
         "same_bytes_ours_pool": same_bytes(work / "ours-0", work / "pool-0"),
         "same_bytes_cluster_ours": same_bytes(work / "cluster-0", work / "ours-0"),
         "load_seconds_median": round(median(loads), 2),
@@ -164,13 +178,16 @@ def main() -> None:
                         "speedup": round(median(original) / results["ours_seconds_median"], 1)})
     write_results("generation", results)
     r = results
-    print(f"\n| {args.count} clips | median wall | peak memory (process tree) |\n|---|---|---|")
-    print(f"| ours: Dask, local cluster, -j 2 | {r['ours_seconds_median']} s | {r['ours_peak_mib_median']} MiB |")
+    print(f"\n| {args.count} clips | median wall | CPU (process tree) | peak memory (process tree) |\n|---|---|---|---|")
+    print(f"| ours: Dask, local cluster, -j 2 | {r['ours_seconds_median']} s | {r['ours_cpu_seconds_median']} s "
+          f"| {r['ours_peak_mib_median']} MiB |")
     print(f"| previous: home-made process pool ({POOL_COMMIT}), -j 2 | {r['pool_seconds_median']} s "
-          f"| {r['pool_peak_mib_median']} MiB |")
-    print(f"| ours / previous | {r['ours_over_pool']} | |")
+          f"| {r['pool_cpu_seconds_median']} s | {r['pool_peak_mib_median']} MiB |")
+    print(f"| ours / previous: ratio of medians, median of each round's ratio | {r['ours_over_pool']}, "
+          f"{r['ours_over_pool_paired_median']} | |")
     print(f"| ours on a loopback cluster (scheduler + 2 `dask worker`, TCP) | {r['cluster_seconds_median']} s | |")
-    print(f"| cluster / local | {r['cluster_over_ours']} | |")
+    print(f"| cluster / local: ratio of medians, median of each round's ratio | {r['cluster_over_ours']}, "
+          f"{r['cluster_over_ours_paired_median']} | |")
     print(f"| same bytes: local = previous, cluster = local | {r['same_bytes_ours_pool']}, "
           f"{r['same_bytes_cluster_ours']} | |")
     if original:
