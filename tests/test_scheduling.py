@@ -120,3 +120,15 @@ def test_workers_that_cannot_see_the_output_folder_are_named(cluster, tmp_path, 
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "Dask worker inproc://" in err
     assert "cannot write to /nonexistent/.dataset." in err and list(tmp_path.iterdir()) == []
+
+
+def test_progress_locally_and_the_dashboard_address_on_a_cluster(cluster, tmp_path, capsys):
+    """A bar over the clips as before; on a cluster, first a line with its size and dashboard address."""
+    assert generate_audio_samples.main(["-c", "3", "-j", "2", "-o", str(tmp_path / "local")]) == 0
+    err = capsys.readouterr().err
+    assert "generating: 100%" in err and "3/3" in err and "dask:" not in err
+    assert generate_audio_samples.main(["-c", "3", "-o", str(tmp_path / "cluster"), "--scheduler",
+                                        cluster.address]) == 0
+    first, *rest = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"dask: scheduler {cluster.address}, 2 workers on 1 host, 2 threads; dashboard http")
+    assert "generating: 100%" in rest[-1]
