@@ -6,7 +6,8 @@ as a MIDI file and synthesised by FluidSynth: 2.0 s of 44.1 kHz mono audio,
 the note from t = 0.  --variation realistic also varies how it is played
 (velocity, length, detune, vibrato, brightness) and recorded (room, microphone
 colour, level, noise and hum, MP3); --variation none gives the seed's clean
-clips (the note held 1.0 s, dry).  Same seed, same bytes, for any --jobs.
+clips (the note held 1.0 s, dry).  Same seed, same bytes, for any --jobs, on
+this machine or on a Dask cluster (--scheduler).
 
 Examples:
 
@@ -17,6 +18,9 @@ Examples:
     python generate_audio_samples.py -c 2000 -s 42 -o data/working/single-notes-2000 -f flac
     # an ablation: the same clips without rooms
     python generate_audio_samples.py -c 6000 --soundfont all --variation realistic --vary room_probability=0 -o OUT
+    # the same clips on a running Dask cluster (README, Running on a cluster): OUT on a folder every worker sees
+    python generate_audio_samples.py -c 60000 --soundfont all --variation realistic \
+        --scheduler tcp://scheduler-host:8786 -o /shared/datasets/multi-font-60000
 
 Writes OUT/parameters.csv, OUT/audio/sample_000000.flac ..., OUT/midi/sample_000000.mid ...
 and OUT/generation.json (arguments, counts, library versions, time).
@@ -46,7 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-s", "--seed", type=seed_type, default=DEFAULT_SEED, help="random seed")
     parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
-    parser.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("-j", "--jobs", type=positive_int, default=None,
+                        help="worker processes on this machine (default: all cores; ignored with --scheduler)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run on the Dask cluster whose scheduler is there (`dask scheduler`); -o must be a "
+                             "folder every worker sees (default: this machine's cores)")
     parser.add_argument("--soundfont", action="extend", nargs="+", metavar="NAME_OR_PATH",
                         help="SoundFont: a name from data/soundfonts.csv, 'all' of them, or a .sf2/.sf3 path; "
                              "several spread the clips over the fonts, clip i on font i mod n "
@@ -61,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--instruments", nargs="+", metavar="NAME_OR_ID",
                         help="instruments that play (names or ids 1-128); overrides --families")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (nor the cluster's dashboard address)")
     return parser.parse_args(argv)
 
 
@@ -72,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(count=args.count, seed=args.seed, audio_format=args.format.lower(),
                                   soundfonts=resolve_soundfonts(args.soundfont), instruments=instruments,
                                   recipe=get_recipe(args.variation, args.vary))
-    parameters = generate_dataset(settings, args.output_dir, jobs=args.jobs, overwrite=args.overwrite,
-                                  progress=not args.quiet)
+    parameters = generate_dataset(settings, args.output_dir, jobs=args.jobs, scheduler=args.scheduler,
+                                  overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {len(parameters)} clips to {args.output_dir}")
     return 0
 

@@ -39,10 +39,10 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_measured(command: list[str], *, env: dict | None = None) -> tuple[float, float]:
-    """Run ``command``; return (wall seconds, peak RSS of its whole process tree in MiB)."""
+def run_measured(command: list[str], *, env: dict | None = None, cwd: Path = REPO_DIR) -> tuple[float, float]:
+    """Run ``command`` in ``cwd``; return (wall seconds, peak RSS of its whole process tree in MiB)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     peak = 0
 

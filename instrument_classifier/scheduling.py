@@ -1,0 +1,397 @@
+"""Where a stage's Dask tasks run: this machine's cores, or a running Dask cluster.
+
+One task graph for every size; only the client changes::
+
+    with dask_client(None, workers=2) as client:                  # this machine: 2 worker processes
+    with dask_client("tcp://host:8786") as client:                # a cluster (`dask scheduler`, `dask worker`)
+        run_tasks(client, render_shard, [(settings, ids, out), ...], on_result=...)
+
+This machine (the default): a ``LocalCluster`` of ``workers`` processes of one
+thread each, forked from this process (so a worker starts in a fraction of a
+second with every module already imported, where a spawned one takes ~2 s),
+no dashboard, its logs silenced; with one worker, a worker thread in this
+process (nothing to start).  A cluster: connected within
+:data:`CONNECT_SECONDS` or a one-line error, its dashboard address printed.
+Either way a task's exception reaches the caller as itself (a ``UserError``,
+an ``OSError``), a worker lost mid-task is replaced by a retry of its tasks
+(the scheduler's ``allowed-failures``, 3), and a run whose workers all went
+away ends with a one-line error instead of waiting for ever.
+
+Tasks must be idempotent: a task may run twice (its worker died during or
+after it), and the retry must give the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .cli import UserError
+from .defaults import REPO_DIR
+
+# How long a cluster's scheduler may take to answer before the run gives up.
+CONNECT_SECONDS = 5
+# How long a run waits for a cluster to have a worker (at the start, or after losing them all).
+NO_WORKER_SECONDS = 30
+# How often a run that is waiting for its tasks checks the cluster still has workers.
+POLL_SECONDS = 2.0
+
+
+# Dask settings for this process and the worker processes it forks.  Dask's defaults keep a small
+# cluster's scheduler, nannies and workers busy with monitoring, ~10 % of a core while the workers
+# render; these keep it under 2 %.
+LOCAL_CONFIG = {
+    "distributed.worker.multiprocessing-method": "fork",
+    # The statistical profiler samples each worker's stack every 10 ms (the dashboard's profile page).
+    "distributed.worker.profile.enabled": False,
+    # The event-loop lag check runs every 20 ms in every server; a task that holds the GIL for
+    # seconds is normal here, not worth its warning.
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.tick.limit": "1h",
+    # Worker memory against its limit: every second, not every 100 ms (a shard holds little memory).
+    "distributed.worker.memory.monitor-interval": "1s",
+    # CPU, memory, network and disk counters for the dashboard.
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.disk": False,
+}
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """Who ran a task: the worker's address and its machine's host name."""
+
+    address: str
+    host: str
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook for this machine's worker processes: interrupts are the parent's business.
+
+    A forked worker inherits the parent's SIGTERM handler (which raises) and
+    gets a terminal's Ctrl-C too; either would print a traceback per worker.
+    The parent stops the workers itself when it is interrupted.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, *, workers: int = 1, announce: bool = True,
+                warm_up: Callable[[], None] | None = None) -> Iterator[Any]:
+    """Yield a ``distributed.Client``: a local cluster of ``workers``, or the cluster at ``scheduler``.
+
+    ``announce`` prints the cluster's workers and dashboard address (a
+    remote cluster only).  ``warm_up`` (a local cluster only) runs in a
+    thread while Dask is imported, and ends before the worker processes are
+    forked, so they inherit what it loaded (work in C that releases Python's
+    lock, such as loading a SoundFont, costs no time then).  On leaving, the
+    client is closed and a local cluster stopped, its worker processes gone,
+    before the caller cleans up.
+    """
+    warming = None
+    if warm_up is not None and scheduler is None:
+        warming = threading.Thread(target=warm_up, name="warm-up", daemon=True)
+        warming.start()
+    import dask
+    import distributed
+
+    quiet_logs = {"distributed": logging.CRITICAL}
+    with dask.config.set(LOCAL_CONFIG), _log_levels(quiet_logs):
+        if scheduler is None:
+            if warming is not None:
+                warming.join()  # never fork while it runs
+            cluster = _local_cluster(workers)
+            client = distributed.Client(cluster, set_as_default=False)
+        else:
+            cluster = None
+            client = _connect(scheduler)
+        try:
+            if cluster is None:
+                _wait_for_workers(client, scheduler)
+                if announce:
+                    print(describe_cluster(client), file=sys.stderr)
+            yield client
+        finally:
+            # A failure to close (a scheduler gone) must not hide the run's own error; local workers
+            # that outlive this process exit when it does (they watch their parent).
+            with contextlib.suppress(Exception):
+                client.close()
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close()
+
+
+def _local_cluster(workers: int) -> Any:
+    import distributed
+    import distributed.versions
+
+    processes = workers > 1
+    # Every worker reports its package versions when it joins; read once here (a scan of the installed
+    # packages' metadata, cached), the forked workers inherit them: the cluster starts in half the time.
+    distributed.versions.get_versions()
+    try:
+        return distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=processes,
+            dashboard_address=None, silence_logs=logging.CRITICAL, worker_dashboard_address=None,
+            # No dashboard; the scheduler's HTTP server (health, metrics) on a free loopback port,
+            # not 8787, which may be taken (a warning) or reachable from the network.
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            **({"host": "127.0.0.1", "preload": [__name__]} if processes else {}))
+    except Exception as error:
+        raise UserError(f"cannot start {_plural(workers, 'Dask worker')} on this machine: "
+                        f"{_reason(error)}") from None
+
+
+def _connect(scheduler: str) -> Any:
+    import distributed
+
+    _check_scheduler(scheduler)
+    try:
+        return distributed.Client(scheduler, timeout=CONNECT_SECONDS, set_as_default=False)
+    except Exception as error:  # it answered the handshake a moment ago: it went away since
+        raise UserError(f"cannot connect to the Dask scheduler at {scheduler}: {_reason(error)}") from None
+
+
+def _check_scheduler(scheduler: str) -> None:
+    """A Dask handshake with ``scheduler`` within CONNECT_SECONDS, or a UserError.
+
+    Done on its own before a ``Client`` is made: a ``Client`` that failed to
+    connect prints a traceback when it is garbage-collected.
+    """
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await connect(scheduler, timeout=CONNECT_SECONDS)
+        await comm.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(handshake(), CONNECT_SECONDS + 1))
+    except ValueError as error:  # an address Dask cannot parse
+        raise UserError(f"invalid Dask scheduler address {scheduler!r}: {error}") from None
+    except (OSError, asyncio.TimeoutError) as error:  # refused, unreachable, silent
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_SECONDS} s "
+                        f"(is `dask scheduler` running there?): {_reason(error)}") from None
+    except Exception:  # garbage in the handshake
+        raise UserError(f"something answered at {scheduler}, but not a Dask scheduler") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).split("\n")[0]
+    return text if text else type(error).__name__
+
+
+def _wait_for_workers(client: Any, scheduler: str) -> None:
+    try:
+        client.wait_for_workers(1, timeout=NO_WORKER_SECONDS)
+    except (TimeoutError, OSError):
+        raise UserError(f"the Dask cluster at {scheduler} has no workers (waited {NO_WORKER_SECONDS} s; "
+                        "start some with `dask worker`)") from None
+
+
+def describe_cluster(client: Any) -> str:
+    """One line: the scheduler, its workers and threads, the dashboard address."""
+    threads = client.nthreads()
+    hosts = {address.split("://")[-1].rsplit(":", 1)[0] for address in threads}
+    try:
+        dashboard = client.dashboard_link or "none"
+    except KeyError:  # the scheduler serves no dashboard (bokeh is not installed there)
+        dashboard = "none (install bokeh where the scheduler runs)"
+    return (f"dask: scheduler {client.scheduler.address}, {_plural(len(threads), 'worker')} on "
+            f"{_plural(len(hosts), 'host')}, {_plural(sum(threads.values()), 'thread')}; dashboard {dashboard}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def run_tasks(client: Any, function: Callable, arguments: Iterable[tuple],
+              on_result: Callable[[WorkerRecord, Any], None]) -> None:
+    """Run ``function(*args)`` for each tuple of ``arguments`` as Dask tasks; ``on_result`` as each finishes.
+
+    ``on_result(worker, result)`` runs in this thread, in the order the
+    tasks finish.  The first task that raises stops the run: the others are
+    cancelled and its exception is raised here (a worker that died three
+    times on a task: a ``UserError``).  An exception here (Ctrl-C) cancels
+    them too.
+    """
+    import distributed
+
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    futures = []
+    try:
+        for args in arguments:
+            future = client.submit(_named, function, *args, pure=False)
+            future.add_done_callback(finished.put)
+            futures.append(future)
+        no_workers_since = None
+        for _ in range(len(futures)):
+            while True:
+                try:
+                    future = finished.get(timeout=POLL_SECONDS)
+                    break
+                except queue.Empty:
+                    try:
+                        no_workers_since = _check_workers(client, no_workers_since)
+                    except OSError as error:
+                        raise UserError(f"lost the Dask scheduler: {_reason(error)}") from None
+            try:
+                worker, result = future.result()
+            except distributed.client.FutureCancelledError as error:
+                raise UserError(f"the Dask scheduler cancelled a task (did it stop?): {error.reason}") from None
+            except distributed.scheduler.KilledWorker as error:
+                raise UserError(f"{error.allowed_failures + 1} workers died running the same task "
+                                "(out of memory? killed?)") from None
+            future.release()
+            on_result(worker, result)
+    finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            with contextlib.suppress(Exception):  # the scheduler may be gone
+                client.cancel(pending)
+
+
+def _named(function: Callable, *args: Any) -> tuple[WorkerRecord, Any]:
+    """Run on a worker: the worker's name beside the task's result."""
+    import distributed
+
+    return WorkerRecord(distributed.get_worker().address, socket.gethostname()), function(*args)
+
+
+def _check_workers(client: Any, since: float | None) -> float | None:
+    """Raise once the cluster has been without workers for NO_WORKER_SECONDS; return since when it has none."""
+    if client.nthreads():
+        return None
+    now = time.monotonic()
+    if since is not None and now - since > NO_WORKER_SECONDS:
+        raise UserError(f"the Dask cluster lost all its workers (none for {NO_WORKER_SECONDS} s)")
+    return now if since is None else since
+
+
+@contextlib.contextmanager
+def _log_levels(levels: dict[str, int]) -> Iterator[None]:
+    loggers = {name: logging.getLogger(name) for name in levels}
+    previous = {name: logger.level for name, logger in loggers.items()}
+    for name, logger in loggers.items():
+        logger.setLevel(levels[name])
+    try:
+        yield
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(previous[name])
+
+
+def worker_records(records: Iterable[WorkerRecord]) -> list[dict]:
+    """The run record's list of workers: address, host, tasks run, sorted by address."""
+    counts: dict[WorkerRecord, int] = {}
+    for record in records:
+        counts[record] = counts.get(record, 0) + 1
+    return [{"address": r.address, "host": r.host, "tasks": n} for r, n in sorted(counts.items(),
+                                                                                key=lambda item: item[0].address)]
+
+
+@dataclass
+class LoopbackCluster:
+    """A running :func:`loopback_cluster`: the scheduler's address and the worker processes."""
+
+    address: str
+    workers: list[subprocess.Popen]
+    folder: Path
+
+    def add_worker(self) -> subprocess.Popen:
+        """Start one more ``dask worker`` process and wait until the scheduler has it."""
+        self.workers.append(_start_worker(self.address, self.folder, len(self.workers)))
+        _wait_for_worker_count(self.address, sum(w.poll() is None for w in self.workers))
+        return self.workers[-1]
+
+
+@contextlib.contextmanager
+def loopback_cluster(workers: int = 2, *, dashboard: bool = False) -> Iterator[LoopbackCluster]:
+    """A real Dask cluster on this machine, for tests and benchmarks.
+
+    ``dask scheduler`` and ``workers`` separate ``dask worker`` processes
+    (one thread each, no nanny: a killed worker stays dead), talking TCP on
+    127.0.0.1, each with this project on its ``PYTHONPATH`` as the README's
+    recipe has it.  Their logs go to files in a temporary folder; on leaving,
+    every process is stopped.
+    """
+    with tempfile.TemporaryDirectory(prefix="dask-loopback-") as name:
+        folder = Path(name)
+        scheduler_file = folder / "scheduler.json"
+        command = [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                   "--scheduler-file", str(scheduler_file), "--dashboard-address", "127.0.0.1:0",
+                   *([] if dashboard else ["--no-dashboard"])]
+        processes = [_start(command, folder / "scheduler.log")]
+        cluster = None
+        try:
+            address = _wait_for_address(scheduler_file, processes[0], folder / "scheduler.log")
+            cluster = LoopbackCluster(address, [], folder)
+            for index in range(workers):
+                cluster.workers.append(_start_worker(address, folder, index))
+            _wait_for_worker_count(address, workers)
+            yield cluster
+        finally:
+            for process in (cluster.workers if cluster else []) + processes:
+                if process.poll() is None:
+                    process.terminate()
+            for process in (cluster.workers if cluster else []) + processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _project_env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO_DIR) + (os.pathsep + path if path else "")}
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as handle:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+                                env=_project_env(), cwd=log.parent)
+
+
+def _start_worker(address: str, folder: Path, index: int) -> subprocess.Popen:
+    return _start([sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", "--no-nanny",
+                   "--no-dashboard", "--name", f"worker-{index}", "--local-directory", str(folder),
+                   "--death-timeout", "30"],  # gone 30 s after its scheduler, should this process be killed
+                  folder / f"worker-{index}.log")
+
+
+def _wait_for_address(scheduler_file: Path, process: subprocess.Popen, log: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dask scheduler exited: {log.read_text()[-2000:]}")
+        try:
+            return json.loads(scheduler_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+    raise RuntimeError(f"dask scheduler did not start within {timeout} s: {log.read_text()[-2000:]}")
+
+
+def _wait_for_worker_count(address: str, count: int, timeout: float = 60) -> None:
+    import distributed
+
+    with _log_levels({"distributed": logging.CRITICAL}), \
+            distributed.Client(address, timeout=CONNECT_SECONDS, set_as_default=False) as client:
+        deadline = time.monotonic() + timeout
+        while len(client.nthreads()) != count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the loopback cluster has {len(client.nthreads())} workers, not {count}")
+            time.sleep(0.05)
