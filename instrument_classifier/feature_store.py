@@ -121,12 +121,10 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
         raise UserError(f"cannot write to {features_dir}")
 
     start = time.perf_counter()
-    # features.json goes last: without it (an interrupted run) there are no features.
-    (features_dir / FEATURES_JSON).unlink(missing_ok=True)
-    (features_dir / PLOT_PNG).unlink(missing_ok=True)
     sample_id = _sample_ids(dataset.parameters["sample_id"])
     if chosen == "npz":
         chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
+        _forget_features(features_dir)
         with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
             np.savez(tmp, chromagrams=chromagrams, sample_id=sample_id)
             hashes = {"chromagrams_sha256": _sha256(tmp)}
@@ -139,6 +137,7 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
             out.close()
             np.save(tmp / SAMPLE_ID_NPY, sample_id, allow_pickle=False)
             hashes = {"chromagrams_sha256": index_sha256(tmp), "sample_id_sha256": _sha256(tmp / SAMPLE_ID_NPY)}
+            _forget_features(features_dir)
         (features_dir / CHROMAGRAMS_NPZ).unlink(missing_ok=True)
         chromagrams = open_chunked(features_dir / CHROMAGRAMS_DIR, verify=False)
     seconds["total"] = time.perf_counter() - start
@@ -152,6 +151,16 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
               + ("(chunked) " if chosen == "chunked" else "")
               + f"in {seconds['total']:.1f} s ({seconds['decode']:.1f} s decoding)")
     return features_dir
+
+
+def _forget_features(features_dir: Path) -> None:
+    """Remove features.json (and the plot) before new features replace the old: it goes back last.
+
+    Called once the new features are computed, so that a failed run leaves the
+    old ones as they were, and an interrupted one no features that look finished.
+    """
+    (features_dir / FEATURES_JSON).unlink(missing_ok=True)
+    (features_dir / PLOT_PNG).unlink(missing_ok=True)
 
 
 def extract_shards(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None,

@@ -126,7 +126,7 @@ def test_a_damaged_chunk_is_one_line_and_recomputed(both_layouts, tmp_path, caps
     status = prepare_training.main([str(dataset)])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and message in err[0], err
-    # The freshness check notices it: extraction runs again (auto keeps the layout of the 56 clips? no: npz).
+    # The freshness check notices it: extracting again recomputes the damaged store.
     assert extract_features.main([str(dataset), "-q", "--layout", "chunked"]) == 0
     assert np.asarray(load_features(dataset)[0]).tobytes() == load_features(both_layouts[0])[0].tobytes()
 
@@ -191,3 +191,21 @@ def test_batches_read_the_rows_asked(both_layouts):
     assert np.concatenate([batches[i][1] for i in range(3)]).tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(IndexError):
         batches[3]
+
+
+def test_a_failed_chunked_extraction_leaves_the_features_as_they_were(both_layouts, tmp_path, capsys):
+    """A clip that breaks the 3rd shard: the shards done so far were written, but only in a hidden folder."""
+    import soundfile as sf
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(both_layouts[1], dataset)
+    features_dir = dataset / FEATURES_DIR
+    before = {p.relative_to(features_dir): p.read_bytes() for p in features_dir.rglob("*") if p.is_file()}
+    clip = dataset / pd.read_csv(dataset / "parameters.csv")["audio_file"].iloc[40]
+    sf.write(clip, np.zeros(1000, np.float32), 44100)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(feature_store, "READ_CHUNK", CHUNK)
+        assert extract_features.main([str(dataset), "--overwrite", "-q", "--layout", "chunked"]) == 2
+    assert "expected 88200" in capsys.readouterr().err
+    after = {p.relative_to(features_dir): p.read_bytes() for p in features_dir.rglob("*") if p.is_file()}
+    assert after == before
