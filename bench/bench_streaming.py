@@ -18,7 +18,7 @@ examples per second of the epoch (start-up and loading excluded, given
 apart) and the peak resident memory of the process tree.  The files are in
 the page cache, as right after extraction.
 
-    python -m bench.bench_streaming [--sizes 10000 100000] [--runs 3] [--default-sizes 10000]
+    python -m bench.bench_streaming [--sizes 10000 100000] [--runs 3] [--default-sizes 10000] [--default-runs 3]
 
 Writes bench/results/streaming.json and prints a markdown table.
 """
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--default-sizes", type=int, nargs="*", default=[10_000],
                         help="clip counts measured with the default network too (slow: ~3 ms a clip)")
     parser.add_argument("--runs", type=int, default=3, help="runs per probe case (medians)")
-    parser.add_argument("--default-runs", type=int, default=1, help="runs per default-network case")
+    parser.add_argument("--default-runs", type=int, default=3, help="runs per default-network case")
     parser.add_argument("--worker", choices=("memory", "stream"), help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=("probe", "default"), default="probe", help=argparse.SUPPRESS)
     parser.add_argument("--features", help=argparse.SUPPRESS)
@@ -132,7 +132,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for case in cases.values():
-        for key in ("examples_per_second", "epoch_seconds", "load_seconds", "peak_mib"):
+        for key in ("examples_per_second", "epoch_seconds", "load_seconds", "cpu_ms_per_example", "peak_mib"):
             case[key] = round(median([run[key] for run in case["runs"]]), 2)
     results = {"synthetic": "random chromagrams in [0, 1] written through chunked_array.ChunkWriter, not audio",
                "batch_size": BATCH, "chunk_rows": READ_CHUNK, "runs": args.runs, "cpu_count": os.cpu_count(),
@@ -144,7 +144,7 @@ def main() -> None:
         for key, case in cases.items() if key.endswith("stream")}
     path = write_results("streaming", results)
     print(f"\nSynthetic chromagrams (random, valid values) through the real chunked store; batch {BATCH}; "
-          f"medians of {args.runs} runs for the probe network, 1 run for the default network; "
+          f"medians of {args.runs} runs for the probe network, {args.default_runs} for the default network; "
           f"load average {load_before[0]:.1f} before.\n")
     print("| network, clips | in memory: examples/s | peak memory | streamed: examples/s | peak memory "
           "| streamed / in memory |")

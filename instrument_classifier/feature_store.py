@@ -121,25 +121,8 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
         raise UserError(f"cannot write to {features_dir}")
 
     start = time.perf_counter()
-    sample_id = _sample_ids(dataset.parameters["sample_id"])
-    if chosen == "npz":
-        chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
-        _forget_features(features_dir)
-        with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
-            np.savez(tmp, chromagrams=chromagrams, sample_id=sample_id)
-            hashes = {"chromagrams_sha256": _sha256(tmp)}
-        shutil.rmtree(features_dir / CHROMAGRAMS_DIR, ignore_errors=True)
-    else:
-        with atomic_dir(features_dir / CHROMAGRAMS_DIR, overwrite=True) as tmp:
-            out = ChunkWriter(tmp, row_shape=(extractor.n_frames(CLIP_SAMPLES), extractor.n_bins),
-                              dtype=np.float32, n_rows=len(sample_id), chunk_rows=READ_CHUNK)
-            _, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet, out=out)
-            out.close()
-            np.save(tmp / SAMPLE_ID_NPY, sample_id, allow_pickle=False)
-            hashes = {"chromagrams_sha256": index_sha256(tmp), "sample_id_sha256": _sha256(tmp / SAMPLE_ID_NPY)}
-            _forget_features(features_dir)
-        (features_dir / CHROMAGRAMS_NPZ).unlink(missing_ok=True)
-        chromagrams = open_chunked(features_dir / CHROMAGRAMS_DIR, verify=False)
+    write = _write_npz if chosen == "npz" else _write_chunked
+    chromagrams, seconds, hashes = write(dataset, extractor, features_dir, jobs=jobs, quiet=quiet)
     seconds["total"] = time.perf_counter() - start
     write_json(features_dir / FEATURES_JSON, _features_record(dataset, extractor, chromagrams, jobs=jobs,
                                                              fingerprint=fingerprint, seconds=seconds,
@@ -151,6 +134,37 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
               + ("(chunked) " if chosen == "chunked" else "")
               + f"in {seconds['total']:.1f} s ({seconds['decode']:.1f} s decoding)")
     return features_dir
+
+
+def _write_npz(dataset: SingleToneDataset, extractor: ChromagramExtractor, features_dir: Path, *,
+               jobs: int | None, quiet: bool) -> tuple[np.ndarray, dict[str, float], dict[str, str]]:
+    """Extract into memory, then write chromagrams.npz atomically; (chromagrams, seconds, hashes)."""
+    chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
+    _forget_features(features_dir)
+    with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
+        np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
+        hashes = {"chromagrams_sha256": _sha256(tmp)}
+    shutil.rmtree(features_dir / CHROMAGRAMS_DIR, ignore_errors=True)
+    return chromagrams, seconds, hashes
+
+
+def _write_chunked(dataset: SingleToneDataset, extractor: ChromagramExtractor, features_dir: Path, *,
+                   jobs: int | None, quiet: bool) -> tuple[ChunkedArray, dict[str, float], dict[str, str]]:
+    """Extract shard by shard, each written at once into a hidden chromagrams/ renamed when complete.
+
+    Returns (the chunked array, seconds, hashes).  Memory holds one shard.
+    """
+    sample_id = _sample_ids(dataset.parameters["sample_id"])
+    with atomic_dir(features_dir / CHROMAGRAMS_DIR, overwrite=True) as tmp:
+        out = ChunkWriter(tmp, row_shape=(extractor.n_frames(CLIP_SAMPLES), extractor.n_bins),
+                          dtype=np.float32, n_rows=len(sample_id), chunk_rows=READ_CHUNK)
+        _, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet, out=out)
+        out.close()
+        np.save(tmp / SAMPLE_ID_NPY, sample_id, allow_pickle=False)
+        hashes = {"chromagrams_sha256": index_sha256(tmp), "sample_id_sha256": _sha256(tmp / SAMPLE_ID_NPY)}
+        _forget_features(features_dir)
+    (features_dir / CHROMAGRAMS_NPZ).unlink(missing_ok=True)
+    return open_chunked(features_dir / CHROMAGRAMS_DIR, verify=False), seconds, hashes
 
 
 def _forget_features(features_dir: Path) -> None:
