@@ -18,7 +18,7 @@ chunk, or chunks whose shapes disagree with the index, is a one-line
 
 Why not Zarr: it installs cleanly and its bytes are deterministic, but
 reading a batch of 32 random rows from a sharded Zarr 3.1 array took ~50 ms
-here (its per-chunk machinery), about a training step, against ~0.3 ms with
+here (its per-chunk machinery), about a training step, against ~1 ms with
 ``pread``; and a missing Zarr chunk reads as the fill value, silently.
 
 >>> with ChunkWriter(folder, row_shape=(44, 115), dtype="float32", n_rows=1000, chunk_rows=256) as out:
