@@ -11,12 +11,16 @@ Examples:
 
     python extract_features.py data/working/multi-font-6000 --plot     # the default dataset (make pipeline)
     python extract_features.py data/working/single-notes-2000 --plot   # the seed's single-font experiment
+    python extract_features.py data/working/big --layout chunked        # one .npy per shard, read lazily
 
 Writes DATASET/features/chromagrams.npz (keys chromagrams, sample_id; rows in
-parameters.csv order), DATASET/features/features.json (the extractor's
-parameters, N, a fingerprint of the inputs, library versions, time taken) and
-with --plot DATASET/features/chromagrams.png.  Running it again on an
-unchanged dataset does nothing unless --overwrite.
+parameters.csv order) or, for a dataset whose chromagrams would take more than
+512 MiB (26,500 clips) or with --layout chunked, DATASET/features/chromagrams/
+(one .npy file per shard of 256 rows, index.json, sample_id.npy: written shard
+by shard, memory stays flat); DATASET/features/features.json (the layout, the
+extractor's parameters, N, a fingerprint of the inputs, library versions,
+time taken) and with --plot DATASET/features/chromagrams.png.  Running it
+again on an unchanged dataset does nothing unless --overwrite.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.feature_store import extract_dataset
+from instrument_classifier.feature_store import IN_MEMORY_LIMIT_BYTES, LAYOUTS, extract_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="recompute even if the features are up to date")
     parser.add_argument("--plot", action="store_true",
                         help="also write features/chromagrams.png, one example chromagram per family")
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto",
+                        help=f"features/chromagrams.npz (npz) or one file per shard (chunked); auto: chunked "
+                             f"when the chromagrams exceed {IN_MEMORY_LIMIT_BYTES // 2**20} MiB")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None,
                         help="threads for decoding and the transform (default: all cores)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status line")
@@ -48,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    extract_dataset(args.dataset, overwrite=args.overwrite, jobs=args.jobs, plot=args.plot, quiet=args.quiet)
+    extract_dataset(args.dataset, overwrite=args.overwrite, jobs=args.jobs, plot=args.plot, quiet=args.quiet,
+                    layout=args.layout)
     return 0
 
 

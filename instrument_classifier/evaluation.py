@@ -345,7 +345,7 @@ def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
     if not known.any():
         raise UserError(f"none of the classes of {dataset_dir} is known to the model "
                         f"({', '.join(bundle.class_names)})")
-    proba = bundle.predict_proba(chromagrams[known])
+    proba = bundle.predict_proba(chromagrams, rows=np.flatnonzero(known))  # chunked features: batch by batch
     index_of = {c: i for i, c in enumerate(bundle.class_names)}
     y = labels[known].map(index_of).to_numpy(dtype=np.int64)
     predictions = predictions_table(parameters[known].reset_index(drop=True), np.full(len(y), "all"), y,

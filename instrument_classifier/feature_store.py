@@ -5,16 +5,24 @@
 
     chromagrams.npz   chromagrams: float32 [shape=(N, 44, 115)] (time frames,
                       pitch bins), rows in parameters.csv order; sample_id [shape=(N,)]
-    features.json     the extractor's parameters, N, a fingerprint of the
-                      inputs, library versions, the time taken
+      or, for a dataset too large to hold in memory (the "chunked" layout):
+    chromagrams/      the same rows as a chunked array (:mod:`chunked_array`): one
+                      .npy file per shard of READ_CHUNK rows, index.json; and sample_id.npy
+    features.json     the layout, the extractor's parameters, N, a fingerprint
+                      of the inputs, library versions, the time taken
     chromagrams.png   (with --plot) one example chromagram per family
 
-Clips are decoded and transformed in shards of :data:`READ_CHUNK`
-(:func:`extract_shard`, scheduled by :func:`extract_shards`), so memory stays
-flat.  Later stages read the features with :func:`load_features`, or joined
-with the rows of ``parameters.csv`` with :func:`load_dataset_features`, and
-rebuild the very same extractor from the saved parameters with
-:meth:`~features.ChromagramExtractor.from_params`.
+The layout is chosen by size (:func:`choose_layout`): chunked when the
+chromagrams would take more than :data:`IN_MEMORY_LIMIT_BYTES`, else the one
+npz file; ``layout=`` forces one.  Clips are decoded and transformed in shards
+of :data:`READ_CHUNK` (:func:`extract_shard`, scheduled by
+:func:`extract_shards`); in the chunked layout each shard is written as soon
+as it is done, so memory stays flat whatever the size.  Later stages read the
+features with :func:`load_features`, or joined with the rows of
+``parameters.csv`` with :func:`load_dataset_features`: an ndarray for the npz,
+a lazy :class:`chunked_array.ChunkedArray` (``shape``, ``len``, row reads)
+for the chunked layout.  They rebuild the very same extractor from the saved
+parameters with :meth:`~features.ChromagramExtractor.from_params`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -33,7 +42,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .cli import UserError, atomic_path, library_versions, read_json, write_json
+from .chunked_array import ChunkedArray, ChunkWriter, file_sha256, index_sha256, open_chunked
+from .cli import UserError, atomic_dir, atomic_path, library_versions, read_json, write_json
 from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
 from .defaults import CLIP_SAMPLES
 from .features import ALGORITHM_VERSION, ChromagramExtractor
@@ -41,6 +51,13 @@ from .plots import plot_examples
 
 FEATURES_DIR = "features"
 CHROMAGRAMS_NPZ = "chromagrams.npz"
+CHROMAGRAMS_DIR = "chromagrams"     # the chunked layout
+SAMPLE_ID_NPY = "sample_id.npy"     # inside CHROMAGRAMS_DIR
+LAYOUTS = ("auto", "npz", "chunked")
+# Above this many bytes of chromagrams (26,500 clips of 44 x 115 float32) the
+# features are chunked: training would otherwise hold them about three times
+# (the features, the scaled training split, the scaled input for predictions).
+IN_MEMORY_LIMIT_BYTES = 512 * 2**20
 FEATURES_JSON = "features.json"
 PLOT_PNG = "chromagrams.png"
 # Clips decoded and transformed at a time, one shard (0.35 MB each), so that
@@ -48,17 +65,30 @@ PLOT_PNG = "chromagrams.png"
 READ_CHUNK = 256
 
 
+def choose_layout(n_clips: int, extractor: ChromagramExtractor, layout: str = "auto") -> str:
+    """"npz" or "chunked": ``layout`` unless "auto", else chunked above :data:`IN_MEMORY_LIMIT_BYTES`."""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown feature layout {layout!r} (choose from: {', '.join(LAYOUTS)})")
+    if layout != "auto":
+        return layout
+    row_bytes = extractor.n_frames(CLIP_SAMPLES) * extractor.n_bins * np.dtype(np.float32).itemsize
+    return "chunked" if n_clips * row_bytes > IN_MEMORY_LIMIT_BYTES else "npz"
+
+
 def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, jobs: int | None = None,
                     plot: bool = False, extractor: ChromagramExtractor | None = None,
-                    quiet: bool = False) -> Path:
-    """Write ``DATASET/features/`` (chromagrams.npz, features.json, with ``plot`` a PNG).
+                    quiet: bool = False, layout: str = "auto") -> Path:
+    """Write ``DATASET/features/`` (chromagrams.npz or chromagrams/, features.json, with ``plot`` a PNG).
 
     Skips the work when features.json holds the same fingerprint (of
     parameters.csv, each clip's name, size and mtime, the extractor's
-    parameters and :data:`~features.ALGORITHM_VERSION`) unless ``overwrite``.
-    Clips are decoded and transformed in shards (:func:`extract_shards`); the
-    files are written atomically at the end, so a failed run (a missing,
-    unreadable, wrong-rate or wrong-length clip) leaves the folder as it was.
+    parameters and :data:`~features.ALGORITHM_VERSION`) and the features are
+    intact (and of the ``layout`` asked, unless "auto"), unless ``overwrite``.
+    Clips are decoded and transformed in shards (:func:`extract_shards`).  The
+    npz is written atomically at the end; the chunked layout writes each shard
+    as it is done into a hidden folder renamed when complete.  So a failed run
+    (a missing, unreadable, wrong-rate or wrong-length clip) leaves no
+    features that look finished.
 
     Parameters
     ----------
@@ -68,6 +98,7 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
     plot : also write ``chromagrams.png``, one example per family.
     extractor : the extractor to use (default: ``ChromagramExtractor()``).
     quiet : no progress bar and no status line.
+    layout : "auto" (by size, :func:`choose_layout`), "npz" or "chunked".
 
     Returns
     -------
@@ -76,7 +107,9 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
     dataset, extractor = _checked_inputs(dataset_dir, extractor, jobs)
     features_dir = dataset.path / FEATURES_DIR
     fingerprint = _fingerprint(dataset, extractor)
-    if not overwrite and _recorded_fingerprint(features_dir) == fingerprint:
+    chosen = choose_layout(len(dataset), extractor, layout)
+    recorded_fingerprint, recorded_layout = _recorded_fingerprint(features_dir)
+    if not overwrite and recorded_fingerprint == fingerprint and layout in ("auto", recorded_layout):
         if plot and not (features_dir / PLOT_PNG).is_file():
             chromagrams, _, _ = load_features(dataset.path)
             plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
@@ -88,35 +121,77 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
         raise UserError(f"cannot write to {features_dir}")
 
     start = time.perf_counter()
-    chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
-    # features.json goes last: without it (an interrupted run) there are no features.
-    (features_dir / FEATURES_JSON).unlink(missing_ok=True)
-    (features_dir / PLOT_PNG).unlink(missing_ok=True)
-    with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
-        np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
-        chromagrams_sha256 = _sha256(tmp)
+    write = _write_npz if chosen == "npz" else _write_chunked
+    chromagrams, seconds, hashes = write(dataset, extractor, features_dir, jobs=jobs, quiet=quiet)
     seconds["total"] = time.perf_counter() - start
     write_json(features_dir / FEATURES_JSON, _features_record(dataset, extractor, chromagrams, jobs=jobs,
                                                              fingerprint=fingerprint, seconds=seconds,
-                                                             chromagrams_sha256=chromagrams_sha256))
+                                                             layout=chosen, hashes=hashes))
     if plot:
         plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
     if not quiet:
         print(f"wrote {len(chromagrams)} chromagrams {chromagrams.shape[1:]} to {features_dir} "
-              f"in {seconds['total']:.1f} s ({seconds['decode']:.1f} s decoding)")
+              + ("(chunked) " if chosen == "chunked" else "")
+              + f"in {seconds['total']:.1f} s ({seconds['decode']:.1f} s decoding)")
     return features_dir
 
 
+def _write_npz(dataset: SingleToneDataset, extractor: ChromagramExtractor, features_dir: Path, *,
+               jobs: int | None, quiet: bool) -> tuple[np.ndarray, dict[str, float], dict[str, str]]:
+    """Extract into memory, then write chromagrams.npz atomically; (chromagrams, seconds, hashes)."""
+    chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
+    _forget_features(features_dir)
+    with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
+        np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
+        hashes = {"chromagrams_sha256": _sha256(tmp)}
+    shutil.rmtree(features_dir / CHROMAGRAMS_DIR, ignore_errors=True)
+    return chromagrams, seconds, hashes
+
+
+def _write_chunked(dataset: SingleToneDataset, extractor: ChromagramExtractor, features_dir: Path, *,
+                   jobs: int | None, quiet: bool) -> tuple[ChunkedArray, dict[str, float], dict[str, str]]:
+    """Extract shard by shard, each written at once into a hidden chromagrams/ renamed when complete.
+
+    Returns (the chunked array, seconds, hashes).  Memory holds one shard.
+    """
+    sample_id = _sample_ids(dataset.parameters["sample_id"])
+    with atomic_dir(features_dir / CHROMAGRAMS_DIR, overwrite=True) as tmp:
+        out = ChunkWriter(tmp, row_shape=(extractor.n_frames(CLIP_SAMPLES), extractor.n_bins),
+                          dtype=np.float32, n_rows=len(sample_id), chunk_rows=READ_CHUNK)
+        _, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet, out=out)
+        out.close()
+        np.save(tmp / SAMPLE_ID_NPY, sample_id, allow_pickle=False)
+        hashes = {"chromagrams_sha256": index_sha256(tmp), "sample_id_sha256": _sha256(tmp / SAMPLE_ID_NPY)}
+        _forget_features(features_dir)
+    (features_dir / CHROMAGRAMS_NPZ).unlink(missing_ok=True)
+    return open_chunked(features_dir / CHROMAGRAMS_DIR, verify=False), seconds, hashes
+
+
+def _forget_features(features_dir: Path) -> None:
+    """Remove features.json (and the plot) before new features replace the old: it goes back last.
+
+    Called once the new features are computed, so that a failed run leaves the
+    old ones as they were, and an interrupted one no features that look finished.
+    """
+    (features_dir / FEATURES_JSON).unlink(missing_ok=True)
+    (features_dir / PLOT_PNG).unlink(missing_ok=True)
+
+
 def extract_shards(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None,
-                   quiet: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+                   quiet: bool = False, out=None) -> tuple[Any, dict[str, float]]:
     """Chromagrams of every clip, shard by shard (:data:`READ_CHUNK` clips each), with a progress bar.
+
+    Each shard is stored with ``out[first:first + n] = shard`` as soon as it is
+    done: ``out`` is an array (default: a new ndarray) or a
+    :class:`chunked_array.ChunkWriter`, which writes it to disk at once.
 
     Returns
     -------
-    chromagrams : np.ndarray [shape=(len(paths), n_frames, n_bins), dtype=float32], in ``paths`` order
+    chromagrams : ``out`` [shape=(len(paths), n_frames, n_bins), dtype=float32], in ``paths`` order
     seconds : {"decode", "transform"}, summed over the shards
     """
-    chromagrams = np.empty((len(paths), extractor.n_frames(CLIP_SAMPLES), extractor.n_bins), dtype=np.float32)
+    chromagrams = out if out is not None else np.empty(
+        (len(paths), extractor.n_frames(CLIP_SAMPLES), extractor.n_bins), dtype=np.float32)
     seconds = {"decode": 0.0, "transform": 0.0}
     with tqdm(total=len(paths), unit="clip", desc="chromagrams", disable=True if quiet else None) as bar:
         for first in range(0, len(paths), READ_CHUNK):
@@ -162,11 +237,17 @@ def _checked_inputs(dataset_dir: str | os.PathLike, extractor: ChromagramExtract
     return dataset, extractor
 
 
-def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor, chromagrams: np.ndarray, *,
-                     jobs: int | None, fingerprint: str, seconds: dict[str, float], chromagrams_sha256: str) -> dict:
-    """features.json: what was extracted, how, from what, and how long it took."""
+def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor, chromagrams, *,
+                     jobs: int | None, fingerprint: str, seconds: dict[str, float], layout: str,
+                     hashes: dict[str, str]) -> dict:
+    """features.json: what was extracted, how, from what, and how long it took.
+
+    ``hashes``: chromagrams_sha256 (of the npz, or of the chunked index, which
+    holds every chunk's sha256), and for the chunked layout sample_id_sha256.
+    """
     return {
         "dataset": str(dataset.path),
+        "layout": layout,
         "n_clips": len(chromagrams),
         "shape": list(chromagrams.shape),
         "extractor": type(extractor).__name__,
@@ -176,7 +257,7 @@ def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor,
         "algorithm_version": ALGORITHM_VERSION,
         "fingerprint": fingerprint,
         "parameters_csv_sha256": _sha256(dataset.path / PARAMETERS_CSV),
-        "chromagrams_sha256": chromagrams_sha256,
+        **hashes,
         "jobs": jobs or os.cpu_count(),
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -184,47 +265,84 @@ def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor,
     }
 
 
-def load_features(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Read what :func:`extract_dataset` wrote.
+def load_features(dataset_dir: str | os.PathLike, *, verify: bool = True
+                  ) -> tuple[np.ndarray | ChunkedArray, np.ndarray, dict[str, Any]]:
+    """Read what :func:`extract_dataset` wrote, in either layout.
 
     Returns
     -------
-    chromagrams : np.ndarray [shape=(N, n_frames, n_bins), dtype=float32], rows in parameters.csv order
+    chromagrams : [shape=(N, n_frames, n_bins), dtype=float32], rows in parameters.csv order: an
+        np.ndarray (npz layout) or a :class:`chunked_array.ChunkedArray` (chunked layout), which
+        reads rows on demand (``chromagrams[rows]``) and never holds them all.
     sample_id : np.ndarray [shape=(N,)]
     params : dict, the extractor's :meth:`~ChromagramExtractor.get_params`; rebuild it with
         ``ChromagramExtractor.from_params(params)``.
 
-    Raises UserError when there are no features, they cannot be read, or
-    parameters.csv changed since they were extracted.
+    Raises UserError when there are no features, they cannot be read, a file
+    or chunk changed since it was written (checked by sha256 unless
+    ``verify`` is False: reads every file once), or parameters.csv changed
+    since they were extracted.
     """
     dataset_dir = Path(dataset_dir)
     features_dir = dataset_dir / FEATURES_DIR
-    npz_path, record_path = features_dir / CHROMAGRAMS_NPZ, features_dir / FEATURES_JSON
-    if not (npz_path.is_file() and record_path.is_file()):
+    record_path = features_dir / FEATURES_JSON
+    layout = _features_layout(features_dir)
+    if layout is None or not record_path.is_file():
         raise UserError(f"{dataset_dir} has no features: run extract_features.py first")
     record = read_json(record_path, what="features record")
-    recorded = record.get("chromagrams_sha256") if isinstance(record, dict) else None
-    if recorded is not None and recorded != _sha256(npz_path):
-        raise UserError(f"{npz_path} changed since it was written: run extract_features.py --overwrite")
-    try:
-        with np.load(npz_path, allow_pickle=False) as npz:
-            chromagrams, sample_id = npz["chromagrams"], npz["sample_id"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise UserError(f"cannot read {npz_path}: {error}") from None
     if not (isinstance(record, dict) and isinstance(record.get("params"), dict)):
         raise UserError(f"{record_path} has no extractor parameters: run extract_features.py --overwrite")
+    if layout == "npz":
+        chromagrams, sample_id, source = _load_npz(features_dir, record, verify=verify)
+    else:
+        chromagrams, sample_id, source = _open_chunked_features(features_dir, record, verify=verify)
     if chromagrams.ndim != 3 or len(chromagrams) != len(sample_id) or len(sample_id) != record.get("n_clips"):
-        raise UserError(f"{npz_path} does not match {record_path}: run extract_features.py --overwrite")
+        raise UserError(f"{source} does not match {record_path}: run extract_features.py --overwrite")
     csv_path = dataset_dir / PARAMETERS_CSV
     if csv_path.is_file() and _sha256(csv_path) != record.get("parameters_csv_sha256"):
         raise UserError(f"{csv_path} changed since the features were extracted: run extract_features.py again")
     return chromagrams, sample_id, record["params"]
 
 
+def _features_layout(features_dir: Path) -> str | None:
+    """"chunked" where features/chromagrams/ is, else "npz" where the npz is, else None."""
+    if (features_dir / CHROMAGRAMS_DIR).is_dir():
+        return "chunked"
+    return "npz" if (features_dir / CHROMAGRAMS_NPZ).is_file() else None
+
+
+def _load_npz(features_dir: Path, record: dict, *, verify: bool) -> tuple[np.ndarray, np.ndarray, Path]:
+    npz_path = features_dir / CHROMAGRAMS_NPZ
+    recorded = record.get("chromagrams_sha256")
+    if verify and recorded is not None and recorded != _sha256(npz_path):
+        raise UserError(f"{npz_path} changed since it was written: run extract_features.py --overwrite")
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            chromagrams, sample_id = npz["chromagrams"], npz["sample_id"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"cannot read {npz_path}: {error}") from None
+    return chromagrams, sample_id, npz_path
+
+
+def _open_chunked_features(features_dir: Path, record: dict, *, verify: bool
+                           ) -> tuple[ChunkedArray, np.ndarray, Path]:
+    folder = features_dir / CHROMAGRAMS_DIR
+    chromagrams = open_chunked(folder, verify=verify, what="chunked features")
+    ids_path = folder / SAMPLE_ID_NPY
+    if verify and (index_sha256(folder) != record.get("chromagrams_sha256")
+                   or not ids_path.is_file() or _sha256(ids_path) != record.get("sample_id_sha256")):
+        raise UserError(f"{folder} changed since it was written: run extract_features.py --overwrite")
+    try:
+        sample_id = np.load(ids_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"cannot read {ids_path}: {error}") from None
+    return chromagrams, sample_id, folder
+
+
 class DatasetFeatures(NamedTuple):
     """A dataset's chromagrams joined with its parameters.csv (:func:`load_dataset_features`)."""
 
-    chromagrams: np.ndarray   # [shape=(N, n_frames, n_bins)], float32
+    chromagrams: np.ndarray | ChunkedArray  # [shape=(N, n_frames, n_bins)], float32; chunked: read on demand
     sample_id: np.ndarray     # [shape=(N,)]
     parameters: pd.DataFrame  # the rows of parameters.csv, in the order of ``chromagrams``
     params: dict[str, Any]    # the extractor's parameters
@@ -252,7 +370,7 @@ def _sample_ids(values: pd.Series) -> np.ndarray:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def _fingerprint(dataset: SingleToneDataset, extractor: ChromagramExtractor) -> str:
@@ -272,14 +390,23 @@ def _fingerprint(dataset: SingleToneDataset, extractor: ChromagramExtractor) -> 
     return digest.hexdigest()
 
 
-def _recorded_fingerprint(features_dir: Path) -> str | None:
-    """The fingerprint of complete features, else None: chromagrams.npz must be the file that was written."""
+def _recorded_fingerprint(features_dir: Path) -> tuple[str | None, str | None]:
+    """(fingerprint, layout) of complete, intact features, else (None, None).
+
+    The npz must be the file that was written; every chunk of the chunked
+    layout must have the sha256 its index records (read once, in blocks).
+    """
     try:
         record = json.loads((features_dir / FEATURES_JSON).read_text())
-        written = isinstance(record, dict) and record.get("chromagrams_sha256") == \
-            _sha256(features_dir / CHROMAGRAMS_NPZ)
-    except (OSError, ValueError):
-        return None
-    return record.get("fingerprint") if written else None  # else unreadable, altered, or from before the hash
-
-
+        layout = _features_layout(features_dir)
+        if not isinstance(record, dict) or layout is None or record.get("layout", "npz") != layout:
+            return None, None
+        if layout == "npz":
+            written = record.get("chromagrams_sha256") == _sha256(features_dir / CHROMAGRAMS_NPZ)
+        else:
+            _open_chunked_features(features_dir, record, verify=True)
+            written = True
+    except (OSError, ValueError, UserError):
+        return None, None
+    # else unreadable, altered, or from before the hash
+    return (record.get("fingerprint"), layout) if written else (None, None)

@@ -27,6 +27,7 @@ from .cli import UserError, read_json
 from .features import ChromagramExtractor
 from .model_files import CONFIG_JSON, MODEL_FILE, PREPROCESSING_JSON, check_model_dir
 from .scaling import ChromagramScaler, to_model_input
+from .streaming import ChromagramBatches
 
 
 @dataclass
@@ -54,15 +55,27 @@ class ModelBundle:
     def to_model_input(self, chromagrams: np.ndarray) -> np.ndarray:
         """:func:`scaling.to_model_input`, checked against the network's input shape."""
         x = to_model_input(chromagrams, self.scaler)
-        expected = tuple(self.model.input_shape[1:])
-        if x.shape[1:] != expected:
-            raise UserError(f"chromagrams of shape {x.shape[1:3]} do not fit the model "
-                            f"(expects {expected[:2]}); were they extracted with other parameters?")
+        self._check_input_shape(x.shape[1:])
         return x
 
-    def predict_proba(self, chromagrams: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        x = self.to_model_input(chromagrams)
-        return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    def _check_input_shape(self, shape: tuple[int, ...]) -> None:
+        expected = tuple(self.model.input_shape[1:])
+        if tuple(shape) != expected:
+            raise UserError(f"chromagrams of shape {tuple(shape[:2])} do not fit the model "
+                            f"(expects {expected[:2]}); were they extracted with other parameters?")
+
+    def predict_proba(self, chromagrams, *, rows: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+        """Probabilities [shape=(n, n_classes)] of ``chromagrams[rows]`` (default: all).
+
+        An ndarray is scaled whole; chunked features (a ``ChunkedArray``) are
+        read, scaled and predicted batch by batch (:class:`streaming.ChromagramBatches`).
+        """
+        if isinstance(chromagrams, np.ndarray):
+            x = self.to_model_input(chromagrams if rows is None else chromagrams[rows])
+            return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+        self._check_input_shape((*chromagrams.shape[1:], 1))
+        batches = ChromagramBatches(chromagrams, self.scaler, rows=rows, batch_size=batch_size)
+        return np.asarray(self.model.predict(batches, verbose=0), dtype=np.float64)
 
     def predict(self, chromagrams: np.ndarray) -> list[str]:
         """The most probable class name of each chromagram."""

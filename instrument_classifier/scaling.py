@@ -7,6 +7,8 @@ float32 of shape (N, 44 time frames, 115 semitone bins, 1);
 in ``training-data/preprocessing.json`` and in every model folder.
 
 >>> scaler = ChromagramScaler().fit(train_chromagrams)
+>>> ChromagramScaler().fit_rows(chromagrams, train_rows).mean_ == scaler.mean_   # streamed, bit for bit
+True
 >>> x = to_model_input(chromagrams, scaler)         # (n, 44, 115, 1)
 >>> ChromagramScaler.from_dict(scaler.to_dict()).mean_ == scaler.mean_
 True
@@ -17,6 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from .cli import UserError
+
+# Values summed at a time by fit_rows (32 MB of float64): memory stays flat.
+STREAM_BLOCK_VALUES = 1 << 22
 
 
 class ChromagramScaler:
@@ -46,6 +51,36 @@ class ChromagramScaler:
         self.std_ = float(chromagrams.std()) or 1.0
         return self
 
+    def fit_rows(self, chromagrams, rows: np.ndarray, *, block_values: int = STREAM_BLOCK_VALUES
+                 ) -> ChromagramScaler:
+        """:meth:`fit` on ``chromagrams[rows]``, bit for bit, reading at most ``block_values`` values at a time.
+
+        For chromagrams that do not fit in memory (a :class:`chunked_array.ChunkedArray`).
+        NumPy sums float64 by pairwise summation over the whole flattened array,
+        so the mean and the variance depend on the order of the additions, which
+        depends only on the count: :func:`_pairwise_sum` adds the same partial
+        sums in the same order, reading blocks that numpy would itself sum whole.
+        Two passes over the rows: the mean, then the squared deviations from it.
+        """
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        row_size = int(np.prod(chromagrams.shape[1:]))
+        count = len(rows) * row_size
+        if count == 0:
+            raise ValueError("cannot fit a scaler on no data")
+
+        def values(start: int, n: int) -> np.ndarray:  # flat float64 values [start, start + n) of chromagrams[rows]
+            first, last = start // row_size, (start + n - 1) // row_size
+            block = np.asarray(chromagrams[rows[first:last + 1]], dtype=np.float64).reshape(-1)
+            return block[start - first * row_size:start - first * row_size + n]
+
+        mean = _pairwise_sum(values, 0, count, block_values) / count
+        variance = _pairwise_sum(lambda start, n: np.square(values(start, n) - mean), 0, count, block_values) / count
+        self.mean_ = float(mean)
+        self.std_ = float(np.sqrt(variance)) or 1.0
+        return self
+
     def transform(self, chromagrams: np.ndarray) -> np.ndarray:
         """Return ``(chromagrams - mean_) / std_`` as float32, same shape."""
         if self.mean_ is None or self.std_ is None:
@@ -70,6 +105,23 @@ class ChromagramScaler:
         if not np.isfinite(scaler.std_) or scaler.std_ <= 0:
             raise UserError(f"invalid scaler std {scaler.std_}")
         return scaler
+
+
+def _pairwise_sum(values, start: int, n: int, block: int) -> np.float64:
+    """``np.add.reduce`` of the float64 values [start, start + n) of a stream, bit for bit, ``block`` at a time.
+
+    NumPy's pairwise summation of n > 128 values adds the sums of the first
+    n2 = n // 2 - (n // 2) % 8 values and of the rest, each summed the same way
+    (numpy/_core/src/umath/loops_utils.h.src); a part of at most ``block``
+    (>= 128) values is summed by numpy itself.  ``values(start, n)`` reads a part.
+    """
+    if block < 128:
+        raise ValueError("block must hold at least 128 values (numpy's pairwise block)")
+    if n <= block:
+        return np.add.reduce(values(start, n))
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values, start, half, block) + _pairwise_sum(values, start + half, n - half, block)
 
 
 def to_model_input(chromagrams: np.ndarray, scaler: ChromagramScaler) -> np.ndarray:

@@ -15,6 +15,10 @@ every file is written, so a crashed run leaves nothing that
 
 Same seed, same result on a CPU: ``keras.utils.set_random_seed`` seeds
 Python, NumPy and the backend, and TensorFlow's op determinism is switched on.
+Chunked features (``extract_features.py --layout chunked``) are streamed:
+training, validation and the predictions read them batch by batch through a
+``keras.utils.PyDataset`` (:mod:`streaming`), with the same batches in the
+same order as the in-memory path, hence the same model.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_
 from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
 from .scaling import to_model_input
+from .streaming import ChromagramBatches
 from .training_data import SPLITS, TrainingData, load_training_data
 
 
@@ -140,6 +145,7 @@ def crossentropy_metric() -> keras.metrics.Metric:
     return keras.metrics.MeanMetricWrapper(AllowedSetCrossEntropy().call, name="crossentropy")  # per clip
 
 
+PREDICT_BATCH = 256  # clips per prediction batch
 MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
 
 
@@ -225,7 +231,8 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
     with atomic_dir(models_dir / model_id) as tmp:
         if verbose:
             print(f"training {model_id}: {arch}, {network.count_params():,} parameters, "
-                  f"{len(run.x_train)} train / {len(run.x_valid)} valid samples, {settings['epochs']} epochs"
+                  f"{run.n_train} train / {run.n_valid} valid samples, {settings['epochs']} epochs"
+                  + (", streamed from chunked features" if data.streamed else "")
                   + (f", {len(run.fine_names)} instruments as fine classes" if settings["fine_labels"] else ""),
                   flush=True)
         fitted = _fit(network, run, verbose=verbose)
@@ -262,25 +269,38 @@ def training_settings(arch: str, **overrides) -> dict:
 
 
 class _Run:
-    """The arrays and targets of one training run.
+    """The inputs and targets of one training run.
 
     The network's softmax is over the fine classes (``fine_names``): the
     instruments with ``fine_labels``, else the classes themselves; ``groups``
     maps each to its class.  Validation is always scored on the classes.
+    In memory, ``train`` and ``valid`` are (x, targets) arrays; for chunked
+    features (``data.streamed``) they are :class:`streaming.ChromagramBatches`
+    that read and scale a batch at a time.
     """
 
     def __init__(self, data: TrainingData, settings: dict):
         self.settings = settings
-        self.x_train, y_train = data.arrays("train")
-        self.x_valid, y_valid = data.arrays("valid")
+        train_rows, valid_rows = np.flatnonzero(data.split == "train"), np.flatnonzero(data.split == "valid")
+        self.n_train, self.n_valid = len(train_rows), len(valid_rows)
+        self.input_shape = (*data.chromagrams.shape[1:], 1)
         self.n_classes = len(data.class_names)
         if settings["fine_labels"]:
             self.fine_names, self.groups, fine_y = fine_classes(data)
-            self.train_targets = np.eye(len(self.fine_names), dtype=np.float32)[fine_y[data.split == "train"]]
+            self.train_targets = np.eye(len(self.fine_names), dtype=np.float32)[fine_y[train_rows]]
         else:
             self.fine_names, self.groups = list(data.class_names), np.arange(self.n_classes)
-            self.train_targets = allowed_targets(y_train, self.groups)
-        self.valid_targets = allowed_targets(y_valid, self.groups)
+            self.train_targets = allowed_targets(data.y[train_rows], self.groups)
+        self.valid_targets = allowed_targets(data.y[valid_rows], self.groups)
+        batch_size = settings["batch_size"]
+        if data.streamed:
+            self.train = ChromagramBatches(data.chromagrams, data.scaler, rows=train_rows, targets=self.train_targets,
+                                           batch_size=batch_size, shuffle=True)
+            self.valid = ChromagramBatches(data.chromagrams, data.scaler, rows=valid_rows, targets=self.valid_targets,
+                                           batch_size=batch_size)
+        else:
+            self.train = (data.arrays("train")[0], self.train_targets)
+            self.valid = (data.arrays("valid")[0], self.valid_targets)
         # The scaled silence floor, 0 dB and the scaled size of one dB, for the augmentations.
         db_range = data.feature_params["top_db"] - data.feature_params["floor_db"]
         self.floor, one_db, self.ceiling = (
@@ -291,9 +311,9 @@ class _Run:
 def _compiled_network(run: _Run, arch: str, seed: int, model_options: dict | None) -> keras.Model:
     """The architecture over the fine classes, compiled with its optimizer, loss and metrics."""
     settings = run.settings
-    network = build_model(arch, run.x_train.shape[1:], len(run.fine_names), floor=run.floor, ceiling=run.ceiling,
+    network = build_model(arch, run.input_shape, len(run.fine_names), floor=run.floor, ceiling=run.ceiling,
                           db_step=run.db_step, seed=seed, options=model_options)
-    steps = -(-len(run.x_train) // settings["batch_size"]) * settings["epochs"]
+    steps = -(-run.n_train // settings["batch_size"]) * settings["epochs"]
     network.compile(
         optimizer=_optimizer(settings["optimizer"], settings["learning_rate"], settings["schedule"], steps),
         loss=AllowedSetCrossEntropy(label_smoothing=settings["label_smoothing"]),
@@ -317,9 +337,13 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
     if run.settings["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
     started, cpu_started = time.perf_counter(), time.process_time()
-    history = network.fit(run.x_train, run.train_targets, validation_data=(run.x_valid, run.valid_targets),
-                          epochs=run.settings["epochs"], batch_size=run.settings["batch_size"], shuffle=True,
-                          callbacks=callbacks, verbose=verbose)
+    if isinstance(run.train, ChromagramBatches):  # streamed: the batches shuffle as the array path does
+        history = network.fit(run.train, validation_data=run.valid, epochs=run.settings["epochs"], shuffle=False,
+                              callbacks=callbacks, verbose=verbose)
+    else:
+        history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
+                              batch_size=run.settings["batch_size"], shuffle=True, callbacks=callbacks,
+                              verbose=verbose)
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 
@@ -352,8 +376,12 @@ def _save_best_model(network: keras.Model, run: _Run, weights: list, path: Path)
 
 def _write_predictions(model: keras.Model, data: TrainingData, out_dir: Path) -> pd.DataFrame:
     """Predict every sample with the model as saved: predictions.csv and final_metrics.csv; return the metrics."""
-    x_all = to_model_input(data.chromagrams, data.scaler)
-    proba = np.asarray(model.predict(x_all, batch_size=256, verbose=0), dtype=np.float64)
+    if data.streamed:
+        x_all = ChromagramBatches(data.chromagrams, data.scaler, batch_size=PREDICT_BATCH)
+        proba = np.asarray(model.predict(x_all, verbose=0), dtype=np.float64)
+    else:
+        x_all = to_model_input(data.chromagrams, data.scaler)
+        proba = np.asarray(model.predict(x_all, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float64)
     predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)
     predictions.to_csv(out_dir / PREDICTIONS_CSV, index=False)
     metrics = metrics_table(predictions, data.class_names, SPLITS)

@@ -9,8 +9,11 @@
                           the feature extractor's parameters, counts, versions
 
 Later stages read it back with :func:`load_training_data`, which joins it with
-``parameters.csv`` and ``features/chromagrams.npz``; :meth:`TrainingData.arrays`
-scales a split into the model input (:func:`scaling.to_model_input`).
+``parameters.csv`` and the features; :meth:`TrainingData.arrays` scales a
+split into the model input (:func:`scaling.to_model_input`).  Chunked
+features are never read whole: the scaler is fitted in a streaming pass
+(:meth:`scaling.ChromagramScaler.fit_rows`, the same values bit for bit) and
+training reads them batch by batch (:mod:`streaming`).
 
 >>> data = load_training_data("data/working/single-notes-2000")
 >>> x, y = data.arrays("train")     # x (n, 44, 115, 1) scaled, y (n,) class index
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .chunked_array import ChunkedArray
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
 from .defaults import DEFAULT_SEED
 from .feature_store import load_dataset_features
@@ -221,7 +225,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
     check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, TRAINING_RECORD_JSON), overwrite=overwrite)
     chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
-    bad = ~np.isfinite(chromagrams).all(axis=tuple(range(1, chromagrams.ndim)))
+    bad = non_finite_rows(chromagrams)
     if bad.any():
         raise UserError(f"{int(bad.sum())} of {len(chromagrams)} chromagrams of {dataset_dir} hold NaN or "
                         f"infinity (sample {sample_id[np.argmax(bad)]} first): run extract_features.py --overwrite")
@@ -230,7 +234,8 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
                                test_fraction=test_fraction, test_fonts=test_fonts, test_lineages=test_lineages,
                                valid_fonts=valid_fonts)
     class_names = sorted(set(labels))
-    scaler = ChromagramScaler().fit(chromagrams[assignment == "train"])
+    # Streamed (the chunked layout never holds every row), and bit for bit fit(chromagrams[train]).
+    scaler = ChromagramScaler().fit_rows(chromagrams, np.flatnonzero(assignment == "train"))
 
     counts = pd.crosstab(labels.to_numpy(), assignment).reindex(columns=list(SPLITS), fill_value=0)
     record = {
@@ -255,11 +260,21 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     return output_dir
 
 
+def non_finite_rows(chromagrams, *, block_rows: int = 1024) -> np.ndarray:
+    """[shape=(N,)] True for each chromagram holding NaN or infinity; reads ``block_rows`` at a time."""
+    bad = np.zeros(len(chromagrams), dtype=bool)
+    for first in range(0, len(chromagrams), block_rows):
+        block = np.asarray(chromagrams[first:first + block_rows])
+        bad[first:first + len(block)] = ~np.isfinite(block).all(axis=tuple(range(1, block.ndim)))
+    return bad
+
+
 @dataclass
 class TrainingData:
     """A prepared dataset, rows in feature-file order.
 
-    chromagrams : raw features [shape=(N, frames, bins)]
+    chromagrams : raw features [shape=(N, frames, bins)]: an ndarray, or a
+        :class:`chunked_array.ChunkedArray` read on demand (see ``streamed``)
     y : class index per row [shape=(N,)], into ``class_names``
     split : "train" / "valid" / "test" per row
     parameters : the rows of parameters.csv, aligned with ``chromagrams``
@@ -267,7 +282,7 @@ class TrainingData:
 
     dataset_dir: Path
     training_dir: Path
-    chromagrams: np.ndarray
+    chromagrams: np.ndarray | ChunkedArray
     sample_id: np.ndarray
     y: np.ndarray
     split: np.ndarray
@@ -281,8 +296,13 @@ class TrainingData:
     def target(self) -> str:
         return self.record["target"]
 
+    @property
+    def streamed(self) -> bool:
+        """True for chunked features: training and prediction read them batch by batch (:mod:`streaming`)."""
+        return not isinstance(self.chromagrams, np.ndarray)
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y) of one split: x the scaled model input (n, frames, bins, 1)."""
+        """(x, y) of one split: x the scaled model input (n, frames, bins, 1), in memory."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
         rows = self.split == split

@@ -1,0 +1,211 @@
+"""Features at scale: the chunked layout, streamed statistics, streamed training and prediction.
+
+The chunked layout must give the npz's values byte for byte; the scaler
+fitted in a streaming pass the same mean and std bit for bit; training
+streamed from chunks the same model as in memory (same seed).  Memory
+flatness is measured by ``bench/bench_streaming.py``, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import extract_features
+import prepare_training
+import train
+from instrument_classifier import feature_store
+from instrument_classifier.chunked_array import ChunkWriter, open_chunked
+from instrument_classifier.cli import UserError
+from instrument_classifier.feature_store import CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, load_features
+from instrument_classifier.scaling import ChromagramScaler
+from instrument_classifier.streaming import ChromagramBatches
+
+CHUNK = 16  # rows per shard in these tests: the 56 tiny clips make 4 chunks, the last one short
+
+
+@pytest.fixture(scope="module")
+def both_layouts(tiny_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """Two copies of the tiny dataset: features as one npz, and chunked (shards of CHUNK clips)."""
+    root = tmp_path_factory.mktemp("streaming")
+    in_memory, chunked = root / "npz", root / "chunked"
+    shutil.copytree(tiny_dataset, in_memory)
+    shutil.copytree(tiny_dataset, chunked)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(feature_store, "READ_CHUNK", CHUNK)
+        assert extract_features.main([str(in_memory), "-q", "-j", "1"]) == 0
+        assert extract_features.main([str(chunked), "-q", "-j", "1", "--layout", "chunked"]) == 0
+    return in_memory, chunked
+
+
+def test_chunked_features_equal_the_npz_byte_for_byte(both_layouts):
+    in_memory, chunked = both_layouts
+    assert (in_memory / FEATURES_DIR / CHROMAGRAMS_NPZ).is_file()
+    assert not (chunked / FEATURES_DIR / CHROMAGRAMS_NPZ).exists()
+    assert sorted(p.name for p in (chunked / FEATURES_DIR / CHROMAGRAMS_DIR).iterdir()) == [
+        "00000.npy", "00001.npy", "00002.npy", "00003.npy", "index.json", "sample_id.npy"]
+    x, ids, params = load_features(in_memory)
+    lazy, lazy_ids, lazy_params = load_features(chunked)
+    assert lazy.shape == x.shape and len(lazy) == len(x) and lazy.dtype == x.dtype
+    assert np.asarray(lazy).tobytes() == x.tobytes()
+    assert np.array_equal(ids, lazy_ids) and params == lazy_params
+    rows = np.array([55, 3, 17, 16, 15, 0, 3])  # any order, repeats, across chunks
+    assert np.array_equal(lazy[rows], x[rows]) and np.array_equal(lazy[5], x[5])
+    assert np.array_equal(lazy[10:40], x[10:40]) and np.array_equal(lazy[x[:, 0, 0] > 0], x[x[:, 0, 0] > 0])
+    record = json.loads((chunked / FEATURES_DIR / "features.json").read_text())
+    assert record["layout"] == "chunked" and record["n_clips"] == 56
+
+
+def test_layout_by_size(monkeypatch):
+    extractor = feature_store.ChromagramExtractor()
+    assert feature_store.choose_layout(26_000, extractor) == "npz"
+    assert feature_store.choose_layout(27_000, extractor) == "chunked"
+    assert feature_store.choose_layout(10, extractor, "chunked") == "chunked"
+    with pytest.raises(UserError, match="unknown feature layout"):
+        feature_store.choose_layout(10, extractor, "zarr")
+
+
+@pytest.mark.parametrize("n, block", [(1, 128), (57, 128), (57, 5000), (300, 77_777)])
+def test_streamed_scaler_is_bit_for_bit_the_in_memory_one(n, block):
+    rng = np.random.default_rng(n)
+    x = (rng.random((n, 44, 115)) ** 9).astype(np.float32)  # many tiny values: summation order shows
+    rows = np.sort(rng.choice(n, max(1, 2 * n // 3), replace=False))
+    reference = ChromagramScaler().fit(x[rows])
+    streamed = ChromagramScaler().fit_rows(x, rows, block_values=block)
+    assert (streamed.mean_, streamed.std_) == (reference.mean_, reference.std_)
+
+
+def test_chunk_writer_refuses_a_partial_chunk_and_an_incomplete_array(tmp_path):
+    out = ChunkWriter(tmp_path / "a", row_shape=(2,), dtype="float32", n_rows=5, chunk_rows=2)
+    with pytest.raises(ValueError, match="not one whole chunk"):
+        out[1:3] = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="expected"):
+        out[0:2] = np.zeros((2, 3), np.float32)
+    out[4:5] = np.ones((1, 2), np.float32)
+    with pytest.raises(ValueError, match="never written"):
+        out.close()
+
+
+def _damage(folder: Path, how: str) -> None:
+    chunk = folder / "00001.npy"
+    if how == "missing":
+        chunk.unlink()
+    elif how == "truncated":
+        chunk.write_bytes(chunk.read_bytes()[:-100])
+    elif how == "altered":  # same size, a valid header, other numbers
+        data = bytearray(chunk.read_bytes())
+        data[-8:] = b"\x00\x00\x80\x3f" * 2
+        chunk.write_bytes(bytes(data))
+    elif how == "reshaped":  # a valid .npy of another shape, index patched to match its size and hash
+        from instrument_classifier.chunked_array import file_sha256
+
+        np.save(chunk, np.zeros((CHUNK, 44, 116), np.float32))
+        index = json.loads((folder / "index.json").read_text())
+        index["chunks"][1].update(bytes=chunk.stat().st_size, sha256=file_sha256(chunk))
+        (folder / "index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("how, message", [("missing", "00001.npy is missing"),
+                                          ("truncated", "00001.npy changed since it was written"),
+                                          ("altered", "00001.npy changed since it was written"),
+                                          ("reshaped", "the index expects")])
+def test_a_damaged_chunk_is_one_line_and_recomputed(both_layouts, tmp_path, capsys, how, message):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(both_layouts[1], dataset)
+    _damage(dataset / FEATURES_DIR / CHROMAGRAMS_DIR, how)
+    with pytest.raises(UserError, match=message):
+        load_features(dataset)
+    status = prepare_training.main([str(dataset)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and message in err[0], err
+    # The freshness check notices it: extracting again recomputes the damaged store.
+    assert extract_features.main([str(dataset), "-q", "--layout", "chunked"]) == 0
+    assert np.asarray(load_features(dataset)[0]).tobytes() == load_features(both_layouts[0])[0].tobytes()
+
+
+def test_open_chunked_refuses_a_missing_index(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(UserError, match="has no index.json"):
+        open_chunked(tmp_path / "a")
+
+
+def _train(dataset: Path, models: Path) -> Path:
+    assert prepare_training.main([str(dataset), "--overwrite"]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        # Batches of 10: the 32 training clips end in a partial batch, as a real split does (see
+        # test_streamed_training_equals_in_memory_training).
+        assert train.main([str(dataset), "--epochs", "2", "--seed", "5", "--batch-size", "10", "-q",
+                           "--no-evaluate", "--models-dir", str(models)]) == 0
+    return Path(out.getvalue().strip().splitlines()[-1])
+
+
+def test_streamed_training_equals_in_memory_training(both_layouts, tmp_path):
+    """Same seed, same weights, curves and predictions, bit for bit.
+
+    Where the training split is a multiple of the batch size, Keras's array
+    path gives TensorFlow a fixed batch dimension and the compiled step may
+    add in another order (measured: the 7th digit of the loss); a PyDataset's
+    batch dimension is always open.  Hence batches of 10 for 32 clips here.
+    """
+    in_memory, chunked = both_layouts
+    first, second = _train(in_memory, tmp_path / "a"), _train(chunked, tmp_path / "b")
+    prepared = [json.loads((d / "training-data" / "preprocessing.json").read_text()) for d in both_layouts]
+    assert prepared[0]["scaler"] == prepared[1]["scaler"]
+    assert (first / "predictions.csv").read_bytes() == (second / "predictions.csv").read_bytes()
+    curves = [pd.read_csv(d / "learning_curves.csv").drop(columns=["seconds"]) for d in (first, second)]
+    pd.testing.assert_frame_equal(curves[0], curves[1], check_exact=True)
+    models = [keras.saving.load_model(d / "model.keras", compile=False) for d in (first, second)]
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        assert np.array_equal(a, b)
+
+    # Prediction over chunked features (evaluate.py --dataset) streams, with the same probabilities.
+    from instrument_classifier.model_bundle import load_model_dir
+
+    bundle = load_model_dir(second)
+    rows = np.array([3, 40, 7, 55])
+    in_memory_proba = bundle.predict_proba(load_features(in_memory)[0], rows=rows)
+    assert np.array_equal(bundle.predict_proba(load_features(chunked)[0], rows=rows), in_memory_proba)
+    # Other batches, other sums inside TensorFlow's kernels: the same to float precision.
+    assert np.allclose(bundle.predict_proba(load_features(chunked)[0], rows=rows, batch_size=3), in_memory_proba,
+                       rtol=1e-5, atol=1e-7)
+
+
+def test_batches_read_the_rows_asked(both_layouts):
+    x, _, _ = load_features(both_layouts[0])
+    lazy, _, _ = load_features(both_layouts[1])
+    scaler = ChromagramScaler().fit(x)
+    rows = np.array([50, 2, 33, 7, 19])
+    batches = ChromagramBatches(lazy, scaler, rows=rows, targets=np.arange(5), batch_size=2)
+    assert len(batches) == 3 and batches.input_shape == (44, 115, 1)
+    got = np.concatenate([batches[i][0] for i in range(3)])
+    assert np.array_equal(got, scaler.transform(x[rows])[..., None])
+    assert np.concatenate([batches[i][1] for i in range(3)]).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(IndexError):
+        batches[3]
+
+
+def test_a_failed_chunked_extraction_leaves_the_features_as_they_were(both_layouts, tmp_path, capsys):
+    """A clip that breaks the 3rd shard: the shards done so far were written, but only in a hidden folder."""
+    import soundfile as sf
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(both_layouts[1], dataset)
+    features_dir = dataset / FEATURES_DIR
+    before = {p.relative_to(features_dir): p.read_bytes() for p in features_dir.rglob("*") if p.is_file()}
+    clip = dataset / pd.read_csv(dataset / "parameters.csv")["audio_file"].iloc[40]
+    sf.write(clip, np.zeros(1000, np.float32), 44100)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(feature_store, "READ_CHUNK", CHUNK)
+        assert extract_features.main([str(dataset), "--overwrite", "-q", "--layout", "chunked"]) == 2
+    assert "expected 88200" in capsys.readouterr().err
+    after = {p.relative_to(features_dir): p.read_bytes() for p in features_dir.rglob("*") if p.is_file()}
+    assert after == before
