@@ -12,6 +12,7 @@ Examples:
     python extract_features.py data/working/multi-font-6000 --plot     # the default dataset (make pipeline)
     python extract_features.py data/working/single-notes-2000 --plot   # the seed's single-font experiment
     python extract_features.py data/working/big --layout chunked        # one .npy per shard, read lazily
+    python extract_features.py /shared/big --scheduler tcp://host:8786  # the shards on a Dask cluster
 
 Writes DATASET/features/chromagrams.npz (keys chromagrams, sample_id; rows in
 parameters.csv order) or, for a dataset whose chromagrams would take more than
@@ -47,7 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"features/chromagrams.npz (npz) or one file per shard (chunked); auto: chunked "
                              f"when the chromagrams exceed {IN_MEMORY_LIMIT_BYTES // 2**20} MiB")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None,
-                        help="threads for decoding and the transform (default: all cores)")
+                        help="shards of clips transformed at once on this machine, one thread each "
+                             "(default: all cores; ignored with --scheduler)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run the shards on the Dask cluster whose scheduler is there (`dask scheduler`); "
+                             "the dataset must be in a folder every worker sees (default: this machine)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status line")
     return parser.parse_args(argv)
 
@@ -56,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     extract_dataset(args.dataset, overwrite=args.overwrite, jobs=args.jobs, plot=args.plot, quiet=args.quiet,
-                    layout=args.layout)
+                    layout=args.layout, scheduler=args.scheduler)
     return 0
 
 

@@ -16,8 +16,22 @@ from instrument_classifier.defaults import REPO_DIR
 RESULTS_DIR = REPO_DIR / "bench" / "results"
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants, in KiB (Linux /proc)."""
+def _pss_kb(pid: int) -> int:
+    """Proportional set size of one process in KiB: its private pages plus its share of shared ones."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            return next((int(line.split()[1]) for line in handle if line.startswith("Pss:")), 0)
+    except OSError:
+        return 0
+
+
+def _tree_rss_kb(root: int, pss: bool = False) -> int:
+    """Resident memory of ``root`` and all its descendants, in KiB (Linux /proc).
+
+    With ``pss``, each process's proportional set size instead: pages that
+    forked workers share with their parent (a SoundFont loaded once) count
+    once in the sum, not once per process.
+    """
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.scandir("/proc"):
@@ -34,13 +48,14 @@ def _tree_rss_kb(root: int) -> int:
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total += _pss_kb(pid) if pss else rss.get(pid, 0)
         stack.extend(children.get(pid, []))
     return total
 
 
-def run_measured(command: list[str], *, env: dict | None = None, cwd: Path = REPO_DIR) -> tuple[float, float]:
-    """Run ``command`` in ``cwd``; return (wall seconds, peak RSS of its whole process tree in MiB)."""
+def run_measured(command: list[str], *, env: dict | None = None, cwd: Path = REPO_DIR,
+                 pss: bool = False) -> tuple[float, float]:
+    """Run ``command`` in ``cwd``; return (wall seconds, peak RSS (or PSS) of its whole process tree in MiB)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
@@ -49,7 +64,7 @@ def run_measured(command: list[str], *, env: dict | None = None, cwd: Path = REP
     def sample() -> None:
         nonlocal peak
         while process.poll() is None:
-            peak = max(peak, _tree_rss_kb(process.pid))
+            peak = max(peak, _tree_rss_kb(process.pid, pss))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -48,6 +48,7 @@ from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
 from .defaults import CLIP_SAMPLES
 from .features import ALGORITHM_VERSION, ChromagramExtractor
 from .plots import plot_examples
+from .scheduling import WorkerRecord, dask_client, run_tasks, worker_records
 
 FEATURES_DIR = "features"
 CHROMAGRAMS_NPZ = "chromagrams.npz"
@@ -77,7 +78,7 @@ def choose_layout(n_clips: int, extractor: ChromagramExtractor, layout: str = "a
 
 def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, jobs: int | None = None,
                     plot: bool = False, extractor: ChromagramExtractor | None = None,
-                    quiet: bool = False, layout: str = "auto") -> Path:
+                    quiet: bool = False, layout: str = "auto", scheduler: str | None = None) -> Path:
     """Write ``DATASET/features/`` (chromagrams.npz or chromagrams/, features.json, with ``plot`` a PNG).
 
     Skips the work when features.json holds the same fingerprint (of
@@ -94,7 +95,8 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
     ----------
     dataset_dir : a dataset folder (``parameters.csv`` plus clips).
     overwrite : recompute even when the features are up to date.
-    jobs : threads for decoding and the transform (default: all cores).
+    jobs : shards decoded and transformed at once on this machine (default: all cores).
+    scheduler : run the shards on the Dask cluster there (``tcp://HOST:8786``), whose workers see the dataset.
     plot : also write ``chromagrams.png``, one example per family.
     extractor : the extractor to use (default: ``ChromagramExtractor()``).
     quiet : no progress bar and no status line.
@@ -122,11 +124,13 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
 
     start = time.perf_counter()
     write = _write_npz if chosen == "npz" else _write_chunked
-    chromagrams, seconds, hashes = write(dataset, extractor, features_dir, jobs=jobs, quiet=quiet)
+    chromagrams, seconds, hashes, workers = write(dataset, extractor, features_dir, jobs=jobs,
+                                                  scheduler=scheduler, quiet=quiet)
     seconds["total"] = time.perf_counter() - start
     write_json(features_dir / FEATURES_JSON, _features_record(dataset, extractor, chromagrams, jobs=jobs,
                                                              fingerprint=fingerprint, seconds=seconds,
-                                                             layout=chosen, hashes=hashes))
+                                                             layout=chosen, hashes=hashes, scheduler=scheduler,
+                                                             workers=workers))
     if plot:
         plot_examples(chromagrams, dataset.parameters, extractor, features_dir / PLOT_PNG)
     if not quiet:
@@ -137,34 +141,43 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
 
 
 def _write_npz(dataset: SingleToneDataset, extractor: ChromagramExtractor, features_dir: Path, *,
-               jobs: int | None, quiet: bool) -> tuple[np.ndarray, dict[str, float], dict[str, str]]:
-    """Extract into memory, then write chromagrams.npz atomically; (chromagrams, seconds, hashes)."""
-    chromagrams, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet)
+               jobs: int | None, scheduler: str | None, quiet: bool
+               ) -> tuple[np.ndarray, dict[str, float], dict[str, str], list[dict]]:
+    """Extract into memory, then write chromagrams.npz atomically; (chromagrams, seconds, hashes, workers)."""
+    chromagrams, seconds, workers = extract_shards(_absolute(dataset.audio_paths), extractor, jobs=jobs,
+                                                   scheduler=scheduler, quiet=quiet)
     _forget_features(features_dir)
     with atomic_path(features_dir / CHROMAGRAMS_NPZ) as tmp:
         np.savez(tmp, chromagrams=chromagrams, sample_id=_sample_ids(dataset.parameters["sample_id"]))
         hashes = {"chromagrams_sha256": _sha256(tmp)}
     shutil.rmtree(features_dir / CHROMAGRAMS_DIR, ignore_errors=True)
-    return chromagrams, seconds, hashes
+    return chromagrams, seconds, hashes, workers
 
 
 def _write_chunked(dataset: SingleToneDataset, extractor: ChromagramExtractor, features_dir: Path, *,
-                   jobs: int | None, quiet: bool) -> tuple[ChunkedArray, dict[str, float], dict[str, str]]:
+                   jobs: int | None, scheduler: str | None, quiet: bool
+                   ) -> tuple[ChunkedArray, dict[str, float], dict[str, str], list[dict]]:
     """Extract shard by shard, each written at once into a hidden chromagrams/ renamed when complete.
 
-    Returns (the chunked array, seconds, hashes).  Memory holds one shard.
+    Returns (the chunked array, seconds, hashes, workers).  Memory holds the shards in flight.
     """
     sample_id = _sample_ids(dataset.parameters["sample_id"])
     with atomic_dir(features_dir / CHROMAGRAMS_DIR, overwrite=True) as tmp:
         out = ChunkWriter(tmp, row_shape=(extractor.n_frames(CLIP_SAMPLES), extractor.n_bins),
                           dtype=np.float32, n_rows=len(sample_id), chunk_rows=READ_CHUNK)
-        _, seconds = extract_shards(dataset.audio_paths, extractor, jobs=jobs, quiet=quiet, out=out)
+        _, seconds, workers = extract_shards(_absolute(dataset.audio_paths), extractor, jobs=jobs,
+                                             scheduler=scheduler, quiet=quiet, out=out)
         out.close()
         np.save(tmp / SAMPLE_ID_NPY, sample_id, allow_pickle=False)
         hashes = {"chromagrams_sha256": index_sha256(tmp), "sample_id_sha256": _sha256(tmp / SAMPLE_ID_NPY)}
         _forget_features(features_dir)
     (features_dir / CHROMAGRAMS_NPZ).unlink(missing_ok=True)
-    return open_chunked(features_dir / CHROMAGRAMS_DIR, verify=False), seconds, hashes
+    return open_chunked(features_dir / CHROMAGRAMS_DIR, verify=False), seconds, hashes, workers
+
+
+def _absolute(paths: list[Path]) -> list[Path]:
+    """The clips as absolute paths: a cluster's workers do not share this process's working folder."""
+    return [path.absolute() for path in paths]
 
 
 def _forget_features(features_dir: Path) -> None:
@@ -178,29 +191,49 @@ def _forget_features(features_dir: Path) -> None:
 
 
 def extract_shards(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None,
-                   quiet: bool = False, out=None) -> tuple[Any, dict[str, float]]:
-    """Chromagrams of every clip, shard by shard (:data:`READ_CHUNK` clips each), with a progress bar.
+                   scheduler: str | None = None, quiet: bool = False, out=None
+                   ) -> tuple[Any, dict[str, float], list[dict]]:
+    """Chromagrams of every clip, one Dask task per shard (:data:`READ_CHUNK` clips), with a progress bar.
 
-    Each shard is stored with ``out[first:first + n] = shard`` as soon as it is
-    done: ``out`` is an array (default: a new ndarray) or a
-    :class:`chunked_array.ChunkWriter`, which writes it to disk at once.
+    The shards run as tasks of ``jobs`` threads in this process (default: all
+    cores; the transform's FFTs release Python's lock, and nothing is copied
+    between processes), or on the Dask cluster at ``scheduler``, whose workers
+    must see ``paths``.  Each shard is stored with ``out[first:first + n] =
+    shard`` as soon as it is back, in whatever order they finish: ``out`` is an
+    array (default: a new ndarray) or a :class:`chunked_array.ChunkWriter`,
+    which writes it to disk at once.
 
     Returns
     -------
     chromagrams : ``out`` [shape=(len(paths), n_frames, n_bins), dtype=float32], in ``paths`` order
     seconds : {"decode", "transform"}, summed over the shards
+    workers : the run record's list of the workers that ran the shards (:func:`scheduling.worker_records`)
     """
     chromagrams = out if out is not None else np.empty(
         (len(paths), extractor.n_frames(CLIP_SAMPLES), extractor.n_bins), dtype=np.float32)
     seconds = {"decode": 0.0, "transform": 0.0}
+    workers: list[WorkerRecord] = []
+    shards = [(first, [str(path) for path in paths[first:first + READ_CHUNK]], extractor)
+              for first in range(0, len(paths), READ_CHUNK)]
     with tqdm(total=len(paths), unit="clip", desc="chromagrams", disable=True if quiet else None) as bar:
-        for first in range(0, len(paths), READ_CHUNK):
-            shard, decode, transform = extract_shard(paths[first:first + READ_CHUNK], extractor, jobs=jobs)
+        def store(worker: WorkerRecord, result: tuple[int, np.ndarray, float, float]) -> None:
+            first, shard, decode, transform = result
             chromagrams[first:first + len(shard)] = shard
             seconds["decode"] += decode
             seconds["transform"] += transform
+            workers.append(worker)
             bar.update(len(shard))
-    return chromagrams, seconds
+
+        threads = max(1, min(jobs or os.cpu_count() or 1, len(shards)))
+        with dask_client(scheduler, workers=1, threads=threads, announce=not quiet) as client:
+            run_tasks(client, _shard_task, shards, store)
+    return chromagrams, seconds, worker_records(workers)
+
+
+def _shard_task(first: int, paths: list[str], extractor: ChromagramExtractor
+                ) -> tuple[int, np.ndarray, float, float]:
+    """A Dask task: :func:`extract_shard` of one shard, on one thread; (first row, its chromagrams, seconds)."""
+    return (first, *extract_shard([Path(path) for path in paths], extractor, jobs=1))
 
 
 def extract_shard(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None
@@ -239,8 +272,9 @@ def _checked_inputs(dataset_dir: str | os.PathLike, extractor: ChromagramExtract
 
 def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor, chromagrams, *,
                      jobs: int | None, fingerprint: str, seconds: dict[str, float], layout: str,
-                     hashes: dict[str, str]) -> dict:
-    """features.json: what was extracted, how, from what, and how long it took.
+                     hashes: dict[str, str], scheduler: str | None = None, workers: list[dict] | None = None
+                     ) -> dict:
+    """features.json: what was extracted, how (where: the Dask workers), from what, and how long it took.
 
     ``hashes``: chromagrams_sha256 (of the npz, or of the chunked index, which
     holds every chunk's sha256), and for the chunked layout sample_id_sha256.
@@ -258,7 +292,9 @@ def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor,
         "fingerprint": fingerprint,
         "parameters_csv_sha256": _sha256(dataset.path / PARAMETERS_CSV),
         **hashes,
-        "jobs": jobs or os.cpu_count(),
+        "jobs": None if scheduler else jobs or os.cpu_count(),
+        "scheduler": scheduler or "local",
+        "workers": workers or [],
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions("numpy", "scipy", "soundfile", "pandas"),

@@ -90,9 +90,14 @@ def dask_setup(worker: Any) -> None:
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, *, workers: int = 1, announce: bool = True,
+def dask_client(scheduler: str | None = None, *, workers: int = 1, threads: int = 1, announce: bool = True,
                 warm_up: Callable[[], None] | None = None) -> Iterator[Any]:
     """Yield a ``distributed.Client``: a local cluster of ``workers``, or the cluster at ``scheduler``.
+
+    A local cluster's workers run ``threads`` tasks each; one worker is a
+    worker in this process (its tasks in threads: for work that releases
+    Python's lock, such as the FFTs of the features, with nothing to copy
+    between processes).
 
     ``announce`` prints the cluster's workers and dashboard address (a
     remote cluster only).  ``warm_up`` (a local cluster only) runs in a
@@ -114,7 +119,7 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, announce: boo
         if scheduler is None:
             if warming is not None:
                 warming.join()  # never fork while it runs
-            cluster = _local_cluster(workers)
+            cluster = _local_cluster(workers, threads)
             client = distributed.Client(cluster, set_as_default=False)
         else:
             cluster = None
@@ -135,7 +140,7 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, announce: boo
                     cluster.close()
 
 
-def _local_cluster(workers: int) -> Any:
+def _local_cluster(workers: int, threads: int = 1) -> Any:
     import distributed
     import distributed.versions
 
@@ -145,7 +150,7 @@ def _local_cluster(workers: int) -> Any:
     distributed.versions.get_versions()
     try:
         return distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=processes,
+            n_workers=workers, threads_per_worker=threads, processes=processes,
             dashboard_address=None, silence_logs=logging.CRITICAL, worker_dashboard_address=None,
             # No dashboard; the scheduler's HTTP server (health, metrics) on a free loopback port,
             # not 8787, which may be taken (a warning) or reachable from the network.

@@ -1,4 +1,4 @@
-"""Generation on Dask: a real cluster on loopback gives the local run's bytes, lost workers, bad addresses.
+"""Generation and features on Dask: a real cluster on loopback gives the local run's bytes, lost workers, bad addresses.
 
 The cluster is real: a ``dask scheduler`` and ``dask worker`` processes
 talking TCP on 127.0.0.1 (:func:`instrument_classifier.scheduling.loopback_cluster`),
@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import filecmp
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+import numpy as np
+
+import extract_features
 import generate_audio_samples
 from conftest import make_dataset
-from instrument_classifier import generation, scheduling
+from instrument_classifier import feature_store, generation, scheduling
 
 COUNT, SEED, SHARD = 24, 3, 4
 
@@ -132,3 +136,29 @@ def test_progress_locally_and_the_dashboard_address_on_a_cluster(cluster, tmp_pa
     first, *rest = capsys.readouterr().err.splitlines()
     assert first.startswith(f"dask: scheduler {cluster.address}, 2 workers on 1 host, 2 threads; dashboard http")
     assert "generating: 100%" in rest[-1]
+
+
+@pytest.mark.parametrize("layout", ["npz", "chunked"])
+def test_features_on_a_cluster_equal_the_local_ones(cluster, local_dataset, tmp_path, monkeypatch, layout):
+    """Shards of 4 clips as Dask tasks on two remote workers: the same chromagrams, bit for bit, as locally."""
+    monkeypatch.setattr(feature_store, "READ_CHUNK", 4)
+    here, there = (shutil.copytree(local_dataset, tmp_path / name) for name in ("here", "there"))
+    assert extract_features.main([str(here), "-q", "-j", "2", "--layout", layout]) == 0
+    assert extract_features.main([str(there), "-q", "--layout", layout, "--scheduler", cluster.address]) == 0
+    (local, ids, _), (remote, remote_ids, _) = (feature_store.load_features(d) for d in (here, there))
+    assert np.array_equal(ids, remote_ids) and len(ids) == COUNT
+    assert np.asarray(local[:]).tobytes() == np.asarray(remote[:]).tobytes()
+    record = json.loads((there / "features" / "features.json").read_text())
+    assert record["scheduler"] == cluster.address and len(record["workers"]) == 2
+    assert sum(worker["tasks"] for worker in record["workers"]) == COUNT // 4
+    assert json.loads((here / "features" / "features.json").read_text())["scheduler"] == "local"
+
+
+def test_features_with_an_unreachable_scheduler_are_one_line_and_write_nothing(local_dataset, tmp_path, capsys,
+                                                                               monkeypatch):
+    monkeypatch.setattr(scheduling, "CONNECT_SECONDS", 1)
+    dataset = shutil.copytree(local_dataset, tmp_path / "dataset")
+    status = extract_features.main([str(dataset), "-q", "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "cannot reach the Dask scheduler" in err, err
+    assert not (dataset / "features").exists()
