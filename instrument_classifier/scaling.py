@@ -6,10 +6,14 @@ float32 of shape (N, 44 time frames, 115 semitone bins, 1);
 (``prepare_training.py``) and stored as plain JSON (:meth:`ChromagramScaler.to_dict`)
 in ``training-data/preprocessing.json`` and in every model folder.
 
->>> scaler = ChromagramScaler().fit(train_chromagrams)
->>> ChromagramScaler().fit_rows(chromagrams, train_rows).mean_ == scaler.mean_   # streamed, bit for bit
+>>> import numpy as np
+>>> train_rows = np.arange(6)
+>>> scaler = ChromagramScaler().fit(chromagrams[train_rows])
+>>> streamed = ChromagramScaler().fit_rows(chromagrams, train_rows)   # without loading them all
+>>> (streamed.mean_, streamed.std_) == (scaler.mean_, scaler.std_)   # bit for bit
 True
->>> x = to_model_input(chromagrams, scaler)         # (n, 44, 115, 1)
+>>> to_model_input(chromagrams, scaler).shape
+(8, 44, 115, 1)
 >>> ChromagramScaler.from_dict(scaler.to_dict()).mean_ == scaler.mean_
 True
 """

@@ -16,10 +16,11 @@ permutation, since each epoch's iterator starts the random op afresh.
 :func:`keras_epoch_order` draws that very permutation; other backends'
 array path draws ``np.random.permutation`` per epoch, and so does this one
 (untested there).  ``tests/test_streaming.py`` trains both ways and compares.
+In training (:mod:`training`)::
 
->>> batches = ChromagramBatches(chromagrams, scaler, rows=train_rows, targets=y, batch_size=32, shuffle=True)
->>> model.fit(batches, validation_data=valid_batches, epochs=30, shuffle=False)
->>> proba = model.predict(ChromagramBatches(chromagrams, scaler, batch_size=256))
+    batches = ChromagramBatches(chromagrams, scaler, rows=train_rows, targets=y, batch_size=32, shuffle=True)
+    model.fit(batches, validation_data=valid_batches, epochs=30, shuffle=False)
+    proba = model.predict(ChromagramBatches(chromagrams, scaler, batch_size=256))
 """
 
 from __future__ import annotations
