@@ -25,7 +25,7 @@ def _pss_kb(pid: int) -> int:
         return 0
 
 
-def _tree_rss_kb(root: int, pss: bool = False) -> int:
+def _tree_memory_kb(root: int, pss: bool = False) -> int:
     """Resident memory of ``root`` and all its descendants, in KiB (Linux /proc).
 
     With ``pss``, each process's proportional set size instead: pages that
@@ -64,7 +64,7 @@ def run_measured(command: list[str], *, env: dict | None = None, cwd: Path = REP
     def sample() -> None:
         nonlocal peak
         while process.poll() is None:
-            peak = max(peak, _tree_rss_kb(process.pid, pss))
+            peak = max(peak, _tree_memory_kb(process.pid, pss))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)

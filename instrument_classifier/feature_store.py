@@ -213,8 +213,7 @@ def extract_shards(paths: list[Path], extractor: ChromagramExtractor, *, jobs: i
         (len(paths), extractor.n_frames(CLIP_SAMPLES), extractor.n_bins), dtype=np.float32)
     seconds = {"decode": 0.0, "transform": 0.0}
     workers: list[WorkerRecord] = []
-    shards = [(first, [str(path) for path in paths[first:first + READ_CHUNK]], extractor)
-              for first in range(0, len(paths), READ_CHUNK)]
+    shards = [(first, paths[first:first + READ_CHUNK], extractor) for first in range(0, len(paths), READ_CHUNK)]
     with tqdm(total=len(paths), unit="clip", desc="chromagrams", disable=True if quiet else None) as bar:
         def store(worker: WorkerRecord, result: tuple[int, np.ndarray, float, float]) -> None:
             first, shard, decode, transform = result
@@ -230,10 +229,10 @@ def extract_shards(paths: list[Path], extractor: ChromagramExtractor, *, jobs: i
     return chromagrams, seconds, worker_records(workers)
 
 
-def _shard_task(first: int, paths: list[str], extractor: ChromagramExtractor
+def _shard_task(first: int, paths: list[Path], extractor: ChromagramExtractor
                 ) -> tuple[int, np.ndarray, float, float]:
     """A Dask task: :func:`extract_shard` of one shard, on one thread; (first row, its chromagrams, seconds)."""
-    return (first, *extract_shard([Path(path) for path in paths], extractor, jobs=1))
+    return (first, *extract_shard(paths, extractor, jobs=1))
 
 
 def extract_shard(paths: list[Path], extractor: ChromagramExtractor, *, jobs: int | None = None
@@ -272,8 +271,7 @@ def _checked_inputs(dataset_dir: str | os.PathLike, extractor: ChromagramExtract
 
 def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor, chromagrams, *,
                      jobs: int | None, fingerprint: str, seconds: dict[str, float], layout: str,
-                     hashes: dict[str, str], scheduler: str | None = None, workers: list[dict] | None = None
-                     ) -> dict:
+                     hashes: dict[str, str], scheduler: str | None, workers: list[dict]) -> dict:
     """features.json: what was extracted, how (where: the Dask workers), from what, and how long it took.
 
     ``hashes``: chromagrams_sha256 (of the npz, or of the chunked index, which
@@ -294,7 +292,7 @@ def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor,
         **hashes,
         "jobs": None if scheduler else jobs or os.cpu_count(),
         "scheduler": scheduler or "local",
-        "workers": workers or [],
+        "workers": workers,
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions("numpy", "scipy", "soundfile", "pandas"),
