@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"when the chromagrams exceed {IN_MEMORY_LIMIT_BYTES // 2**20} MiB")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None,
                         help="shards of clips transformed at once on this machine, one thread each "
-                             "(default: all cores; ignored with --scheduler)")
+                             "(default: all cores; not with --scheduler)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                         help="run the shards on the Dask cluster whose scheduler is there (`dask scheduler`); "
                              "the dataset must be in a folder every worker sees (default: this machine)")

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None,
-                        help="worker processes on this machine (default: all cores; ignored with --scheduler)")
+                        help="worker processes on this machine (default: all cores; not with --scheduler)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                         help="run on the Dask cluster whose scheduler is there (`dask scheduler`); -o must be a "
                              "folder every worker sees (default: this machine's cores)")

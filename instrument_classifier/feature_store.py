@@ -48,7 +48,7 @@ from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
 from .defaults import CLIP_SAMPLES
 from .features import ALGORITHM_VERSION, ChromagramExtractor
 from .plots import plot_examples
-from .scheduling import WorkerRecord, dask_client, run_tasks, worker_records
+from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 
 FEATURES_DIR = "features"
 CHROMAGRAMS_NPZ = "chromagrams.npz"
@@ -106,7 +106,8 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
     -------
     Path of the features folder.
     """
-    dataset, extractor = _checked_inputs(dataset_dir, extractor, jobs)
+    check_jobs(jobs, scheduler)
+    dataset, extractor = _checked_inputs(dataset_dir, extractor)
     features_dir = dataset.path / FEATURES_DIR
     fingerprint = _fingerprint(dataset, extractor)
     chosen = choose_layout(len(dataset), extractor, layout)
@@ -253,11 +254,9 @@ def extract_shard(paths: list[Path], extractor: ChromagramExtractor, *, jobs: in
     return chromagrams, decoded - tick, time.perf_counter() - decoded
 
 
-def _checked_inputs(dataset_dir: str | os.PathLike, extractor: ChromagramExtractor | None, jobs: int | None
+def _checked_inputs(dataset_dir: str | os.PathLike, extractor: ChromagramExtractor | None
                     ) -> tuple[SingleToneDataset, ChromagramExtractor]:
     """The dataset and the extractor (default: ``ChromagramExtractor()``); UserError for what cannot work."""
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
     dataset = SingleToneDataset(dataset_dir)
     if len(dataset) == 0:
         raise UserError(f"{dataset.path / PARAMETERS_CSV} lists no clips")
@@ -295,7 +294,7 @@ def _features_record(dataset: SingleToneDataset, extractor: ChromagramExtractor,
         "workers": workers,
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": library_versions("numpy", "scipy", "soundfile", "pandas"),
+        "versions": {**software_stack(), **library_versions("dask", "distributed")},
     }
 
 

@@ -53,7 +53,7 @@ from tqdm import tqdm
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, write_json
 from .dataset import PARAMETERS_CSV
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
-from .scheduling import WorkerRecord, dask_client, run_tasks, worker_records
+from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 from .soundfonts import SoundFont
 from .synthesis import Renderer, midi_file_bytes
 from .additive import BANKS
@@ -249,9 +249,8 @@ def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike
     Dask cluster whose scheduler is at ``scheduler`` (``tcp://HOST:8786``),
     whose workers must all see ``output_dir``.
     """
+    check_jobs(jobs, scheduler)
     output_dir = check_output_dir(output_dir, overwrite=overwrite).absolute()
-    if jobs is not None and jobs < 1:
-        raise UserError("--jobs must be at least 1")
     check_disk_space(settings, output_dir)
     shards = [range(start, min(start + settings.shard_size, settings.count))
               for start in range(0, settings.count, settings.shard_size)]
@@ -328,6 +327,5 @@ def _run_record(settings: GenerationSettings, parameters: pd.DataFrame, schedule
             "per_soundfont": parameters["soundfont"].value_counts().sort_index().to_dict(),
         },
         "seconds": round(seconds, 3),
-        "versions": library_versions("numpy", "pyfluidsynth", "soundfile", "pandas", "pedalboard",
-                                     "pyroomacoustics", "dask", "distributed"),
+        "versions": {**software_stack(), **library_versions("dask", "distributed")},
     }

@@ -19,15 +19,24 @@ away ends with a one-line error instead of waiting for ever.
 
 Tasks must be idempotent: a task may run twice (its worker died during or
 after it), and the retry must give the same result.
+
+Same seed, same bytes holds across machines only with the same software:
+every worker of a cluster must run this project's code and the libraries
+that shape the bytes (:data:`BYTE_PACKAGES`) at this machine's versions
+(:func:`software_stack`).  A worker that differs is refused, in one line
+naming what differs, when the run starts or when it joins later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import os
+import platform
 import queue
 import signal
 import socket
@@ -40,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .cli import UserError
-from .defaults import REPO_DIR
+from .cli import UserError, library_versions
+from .defaults import INSTRUMENTS_CSV, REPO_DIR, SOUNDFONTS_CSV
 
 # How long a cluster's scheduler may take to answer before the run gives up.
 CONNECT_SECONDS = 5
@@ -68,6 +77,66 @@ LOCAL_CONFIG = {
     "distributed.admin.system-monitor.interval": "5s",
     "distributed.admin.system-monitor.disk": False,
 }
+
+
+# The Python distributions whose version can change a clip's or a chromagram's bytes.
+BYTE_PACKAGES = ("numpy", "scipy", "pandas", "soundfile", "pyfluidsynth", "pedalboard", "pyroomacoustics", "mido")
+
+
+@functools.cache
+def software_stack() -> dict[str, str]:
+    """What must match across machines for the same bytes: Python, :data:`BYTE_PACKAGES`, C libraries, our code.
+
+    ``project`` is a digest of this package's source and of the catalogues
+    it reads (instruments.csv, soundfonts.csv), as this process imported
+    them.  Computed once a process (~20 ms).
+    """
+    stack = {"machine": platform.machine(), **library_versions(*BYTE_PACKAGES)}
+    import soundfile
+
+    from .synthesis import fluidsynth_version
+
+    stack["libsndfile"] = soundfile.__libsndfile_version__
+    stack["libfluidsynth"] = fluidsynth_version()
+    digest = hashlib.sha256()
+    package_dir = Path(__file__).resolve().parent
+    for path in sorted(package_dir.rglob("*"), key=lambda p: p.relative_to(package_dir).as_posix()):
+        if path.is_file() and path.suffix in {".py", ".html", ".css", ".js"}:
+            digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in (INSTRUMENTS_CSV, SOUNDFONTS_CSV):
+        digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"missing"))
+    stack["project"] = digest.hexdigest()[:12]
+    return stack
+
+
+def stack_differences(theirs: dict[str, str], ours: dict[str, str] | None = None) -> list[str]:
+    """What differs between a worker's :func:`software_stack` and ours: ``"numpy 2.1.0 (here 2.4.6)"``, ..."""
+    ours = software_stack() if ours is None else ours
+    return [f"{name} {theirs.get(name, 'missing')} (here {value})" for name, value in ours.items()
+            if theirs.get(name) != value]
+
+
+def _stack_error(address: str, theirs: dict[str, str]) -> UserError:
+    return UserError(f"Dask worker {address} runs other software than this machine: "
+                     f"{', '.join(stack_differences(theirs))}; the same seed gives the same bytes only with "
+                     "the same code and versions (install the same checkout with -c constraints.txt everywhere)")
+
+
+def check_worker_software(client: Any) -> None:
+    """Refuse a cluster whose workers differ from this machine in :func:`software_stack` (a one-line UserError)."""
+    ours = software_stack()
+    for address, theirs in sorted(client.run(software_stack).items()):
+        if theirs != ours:
+            raise _stack_error(address, theirs)
+
+
+def check_jobs(jobs: int | None, scheduler: str | None) -> None:
+    """A UserError for ``--jobs`` below 1, or given with ``--scheduler`` (a cluster has the workers it has)."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None and scheduler is not None:
+        raise UserError("--jobs counts this machine's workers; a Dask cluster (--scheduler) has the workers "
+                        "it has: leave --jobs out")
 
 
 @dataclass(frozen=True)
@@ -127,6 +196,7 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, threads: int 
         try:
             if cluster is None:
                 _wait_for_workers(client, scheduler)
+                check_worker_software(client)
                 if announce:
                     print(describe_cluster(client), file=sys.stderr)
             yield client
@@ -148,6 +218,7 @@ def _local_cluster(workers: int, threads: int = 1) -> Any:
     # Every worker reports its package versions when it joins; read once here (a scan of the installed
     # packages' metadata, cached), the forked workers inherit them: the cluster starts in half the time.
     distributed.versions.get_versions()
+    software_stack()  # the same for them: inherited, not computed again in each
     try:
         return distributed.LocalCluster(
             n_workers=workers, threads_per_worker=threads, processes=processes,
@@ -231,7 +302,9 @@ def run_tasks(client: Any, function: Callable, arguments: Iterable[tuple],
     tasks finish.  The first task that raises stops the run: the others are
     cancelled and its exception is raised here (a worker that died three
     times on a task: a ``UserError``).  An exception here (Ctrl-C) cancels
-    them too.
+    them too, and so does a result from a worker whose
+    :func:`software_stack` differs from this machine's (one that joined
+    after the start).
     """
     import distributed
 
@@ -254,13 +327,15 @@ def run_tasks(client: Any, function: Callable, arguments: Iterable[tuple],
                     except OSError as error:
                         raise UserError(f"lost the Dask scheduler: {_reason(error)}") from None
             try:
-                worker, result = future.result()
+                worker, stack, result = future.result()
             except distributed.client.FutureCancelledError as error:
                 raise UserError(f"the Dask scheduler cancelled a task (did it stop?): {error.reason}") from None
             except distributed.scheduler.KilledWorker as error:
                 raise UserError(f"{error.allowed_failures + 1} workers died running the same task "
                                 "(out of memory? killed?)") from None
             future.release()
+            if stack != software_stack():
+                raise _stack_error(worker.address, stack)
             on_result(worker, result)
     finally:
         pending = [f for f in futures if not f.done()]
@@ -269,11 +344,12 @@ def run_tasks(client: Any, function: Callable, arguments: Iterable[tuple],
                 client.cancel(pending)
 
 
-def _named(function: Callable, *args: Any) -> tuple[WorkerRecord, Any]:
-    """Run on a worker: the worker's name beside the task's result."""
+def _named(function: Callable, *args: Any) -> tuple[WorkerRecord, dict[str, str], Any]:
+    """Run on a worker: the worker's name and :func:`software_stack` beside the task's result."""
     import distributed
 
-    return WorkerRecord(distributed.get_worker().address, socket.gethostname()), function(*args)
+    result = function(*args)
+    return WorkerRecord(distributed.get_worker().address, socket.gethostname()), software_stack(), result
 
 
 def _check_workers(client: Any, since: float | None) -> float | None:
@@ -316,9 +392,9 @@ class LoopbackCluster:
     workers: list[subprocess.Popen]
     folder: Path
 
-    def add_worker(self) -> subprocess.Popen:
-        """Start one more ``dask worker`` process and wait until the scheduler has it."""
-        self.workers.append(_start_worker(self.address, self.folder, len(self.workers)))
+    def add_worker(self, project_dir: Path = REPO_DIR) -> subprocess.Popen:
+        """Start one more ``dask worker`` process (importing the project from ``project_dir``); wait for it."""
+        self.workers.append(_start_worker(self.address, self.folder, len(self.workers), project_dir))
         _wait_for_worker_count(self.address, sum(w.poll() is None for w in self.workers))
         return self.workers[-1]
 
@@ -360,22 +436,22 @@ def loopback_cluster(workers: int = 2, *, dashboard: bool = False) -> Iterator[L
                     process.wait()
 
 
-def _project_env() -> dict[str, str]:
+def _project_env(project_dir: Path) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(REPO_DIR) + (os.pathsep + path if path else "")}
+    return {**os.environ, "PYTHONPATH": str(project_dir) + (os.pathsep + path if path else "")}
 
 
-def _start(command: list[str], log: Path) -> subprocess.Popen:
+def _start(command: list[str], log: Path, project_dir: Path = REPO_DIR) -> subprocess.Popen:
     with open(log, "ab") as handle:
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                                env=_project_env(), cwd=log.parent)
+                                env=_project_env(project_dir), cwd=log.parent)
 
 
-def _start_worker(address: str, folder: Path, index: int) -> subprocess.Popen:
+def _start_worker(address: str, folder: Path, index: int, project_dir: Path = REPO_DIR) -> subprocess.Popen:
     return _start([sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", "--no-nanny",
                    "--no-dashboard", "--name", f"worker-{index}", "--local-directory", str(folder),
                    "--death-timeout", "30"],  # gone 30 s after its scheduler, should this process be killed
-                  folder / f"worker-{index}.log")
+                  folder / f"worker-{index}.log", project_dir)
 
 
 def _wait_for_address(scheduler_file: Path, process: subprocess.Popen, log: Path, timeout: float = 60) -> str:

@@ -108,6 +108,17 @@ def _fluidsynth():
     return fluidsynth, write_float
 
 
+def fluidsynth_version() -> str:
+    """The version of the libfluidsynth this process renders with (``"2.3.1"``), or ``"missing"``."""
+    try:
+        fluidsynth, _ = _fluidsynth()
+    except UserError:
+        return "missing"
+    version = fluidsynth._fl.fluid_version_str
+    version.restype = ctypes.c_char_p
+    return version().decode()
+
+
 @dataclass(frozen=True)
 class NoteEvent:
     """A MIDI channel event at a sample position.

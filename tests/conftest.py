@@ -28,7 +28,7 @@ def make_dataset(path, *, count=TINY_COUNT, seed=TINY_SEED, jobs=1, audio_format
         count=count, seed=seed, audio_format=audio_format, soundfonts=resolve_soundfonts(soundfonts),
         instruments=select_instruments(load_instruments(), families=families), recipe=get_recipe(variation, vary),
         shard_size=shard_size)
-    generate_dataset(settings, path, jobs=jobs, scheduler=scheduler, progress=False)
+    generate_dataset(settings, path, jobs=None if scheduler else jobs, scheduler=scheduler, progress=False)
     return path
 
 

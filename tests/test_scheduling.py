@@ -22,6 +22,8 @@ import extract_features
 import generate_audio_samples
 from conftest import make_dataset
 from instrument_classifier import feature_store, generation, scheduling
+from instrument_classifier.cli import UserError
+from instrument_classifier.defaults import REPO_DIR
 
 COUNT, SEED, SHARD = 24, 3, 4
 
@@ -108,6 +110,17 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("script", [generate_audio_samples, extract_features])
+def test_jobs_with_a_scheduler_is_one_line_not_silently_ignored(script, cluster, local_dataset, tmp_path, capsys):
+    args = (["-c", "2", "-o", str(tmp_path / "dataset")] if script is generate_audio_samples
+            else [str(shutil.copytree(local_dataset, tmp_path / "dataset"))])
+    assert script.main([*args, "-q", "-j", "2", "--scheduler", cluster.address]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--jobs counts this machine's workers" in err, err
+    written = "audio" if script is generate_audio_samples else "features"
+    assert not (tmp_path / "dataset" / written).exists()
+
+
 def test_workers_that_cannot_see_the_output_folder_are_named(cluster, tmp_path, capsys, monkeypatch):
     """Each worker checks the folder before any work; one that cannot write there stops the run in one line."""
     import distributed
@@ -162,3 +175,41 @@ def test_features_with_an_unreachable_scheduler_are_one_line_and_write_nothing(l
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "cannot reach the Dask scheduler" in err, err
     assert not (dataset / "features").exists()
+
+
+@pytest.fixture(scope="module")
+def other_checkout_cluster(tmp_path_factory):
+    """A cluster whose one worker imports this project from another checkout, one source line different."""
+    checkout = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(REPO_DIR / "instrument_classifier", checkout / "instrument_classifier",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_DIR / "instruments.csv", checkout)
+    shutil.copytree(REPO_DIR / "data", checkout / "data", ignore=shutil.ignore_patterns("working"))
+    with open(checkout / "instrument_classifier" / "features.py", "a") as source:
+        source.write("# a later commit\n")
+    with scheduling.loopback_cluster(0) as running:
+        running.add_worker(project_dir=checkout)
+        yield running
+
+
+def test_a_worker_on_another_checkout_is_refused_before_any_work(other_checkout_cluster, tmp_path, capsys):
+    """Same seed, same bytes needs the same code on every machine: the run names the worker and what differs."""
+    status = generate_audio_samples.main(["-c", "4", "-o", str(tmp_path / "dataset"), "-q",
+                                          "--scheduler", other_checkout_cluster.address])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "runs other software than this machine: project " in err and "numpy" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_task_result_from_another_checkout_stops_the_run(other_checkout_cluster):
+    """A worker that joins after the start is checked by its first result, which is not used."""
+    import distributed
+
+    used = []
+    with distributed.Client(other_checkout_cluster.address, set_as_default=False) as client:
+        with pytest.raises(UserError, match="runs other software than this machine: project "):
+            scheduling.run_tasks(client, len, [("abc",)], on_result=lambda worker, result: used.append(result))
+    assert used == []
+    assert scheduling.stack_differences({**scheduling.software_stack(), "numpy": "1.0"}) == [
+        f"numpy 1.0 (here {scheduling.software_stack()['numpy']})"]
