@@ -9,7 +9,8 @@ them); targets are random among 7 classes.  Each case runs in its own process
 and fits one epoch, batch 32, as ``train.py`` does:
 
     memory   the features read whole into an ndarray, scaled, fit(x, y, shuffle=True)
-    stream   ``streaming.ChromagramBatches`` over the chunked array, fit(batches, shuffle=False)
+    stream   ``streaming.ChromagramBatches`` over the chunked array, through ``streaming.keras_input``
+             (a ``tf.data`` map over the batches on TensorFlow), fit(..., shuffle=False), as train.py does
 
 Two networks: ``default`` (the default architecture, what train.py trains)
 and ``probe`` (a pooling layer and a dense layer: nearly free, so that the
@@ -61,7 +62,7 @@ def worker(args: argparse.Namespace) -> None:
     import instrument_classifier  # noqa: F401  (TensorFlow's environment, before it is imported)
     from instrument_classifier.models import build_model
     from instrument_classifier.scaling import ChromagramScaler, to_model_input
-    from instrument_classifier.streaming import ChromagramBatches
+    from instrument_classifier.streaming import ChromagramBatches, keras_input
     from instrument_classifier.training import enable_determinism
 
     enable_determinism(0)
@@ -74,7 +75,8 @@ def worker(args: argparse.Namespace) -> None:
         x = to_model_input(np.asarray(chromagrams), scaler)  # (n, 44, 115, 1), as TrainingData.arrays
         fit_args, fit_kwargs = (x, targets), {"batch_size": BATCH, "shuffle": True}
     else:
-        fit_args = (ChromagramBatches(chromagrams, scaler, targets=targets, batch_size=BATCH, shuffle=True),)
+        fit_args = (keras_input(ChromagramBatches(chromagrams, scaler, targets=targets, batch_size=BATCH,
+                                                  shuffle=True)),)
         fit_kwargs = {"shuffle": False}
     if args.model == "default":
         network = build_model("relative-harmonic", (FRAMES, BINS, 1), CLASSES, floor=0.0, ceiling=1.0,

@@ -27,7 +27,7 @@ from .cli import UserError, read_json
 from .features import ChromagramExtractor
 from .model_files import CONFIG_JSON, MODEL_FILE, PREPROCESSING_JSON, check_model_dir
 from .scaling import ChromagramScaler, to_model_input
-from .streaming import ChromagramBatches
+from .streaming import ChromagramBatches, keras_input
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ModelBundle:
             return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
         self._check_input_shape((*chromagrams.shape[1:], 1))
         batches = ChromagramBatches(chromagrams, self.scaler, rows=rows, batch_size=batch_size)
-        return np.asarray(self.model.predict(batches, verbose=0), dtype=np.float64)
+        return np.asarray(self.model.predict(keras_input(batches), verbose=0), dtype=np.float64)
 
     def predict(self, chromagrams: np.ndarray) -> list[str]:
         """The most probable class name of each chromagram."""

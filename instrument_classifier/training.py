@@ -42,7 +42,7 @@ from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_
 from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
 from .scaling import to_model_input
-from .streaming import ChromagramBatches
+from .streaming import ChromagramBatches, keras_input
 from .training_data import SPLITS, TrainingData, load_training_data
 
 
@@ -338,7 +338,8 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
     started, cpu_started = time.perf_counter(), time.process_time()
     if isinstance(run.train, ChromagramBatches):  # streamed: the batches shuffle as the array path does
-        history = network.fit(run.train, validation_data=run.valid, epochs=run.settings["epochs"], shuffle=False,
+        history = network.fit(keras_input(run.train), validation_data=keras_input(run.valid),
+                              epochs=run.settings["epochs"], shuffle=False,
                               callbacks=callbacks, verbose=verbose)
     else:
         history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
@@ -378,7 +379,7 @@ def _write_predictions(model: keras.Model, data: TrainingData, out_dir: Path) ->
     """Predict every sample with the model as saved: predictions.csv and final_metrics.csv; return the metrics."""
     if data.streamed:
         x_all = ChromagramBatches(data.chromagrams, data.scaler, batch_size=PREDICT_BATCH)
-        proba = np.asarray(model.predict(x_all, verbose=0), dtype=np.float64)
+        proba = np.asarray(model.predict(keras_input(x_all), verbose=0), dtype=np.float64)
     else:
         x_all = to_model_input(data.chromagrams, data.scaler)
         proba = np.asarray(model.predict(x_all, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float64)
