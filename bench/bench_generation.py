@@ -38,7 +38,7 @@ import soundfile as sf
 from bench.common import median, python, run_measured, write_results
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.defaults import REPO_DIR
-from instrument_classifier.scheduling import loopback_cluster
+from instrument_classifier.loopback_cluster import loopback_cluster
 from instrument_classifier.synthesis import SYSTEM_SOUNDFONTS
 
 # The last commit of the home-made process pool, before generation ran on Dask.

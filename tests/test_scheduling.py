@@ -1,7 +1,7 @@
 """Generation and features on Dask: a real cluster on loopback gives the local run's bytes, lost workers, bad addresses.
 
 The cluster is real: a ``dask scheduler`` and ``dask worker`` processes
-talking TCP on 127.0.0.1 (:func:`instrument_classifier.scheduling.loopback_cluster`),
+talking TCP on 127.0.0.1 (:func:`instrument_classifier.loopback_cluster.loopback_cluster`),
 started once for the module.  Small shards (4 clips) give each worker several tasks.
 """
 
@@ -24,13 +24,14 @@ from conftest import make_dataset
 from instrument_classifier import feature_store, generation, scheduling
 from instrument_classifier.cli import UserError
 from instrument_classifier.defaults import REPO_DIR
+from instrument_classifier.loopback_cluster import loopback_cluster
 
 COUNT, SEED, SHARD = 24, 3, 4
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with scheduling.loopback_cluster(2) as running:
+    with loopback_cluster(2) as running:
         yield running
 
 
@@ -187,7 +188,7 @@ def other_checkout_cluster(tmp_path_factory):
     shutil.copytree(REPO_DIR / "data", checkout / "data", ignore=shutil.ignore_patterns("working"))
     with open(checkout / "instrument_classifier" / "features.py", "a") as source:
         source.write("# a later commit\n")
-    with scheduling.loopback_cluster(0) as running:
+    with loopback_cluster(0) as running:
         running.add_worker(project_dir=checkout)
         yield running
 
