@@ -11,8 +11,9 @@ call it again any time.
 With --report DIR, also a generalisation table of all the models given:
 one row per model, one column per held-out SoundFont and lineage (the test
 split of a model trained with prepare_training.py --split soundfont, and
-every --dataset), beside the in-distribution error; DIR/generalisation.csv
-and DIR/generalisation.md, printed too.
+every --dataset), beside the in-distribution error; and the error by family
+on the fonts each model never heard.  DIR/generalisation.csv,
+DIR/generalisation_by_family.csv and DIR/generalisation.md, printed too.
 
 Examples:
 
@@ -63,13 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
     if args.report:
-        from instrument_classifier.generalisation import format_markdown, generalisation_table, \
+        from instrument_classifier.generalisation import family_table, format_markdown, generalisation_table, \
             write_generalisation_report
 
-        table = generalisation_table(models, [Path(dataset).resolve().name for dataset in args.dataset or []])
-        path = write_generalisation_report(table, args.report)
+        names = [Path(dataset).resolve().name for dataset in args.dataset or []]
+        table = generalisation_table(models, names)
+        families = family_table(models, names)
+        path = write_generalisation_report(table, args.report, families)
         if not args.quiet:
             print(format_markdown(table))
+            if len(families):
+                print(format_markdown(families))
             print(f"generalisation report: {path}")
     return 0
 

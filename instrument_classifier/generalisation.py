@@ -7,7 +7,9 @@ predictions table (a model's own ``predictions.csv``, or the one
 lineage.  :func:`generalisation_table` puts several models side by side,
 one row per model (a training recipe), one column per held-out font and
 lineage, beside the in-distribution error (the validation split: clips of
-the training fonts the model did not learn from)::
+the training fonts the model did not learn from); :func:`family_table` splits
+the held-out clips' error by family, so that a headline error can be read
+(bowed strings are not harpsichords)::
 
     python evaluate.py MODEL_A MODEL_B --dataset data/working/other --report data/working/report
 """
@@ -25,6 +27,7 @@ from .model_files import CONFIG_JSON, PREDICTIONS_CSV
 
 GENERALISATION_CSV = "generalisation.csv"
 GENERALISATION_MD = "generalisation.md"
+FAMILY_CSV = "generalisation_by_family.csv"
 # Columns of a model row before the per-font ones.
 ROW_COLUMNS = ("model_id", "arch", "options", "split", "trained_on", "in_distribution_error", "test_error")
 
@@ -88,6 +91,38 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
     return row
 
 
+def _unheard(model_dir: Path, dataset_names: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(part, predictions) of the clips of fonts the model never trained on: its held-out test split, each dataset's."""
+    config = read_json(model_dir / CONFIG_JSON, what="model config file")
+    own = read_predictions(model_dir / PREDICTIONS_CSV)
+    trained_on = set(own.loc[own["split"] == "train", "soundfont"]) if "soundfont" in own else set()
+    parts = [("held out", own[own["split"] == "test"])] if config.get("split") == "soundfont" else []
+    for name in dataset_names:
+        other = read_predictions(model_dir / "evaluation" / name / PREDICTIONS_CSV)
+        parts.append((name, other[~other["soundfont"].isin(trained_on)] if "soundfont" in other else other))
+    return [(part, predictions) for part, predictions in parts if len(predictions)]
+
+
+def family_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
+    """Error by true family on the fonts each model never heard: one row per model and part.
+
+    A part is the model's held-out test split (``held out``) or a dataset of
+    ``dataset_names`` (its clips of fonts the model did not train on); columns
+    model_id, part, n, error, then one per family.  Call after
+    :func:`generalisation_table`, which checks that the evaluations exist.
+    """
+    rows = []
+    for model_dir in map(Path, model_dirs):
+        model_id = read_json(model_dir / CONFIG_JSON, what="model config file").get("model_id", model_dir.name)
+        for part, predictions in _unheard(model_dir, list(dataset_names)):
+            correct = predictions["correct"].astype(bool)
+            row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean())}
+            for family, group in correct.groupby(predictions["true"], sort=True):
+                row[str(family)] = float(1 - group.mean())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def generalisation_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
     """One row per model (see :func:`model_row`); a font a model trained on is left empty in its row."""
     if not model_dirs:
@@ -101,7 +136,7 @@ def format_markdown(table: pd.DataFrame) -> str:
     """The table as Markdown, errors in percent, '–' where a column does not apply."""
     shown = table.copy()
     for column in shown.columns:
-        if column.endswith("error") or ":" in column:
+        if shown[column].dtype.kind == "f":
             shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} %")
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)
@@ -109,13 +144,22 @@ def format_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
-    """Write a :func:`generalisation_table` as ``generalisation.csv`` and ``.md`` into ``out_dir``; return the .md."""
+def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike,
+                                families: pd.DataFrame | None = None) -> Path:
+    """Write a :func:`generalisation_table` (and a :func:`family_table`) as CSV and Markdown into ``out_dir``.
+
+    ``generalisation.csv``, ``generalisation_by_family.csv`` and both tables
+    in ``generalisation.md``, whose path is returned.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = "# Generalisation: family error on sound banks the models never heard\n\n" + format_markdown(table) + "\n"
     with atomic_path(out_dir / GENERALISATION_CSV) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
+    if families is not None and len(families):
+        with atomic_path(out_dir / FAMILY_CSV) as tmp:
+            families.to_csv(tmp, index=False, float_format="%.4f")
+        text += "\n## By family, on the fonts each model never heard\n\n" + format_markdown(families) + "\n"
     with atomic_path(out_dir / GENERALISATION_MD) as tmp:
-        tmp.write_text("# Generalisation: family error on sound banks the models never heard\n\n"
-                       + format_markdown(table) + "\n")
+        tmp.write_text(text)
     return out_dir / GENERALISATION_MD

@@ -119,6 +119,14 @@ def test_generalisation_report_compares_models_on_unheard_fonts(fonts_dataset, h
     header = (tmp_path / "report" / "generalisation.md").read_text().splitlines()[2]
     assert "| held out: gs lineage |" in header and "| in_distribution_error |" in header
     assert np.isfinite(table.filter(like="clean-fonts").to_numpy(dtype=float)).all()
+    # By family, on the fonts the model never heard: its gs test split, and clean-fonts' gs clips.
+    families = pd.read_csv(tmp_path / "report" / "generalisation_by_family.csv")
+    assert list(families["part"]) == ["held out", "clean-fonts"]
+    for family, clips in test.groupby("true"):
+        assert families[family].iloc[0] == pytest.approx(1 - clips["correct"].mean(), abs=1e-4)
+    clean_predictions = pd.read_csv(held_out_model / "evaluation" / "clean-fonts" / "predictions.csv")
+    assert families["n"].iloc[1] == (clean_predictions["lineage"] == "gs").sum()
+    assert "## By family" in (tmp_path / "report" / "generalisation.md").read_text()
 
 
 def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
