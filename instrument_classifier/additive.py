@@ -131,95 +131,156 @@ def draw_timbre(program: int, bank: int) -> Timbre:
     return replace(timbre, rolloff_hz=rolloff[0], rolloff_db=rolloff[1])
 
 
+# Each archetype's ranges: a function of (kind, rng) drawing its Timbre; the draws happen in the
+# order written (the same seed gives the same instrument).
+
+
+def _struck(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    return Timbre(kind, slope_db=u(-9, -4), comb=u(1 / 12, 1 / 7), inharmonicity=10 ** u(-4.3, -3.2),
+                  attack=u(0.001, 0.004), decay=u(3.0, 12.0), decay_tilt=u(0.25, 0.6), release=u(0.08, 0.3),
+                  noise_db=u(-40, -25), noise_hz=u(800, 3000), noise_q=u(0.5, 1.5), chiff=u(0.6, 1.0),
+                  formants=_formants(rng, (0, 2), (200, 3000), (-6, 6)), detune_cents=(0.0, u(0.5, 3)),
+                  velocity_brightness=u(6, 14))
+
+
+def _tine(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    bell = u(5.0, 9.0)
+    return Timbre(kind, slope_db=u(-24, -14), partial_ratios=(1.0, 2.0, 3.0, bell), attack=u(0.001, 0.005),
+                  decay=u(2.0, 6.0), decay_tilt=u(0.4, 1.0), release=u(0.1, 0.3), noise_db=-70,
+                  extra={"bell_db": u(-18, -6), "bell_decay": u(0.05, 0.3)}, velocity_brightness=u(6, 12))
+
+
+def _quilled(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    short = kind == "clavinet"
+    return Timbre(kind, slope_db=u(-4, -1), comb=u(1 / 14, 1 / 5), inharmonicity=10 ** u(-5, -4),
+                  attack=u(0.001, 0.003), decay=u(0.5, 1.5) if short else u(1.5, 5.0), decay_tilt=u(0.2, 0.5),
+                  release=u(0.02, 0.1), noise_db=u(-40, -28), noise_hz=u(2000, 6000), chiff=u(0.5, 1.0),
+                  formants=_formants(rng, (1, 3), (300, 4000), (-8, 8)))
+
+
+def _organ(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    stops = [u(-30, 0) if rng.random() < 0.7 else -80.0 for _ in range(9)]
+    stops[0] = max(stops[0], u(-12, 0))
+    pipe = kind == "pipe_organ"
+    return Timbre(kind, slope_db=u(-8, -3) if pipe else 0.0,
+                  partial_ratios=(1, 2, 3, 4, 5, 6, 8, 10, 12) if not pipe else (),
+                  attack=u(0.003, 0.02) if not pipe else u(0.03, 0.12), sustain_slope=0.0,
+                  release=u(0.01, 0.06) if not pipe else u(0.1, 0.4),
+                  noise_db=u(-60, -35) if pipe else u(-70, -50), noise_hz=u(1000, 5000),
+                  chiff=u(0.3, 1.0) if pipe else 0.0, tremolo=u(0, 0.15), tremolo_hz=u(5, 7),
+                  even_db=u(-6, 3), extra={"stops_db": tuple(stops), "click": kind == "percussive_organ"},
+                  velocity_brightness=0.0, detune_cents=(0.0, u(0, 4)) if pipe else ())
+
+
+def _free_reed(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    spread = u(2, 15)
+    return Timbre(kind, slope_db=u(-6, -2), even_db=u(-8, 2), attack=u(0.02, 0.08), sustain_slope=u(-2, 0),
+                  release=u(0.05, 0.15), formants=_formants(rng, (1, 3), (400, 4000), (-6, 10)),
+                  noise_db=u(-45, -30) if kind == "harmonica" else u(-60, -40), noise_hz=u(1000, 4000),
+                  detune_cents=(0.0, spread) if rng.random() < 0.6 or kind == "free_reed" else (),
+                  tremolo=u(0, 0.1), vibrato_cents=u(0, 15) if kind == "harmonica" else 0.0)
+
+
+# Plucked strings: the range of the T60 of the fundamental, s.
+PLUCK_DECAY = {"plucked": (1.5, 6.0), "muted_pluck": (0.15, 0.4), "pizzicato": (0.3, 1.2), "harp": (2.0, 6.0),
+               "guitar_harmonics": (1.5, 4.0)}
+
+
+def _plucked(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    return Timbre(kind, slope_db=u(-9, -4) if kind != "harp" else u(-12, -7), comb=u(1 / 10, 1 / 4),
+                  inharmonicity=10 ** u(-5, -3.8), attack=u(0.001, 0.004), decay=u(*PLUCK_DECAY[kind]),
+                  decay_tilt=u(0.3, 0.8), release=u(0.05, 0.3), noise_db=u(-45, -30), noise_hz=u(1500, 5000),
+                  chiff=u(0.4, 1.0), formants=_formants(rng, (1, 3), (150, 3500), (-6, 10)),
+                  extra={"harmonics_only": kind == "guitar_harmonics"})
+
+
+def _distorted(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 8, 1 / 4), attack=u(0.001, 0.005), decay=u(3.0, 8.0),
+                  decay_tilt=u(0.2, 0.5), release=u(0.05, 0.2), drive=u(8, 30), noise_db=-60,
+                  formants=_formants(rng, (1, 3), (800, 4000), (-4, 8)), extra={"cabinet_hz": u(3000, 7000)})
+
+
+def _bowed(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    tremolo = kind == "tremolo_bowed"
+    return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 12, 1 / 6) if rng.random() < 0.5 else 0.0,
+                  attack=u(0.05, 0.25), sustain_slope=u(-3, 1), release=u(0.1, 0.4),
+                  formants=_formants(rng, (2, 4), (250, 4000), (-3, 12)), noise_db=u(-45, -28),
+                  noise_hz=u(1500, 6000), noise_q=u(0.5, 2.0), vibrato_cents=u(5, 30), vibrato_hz=u(4.5, 7),
+                  tremolo=u(0.5, 0.9) if tremolo else u(0, 0.08), tremolo_hz=u(8, 16) if tremolo else u(4, 7),
+                  detune_cents=(0.0, u(3, 15), -u(3, 15)) if rng.random() < 0.4 else ())
+
+
+def _membrane(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    return Timbre(kind, partial_ratios=(1.0, 1.5, 1.99, 2.44, 2.89, 3.33, 3.77), slope_db=u(-10, -4),
+                  attack=u(0.001, 0.005), decay=u(0.8, 3.0), decay_tilt=u(0.5, 1.2), release=u(0.1, 0.4),
+                  noise_db=u(-30, -18), noise_hz=u(200, 1200), chiff=1.0, random_phase=True)
+
+
+def _lip_reed(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    mute = kind == "muted_brass"
+    return Timbre(kind, slope_db=u(-5, -1.5) if not mute else u(-4, 0), attack=u(0.02, 0.09),
+                  sustain_slope=u(-2, 1), release=u(0.05, 0.2), brighten_on_attack=u(6, 20),
+                  formants=(_formants(rng, (1, 2), (600, 1600), (4, 12)) +
+                            (((u(1500, 3500), 800.0, u(10, 20)),) if mute else ())),
+                  even_db=u(-2, 2), noise_db=u(-55, -35), noise_hz=u(800, 3000),
+                  vibrato_cents=u(0, 10), vibrato_hz=u(4.5, 6.5), velocity_brightness=u(10, 20),
+                  extra={"weak_fundamental_db": u(-15, -6) if mute else 0.0},
+                  detune_cents=(0.0, u(2, 10)) if kind == "synth_brass" or rng.random() < 0.3 else ())
+
+
+def _reed(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    return Timbre(kind, slope_db=u(-6, -2), even_db=u(-28, -12) if kind == "cylindrical_reed" else u(-4, 2),
+                  attack=u(0.02, 0.08), sustain_slope=u(-2, 0.5), release=u(0.04, 0.15),
+                  formants=_formants(rng, (1, 3), (500, 3500) if kind != "conical_reed" else (400, 2500),
+                                     (4, 14)),
+                  noise_db=u(-50, -30), noise_hz=u(1500, 5000), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5),
+                  velocity_brightness=u(6, 14),
+                  extra={"weak_fundamental_db": u(-10, 0) if kind == "double_reed" else 0.0})
+
+
+def _flue(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    breathy = kind == "breathy_flue"
+    return Timbre(kind, slope_db=u(-22, -10) if kind != "vessel" else u(-40, -25),
+                  even_db=u(-6, 4), attack=u(0.03, 0.12), sustain_slope=u(-2, 0.5), release=u(0.03, 0.12),
+                  noise_db=u(-28, -14) if breathy else u(-45, -25), noise_hz=u(1500, 7000), noise_q=u(0.4, 1.2),
+                  chiff=u(0.5, 1.5), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5), tremolo=u(0, 0.08),
+                  velocity_brightness=u(3, 10))
+
+
+def _generic(kind: str, rng: np.random.Generator) -> Timbre:
+    u = rng.uniform
+    return Timbre(kind, slope_db=u(-12, -2), attack=u(0.005, 0.1), sustain_slope=u(-3, 0), release=u(0.05, 0.3),
+                  formants=_formants(rng, (0, 3), (200, 5000), (-10, 10)))
+
+
+# Archetype -> the function that draws it.
+DRAWERS = {
+    "struck": _struck, "tine": _tine, "harpsichord": _quilled, "clavinet": _quilled,
+    **dict.fromkeys(("drawbar", "percussive_organ", "pipe_organ"), _organ),
+    **dict.fromkeys(("free_reed", "harmonica"), _free_reed),
+    **dict.fromkeys(PLUCK_DECAY, _plucked), "distorted": _distorted,
+    **dict.fromkeys(("bowed", "tremolo_bowed"), _bowed), "membrane": _membrane,
+    **dict.fromkeys(("lip_reed", "muted_brass", "synth_brass"), _lip_reed),
+    **dict.fromkeys(("conical_reed", "double_reed", "cylindrical_reed"), _reed),
+    **dict.fromkeys(("flue", "breathy_flue", "vessel"), _flue), "generic": _generic,
+}
+
+
 def _draw_archetype(program: int, rng: np.random.Generator) -> Timbre:
     kind = ARCHETYPES.get(program, "generic")
-    u = rng.uniform
-    if kind == "struck":
-        return Timbre(kind, slope_db=u(-9, -4), comb=u(1 / 12, 1 / 7), inharmonicity=10 ** u(-4.3, -3.2),
-                      attack=u(0.001, 0.004), decay=u(3.0, 12.0), decay_tilt=u(0.25, 0.6), release=u(0.08, 0.3),
-                      noise_db=u(-40, -25), noise_hz=u(800, 3000), noise_q=u(0.5, 1.5), chiff=u(0.6, 1.0),
-                      formants=_formants(rng, (0, 2), (200, 3000), (-6, 6)), detune_cents=(0.0, u(0.5, 3)),
-                      velocity_brightness=u(6, 14))
-    if kind == "tine":
-        bell = u(5.0, 9.0)
-        return Timbre(kind, slope_db=u(-24, -14), partial_ratios=(1.0, 2.0, 3.0, bell), attack=u(0.001, 0.005),
-                      decay=u(2.0, 6.0), decay_tilt=u(0.4, 1.0), release=u(0.1, 0.3), noise_db=-70,
-                      extra={"bell_db": u(-18, -6), "bell_decay": u(0.05, 0.3)}, velocity_brightness=u(6, 12))
-    if kind in ("harpsichord", "clavinet"):
-        short = kind == "clavinet"
-        return Timbre(kind, slope_db=u(-4, -1), comb=u(1 / 14, 1 / 5), inharmonicity=10 ** u(-5, -4),
-                      attack=u(0.001, 0.003), decay=u(0.5, 1.5) if short else u(1.5, 5.0), decay_tilt=u(0.2, 0.5),
-                      release=u(0.02, 0.1), noise_db=u(-40, -28), noise_hz=u(2000, 6000), chiff=u(0.5, 1.0),
-                      formants=_formants(rng, (1, 3), (300, 4000), (-8, 8)))
-    if kind in ("drawbar", "percussive_organ", "pipe_organ"):
-        stops = [u(-30, 0) if rng.random() < 0.7 else -80.0 for _ in range(9)]
-        stops[0] = max(stops[0], u(-12, 0))
-        return Timbre(kind, slope_db=u(-8, -3) if kind == "pipe_organ" else 0.0,
-                      partial_ratios=(1, 2, 3, 4, 5, 6, 8, 10, 12) if kind != "pipe_organ" else (),
-                      attack=u(0.003, 0.02) if kind != "pipe_organ" else u(0.03, 0.12), sustain_slope=0.0,
-                      release=u(0.01, 0.06) if kind != "pipe_organ" else u(0.1, 0.4),
-                      noise_db=u(-60, -35) if kind == "pipe_organ" else u(-70, -50), noise_hz=u(1000, 5000),
-                      chiff=u(0.3, 1.0) if kind == "pipe_organ" else 0.0, tremolo=u(0, 0.15), tremolo_hz=u(5, 7),
-                      even_db=u(-6, 3), extra={"stops_db": tuple(stops), "click": kind == "percussive_organ"},
-                      velocity_brightness=0.0, detune_cents=(0.0, u(0, 4)) if kind == "pipe_organ" else ())
-    if kind in ("free_reed", "harmonica"):
-        spread = u(2, 15)
-        return Timbre(kind, slope_db=u(-6, -2), even_db=u(-8, 2), attack=u(0.02, 0.08), sustain_slope=u(-2, 0),
-                      release=u(0.05, 0.15), formants=_formants(rng, (1, 3), (400, 4000), (-6, 10)),
-                      noise_db=u(-45, -30) if kind == "harmonica" else u(-60, -40), noise_hz=u(1000, 4000),
-                      detune_cents=(0.0, spread) if rng.random() < 0.6 or kind == "free_reed" else (),
-                      tremolo=u(0, 0.1), vibrato_cents=u(0, 15) if kind == "harmonica" else 0.0)
-    if kind in ("plucked", "muted_pluck", "pizzicato", "harp", "guitar_harmonics"):
-        decay = {"plucked": (1.5, 6.0), "muted_pluck": (0.15, 0.4), "pizzicato": (0.3, 1.2), "harp": (2.0, 6.0),
-                 "guitar_harmonics": (1.5, 4.0)}[kind]
-        return Timbre(kind, slope_db=u(-9, -4) if kind != "harp" else u(-12, -7), comb=u(1 / 10, 1 / 4),
-                      inharmonicity=10 ** u(-5, -3.8), attack=u(0.001, 0.004), decay=u(*decay),
-                      decay_tilt=u(0.3, 0.8), release=u(0.05, 0.3), noise_db=u(-45, -30), noise_hz=u(1500, 5000),
-                      chiff=u(0.4, 1.0), formants=_formants(rng, (1, 3), (150, 3500), (-6, 10)),
-                      extra={"harmonics_only": kind == "guitar_harmonics"})
-    if kind == "distorted":
-        return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 8, 1 / 4), attack=u(0.001, 0.005), decay=u(3.0, 8.0),
-                      decay_tilt=u(0.2, 0.5), release=u(0.05, 0.2), drive=u(8, 30), noise_db=-60,
-                      formants=_formants(rng, (1, 3), (800, 4000), (-4, 8)), extra={"cabinet_hz": u(3000, 7000)})
-    if kind in ("bowed", "tremolo_bowed"):
-        return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 12, 1 / 6) if rng.random() < 0.5 else 0.0,
-                      attack=u(0.05, 0.25), sustain_slope=u(-3, 1), release=u(0.1, 0.4),
-                      formants=_formants(rng, (2, 4), (250, 4000), (-3, 12)), noise_db=u(-45, -28),
-                      noise_hz=u(1500, 6000), noise_q=u(0.5, 2.0), vibrato_cents=u(5, 30), vibrato_hz=u(4.5, 7),
-                      tremolo=u(0.5, 0.9) if kind == "tremolo_bowed" else u(0, 0.08),
-                      tremolo_hz=u(8, 16) if kind == "tremolo_bowed" else u(4, 7),
-                      detune_cents=(0.0, u(3, 15), -u(3, 15)) if rng.random() < 0.4 else ())
-    if kind == "membrane":
-        return Timbre(kind, partial_ratios=(1.0, 1.5, 1.99, 2.44, 2.89, 3.33, 3.77), slope_db=u(-10, -4),
-                      attack=u(0.001, 0.005), decay=u(0.8, 3.0), decay_tilt=u(0.5, 1.2), release=u(0.1, 0.4),
-                      noise_db=u(-30, -18), noise_hz=u(200, 1200), chiff=1.0, random_phase=True)
-    if kind in ("lip_reed", "muted_brass", "synth_brass"):
-        mute = kind == "muted_brass"
-        return Timbre(kind, slope_db=u(-5, -1.5) if not mute else u(-4, 0), attack=u(0.02, 0.09),
-                      sustain_slope=u(-2, 1), release=u(0.05, 0.2), brighten_on_attack=u(6, 20),
-                      formants=(_formants(rng, (1, 2), (600, 1600), (4, 12)) +
-                                (((u(1500, 3500), 800.0, u(10, 20)),) if mute else ())),
-                      even_db=u(-2, 2), noise_db=u(-55, -35), noise_hz=u(800, 3000),
-                      vibrato_cents=u(0, 10), vibrato_hz=u(4.5, 6.5), velocity_brightness=u(10, 20),
-                      extra={"weak_fundamental_db": u(-15, -6) if mute else 0.0},
-                      detune_cents=(0.0, u(2, 10)) if kind == "synth_brass" or rng.random() < 0.3 else ())
-    if kind in ("conical_reed", "double_reed", "cylindrical_reed"):
-        return Timbre(kind, slope_db=u(-6, -2), even_db=u(-28, -12) if kind == "cylindrical_reed" else u(-4, 2),
-                      attack=u(0.02, 0.08), sustain_slope=u(-2, 0.5), release=u(0.04, 0.15),
-                      formants=_formants(rng, (1, 3), (500, 3500) if kind != "conical_reed" else (400, 2500),
-                                         (4, 14)),
-                      noise_db=u(-50, -30), noise_hz=u(1500, 5000), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5),
-                      velocity_brightness=u(6, 14),
-                      extra={"weak_fundamental_db": u(-10, 0) if kind == "double_reed" else 0.0})
-    if kind in ("flue", "breathy_flue", "vessel"):
-        breathy = kind == "breathy_flue"
-        return Timbre(kind, slope_db=u(-22, -10) if kind != "vessel" else u(-40, -25),
-                      even_db=u(-6, 4), attack=u(0.03, 0.12), sustain_slope=u(-2, 0.5), release=u(0.03, 0.12),
-                      noise_db=u(-28, -14) if breathy else u(-45, -25), noise_hz=u(1500, 7000), noise_q=u(0.4, 1.2),
-                      chiff=u(0.5, 1.5), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5), tremolo=u(0, 0.08),
-                      velocity_brightness=u(3, 10))
-    return Timbre("generic", slope_db=u(-12, -2), attack=u(0.005, 0.1), sustain_slope=u(-3, 0), release=u(0.05, 0.3),
-                  formants=_formants(rng, (0, 3), (200, 5000), (-10, 10)))
+    return DRAWERS[kind](kind, rng)
 
 
 def _partials(timbre: Timbre, f0: float) -> tuple[np.ndarray, np.ndarray]:
