@@ -8,7 +8,8 @@ For each training recipe (a dataset variation and a model), with the real comman
 2. for each lineage L of {gs, fluid}: ``prepare_training.py --split soundfont --test-lineage L``
    and ``train.py`` on the rest (the other SoundFont lineage and our own synthesiser);
 3. ``evaluate.py --report``: the family error on every held-out font and lineage, with the
-   variation of the recipe, and on CLEAN (the same fonts, clean clips: the seed's way of rendering).
+   variation of the recipe, and on CLEAN (the same fonts, clean clips: the seed's way of rendering);
+   and the error of each family on the held-out lineage.
 
 The table goes to bench/results/generalisation.md and .json.  One recipe takes
 ~20 minutes on 2 cores (two trainings); ``--recipes`` picks which.
@@ -86,7 +87,7 @@ def main() -> None:
 
     clean = dataset(f"bench-clean-{args.clean_count}", args.clean_count, args.seed + 1,
                     ["--variation", "none"])
-    tables = []
+    tables, family_tables = [], []
     for name in names:
         generate_args, train_args, what = RECIPES[name]
         print(f"== {name}: {what}", flush=True)
@@ -103,18 +104,22 @@ def main() -> None:
             models.append(out.strip().splitlines()[-1])
         report = data / f"report-{name}"
         run(["evaluate.py", *models, "--dataset", str(clean), "--report", str(report), "-q"])
-        table = pd.read_csv(report / "generalisation.csv")
-        table.insert(0, "recipe", name)
-        tables.append(table)
+        for found, file in ((tables, "generalisation.csv"), (family_tables, "generalisation_by_family.csv")):
+            table = pd.read_csv(report / file)
+            table.insert(0, "recipe", name)
+            found.append(table)
     summary = pd.concat(tables, ignore_index=True)
     summary = summary.rename(columns=lambda c: c.replace(clean.name, "clean"))
+    families = pd.concat(family_tables, ignore_index=True).replace({"part": {clean.name: "clean"}})
     from instrument_classifier.generalisation import format_markdown
 
     markdown = format_markdown(summary.drop(columns=["model_id", "arch", "split", "options"], errors="ignore"))
+    markdown += "\n\nBy family, on the lineage each model never heard:\n\n" + format_markdown(families)
     (RESULTS_DIR / "generalisation.md").parent.mkdir(exist_ok=True)
     (RESULTS_DIR / "generalisation.md").write_text(markdown + "\n")
     write_results("generalisation", {"count": args.count, "clean_count": args.clean_count, "seed": args.seed,
-                                     "rows": json.loads(summary.to_json(orient="records"))})
+                                     "rows": json.loads(summary.to_json(orient="records")),
+                                     "by_family": json.loads(families.to_json(orient="records"))})
     print(markdown)
 
 
