@@ -61,7 +61,10 @@ class Timbre:
     (``decay``: T60 of the fundamental in s, shorter by ``decay_tilt`` per
     octave of k); ``release`` s after the note-off.  Above ``rolloff_hz``
     the spectrum falls a further ``rolloff_db`` per octave (a radiation or
-    body cut-off, every instrument has one).  Noise: ``noise_db``
+    body cut-off, every instrument has one; for winds and brass the steep
+    fall above the cutoff frequency of their bore, :data:`SIZES`), and below
+    ``highpass_hz`` it falls ``highpass_db`` per octave (a body or bell
+    radiates little under its lowest resonance).  Noise: ``noise_db``
     relative to the partials, in a band around ``noise_hz`` (``noise_q``
     wide), ``chiff`` its extra burst at the onset.
     """
@@ -92,6 +95,8 @@ class Timbre:
     velocity_brightness: float = 6.0
     rolloff_hz: float = 20000.0
     rolloff_db: float = 0.0
+    highpass_hz: float = 0.0
+    highpass_db: float = 0.0
     random_phase: bool = True
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -113,6 +118,54 @@ ARCHETYPES = {
 }
 
 
+# Program -> its size, in the frequencies where its radiation changes: (lowest body or bell resonance,
+# Hz range), (how steeply the partials fall below it, dB per octave), (cutoff, Hz range: above it they
+# fall steeply), (that fall, dB per octave range).  Measured acoustics (Benade, "Fundamentals of Musical
+# Acoustics", ch. 21-22; Fletcher & Rossing, "The Physics of Musical Instruments"): a trombone's
+# spectrum peaks near 500-1000 Hz and falls ~15-25 dB per octave above; a violin's fundamental is weak
+# under its ~280 Hz air resonance; a clarinet's odd partials dominate only below its ~1.5 kHz
+# tone-hole cutoff.  Programs not listed get a gentle random roll-off only.
+_STRINGS_FALL, _WIND_FALL = (-18.0, -6.0), (-30.0, -12.0)
+# How steeply the radiation falls under the lowest resonance, dB per octave: a small bowed body
+# (a monopole source below its first modes) more steeply than a bell or a tone-hole lattice.
+_BODY_RISE, _BELL_RISE = (12.0, 24.0), (6.0, 18.0)
+SIZES = {
+    40: ((250, 450), _BODY_RISE, (3000, 6000), _STRINGS_FALL),  # Violin
+    41: ((180, 350), _BODY_RISE, (2500, 5000), _STRINGS_FALL),  # Viola
+    42: ((70, 130), _BODY_RISE, (1500, 3500), _STRINGS_FALL),  # Cello
+    43: ((40, 80), _BODY_RISE, (800, 2000), _STRINGS_FALL),  # Contrabass
+    44: ((80, 300), _BODY_RISE, (2000, 5000), _STRINGS_FALL),  # Tremolo Strings
+    56: ((150, 350), _BELL_RISE, (1200, 3000), (-24.0, -8.0)),  # Trumpet
+    57: ((150, 300), _BELL_RISE, (500, 1200), (-24.0, -8.0)),  # Trombone
+    58: ((40, 100), _BELL_RISE, (200, 600), (-24.0, -8.0)),  # Tuba
+    59: ((300, 800), _BELL_RISE, (1500, 4000), (-24.0, -8.0)),  # Muted Trumpet
+    60: ((80, 200), _BELL_RISE, (400, 1200), (-24.0, -8.0)),  # French Horn
+    61: ((100, 250), _BELL_RISE, (600, 1800), (-24.0, -8.0)),  # Brass Section
+    62: ((50, 300), _BELL_RISE, (500, 4000), (-24.0, -6.0)),  # Synth Brass 1
+    63: ((50, 300), _BELL_RISE, (500, 4000), (-24.0, -6.0)),  # Synth Brass 2
+    64: ((150, 350), _BELL_RISE, (1000, 2500), _WIND_FALL),  # Soprano Sax
+    65: ((100, 250), _BELL_RISE, (600, 1400), _WIND_FALL),  # Alto Sax
+    66: ((70, 180), _BELL_RISE, (450, 1000), _WIND_FALL),  # Tenor Sax
+    67: ((40, 120), _BELL_RISE, (300, 700), _WIND_FALL),  # Baritone Sax
+    68: ((200, 400), _BELL_RISE, (1000, 2000), _WIND_FALL),  # Oboe
+    69: ((150, 300), _BELL_RISE, (700, 1500), _WIND_FALL),  # English Horn
+    70: ((50, 120), _BELL_RISE, (350, 700), _WIND_FALL),  # Bassoon
+    71: ((100, 200), _BELL_RISE, (1200, 2200), _WIND_FALL),  # Clarinet
+    72: ((500, 900), _BELL_RISE, (2000, 5000), (-24.0, -8.0)),  # Piccolo
+    73: ((200, 350), _BELL_RISE, (1500, 4000), (-24.0, -8.0)),  # Flute
+    74: ((250, 500), _BELL_RISE, (1500, 3500), (-24.0, -8.0)),  # Recorder
+    75: ((150, 400), _BELL_RISE, (1000, 3000), (-24.0, -8.0)),  # Pan Flute
+    76: ((100, 300), _BELL_RISE, (800, 2500), (-24.0, -8.0)),  # Blown Bottle
+    77: ((150, 300), _BELL_RISE, (1500, 4000), (-24.0, -8.0)),  # Shakuhachi
+    78: ((500, 1000), _BELL_RISE, (2000, 5000), (-24.0, -8.0)),  # Whistle
+    79: ((200, 400), _BELL_RISE, (1000, 3000), (-24.0, -8.0)),  # Ocarina
+}
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1])))
+
+
 def _formants(rng: np.random.Generator, count: tuple[int, int], hz: tuple[float, float],
               gain: tuple[float, float], bandwidth: tuple[float, float] = (0.2, 0.6)) -> tuple:
     """Random resonances: (centre Hz, bandwidth Hz, gain dB), log-uniform centres, bandwidth relative to centre."""
@@ -127,8 +180,12 @@ def draw_timbre(program: int, bank: int) -> Timbre:
     """The random instrument of ``(program, bank)``: the program's archetype, its ranges drawn from one seed."""
     rng = np.random.default_rng([program, bank, 0x5EED])
     timbre = _draw_archetype(program, rng)
-    rolloff = math.exp(rng.uniform(math.log(1500), math.log(10000))), rng.uniform(-18, -3)
-    return replace(timbre, rolloff_hz=rolloff[0], rolloff_db=rolloff[1])
+    rolloff = _log_uniform(rng, (1500, 10000)), rng.uniform(-18, -3)
+    if program not in SIZES:
+        return replace(timbre, rolloff_hz=rolloff[0], rolloff_db=rolloff[1])
+    resonance, rise, cutoff, fall = SIZES[program]
+    return replace(timbre, highpass_hz=_log_uniform(rng, resonance), highpass_db=rng.uniform(*rise),
+                   rolloff_hz=_log_uniform(rng, cutoff), rolloff_db=rng.uniform(*fall))
 
 
 # Each archetype's ranges: a function of (kind, rng) drawing its Timbre; the draws happen in the
@@ -166,7 +223,7 @@ def _organ(kind: str, rng: np.random.Generator) -> Timbre:
     stops = [u(-30, 0) if rng.random() < 0.7 else -80.0 for _ in range(9)]
     stops[0] = max(stops[0], u(-12, 0))
     pipe = kind == "pipe_organ"
-    return Timbre(kind, slope_db=u(-8, -3) if pipe else 0.0,
+    return Timbre(kind, slope_db=u(-6, 0) if pipe else 0.0,
                   partial_ratios=(1, 2, 3, 4, 5, 6, 8, 10, 12) if not pipe else (),
                   attack=u(0.003, 0.02) if not pipe else u(0.03, 0.12), sustain_slope=0.0,
                   release=u(0.01, 0.06) if not pipe else u(0.1, 0.4),
@@ -210,9 +267,12 @@ def _distorted(kind: str, rng: np.random.Generator) -> Timbre:
 def _bowed(kind: str, rng: np.random.Generator) -> Timbre:
     u = rng.uniform
     tremolo = kind == "tremolo_bowed"
-    return Timbre(kind, slope_db=u(-7, -3), comb=u(1 / 12, 1 / 6) if rng.random() < 0.5 else 0.0,
+    return Timbre(kind, slope_db=u(-8, -3), comb=u(1 / 12, 1 / 6) if rng.random() < 0.5 else 0.0,
                   attack=u(0.05, 0.25), sustain_slope=u(-3, 1), release=u(0.1, 0.4),
-                  formants=_formants(rng, (2, 4), (250, 4000), (-3, 12)), noise_db=u(-45, -28),
+                  # the body's many narrow resonances, and the bridge's broad hill near 2-3 kHz
+                  formants=(_formants(rng, (5, 10), (200, 5000), (-10, 10), bandwidth=(0.03, 0.15))
+                            + _formants(rng, (1, 1), (1800, 3200), (0, 8), bandwidth=(0.4, 0.8))),
+                  noise_db=u(-45, -28),
                   noise_hz=u(1500, 6000), noise_q=u(0.5, 2.0), vibrato_cents=u(5, 30), vibrato_hz=u(4.5, 7),
                   tremolo=u(0.5, 0.9) if tremolo else u(0, 0.08), tremolo_hz=u(8, 16) if tremolo else u(4, 7),
                   detune_cents=(0.0, u(3, 15), -u(3, 15)) if rng.random() < 0.4 else ())
@@ -228,7 +288,7 @@ def _membrane(kind: str, rng: np.random.Generator) -> Timbre:
 def _lip_reed(kind: str, rng: np.random.Generator) -> Timbre:
     u = rng.uniform
     mute = kind == "muted_brass"
-    return Timbre(kind, slope_db=u(-5, -1.5) if not mute else u(-4, 0), attack=u(0.02, 0.09),
+    return Timbre(kind, slope_db=u(-4, 0), attack=u(0.02, 0.09),
                   sustain_slope=u(-2, 1), release=u(0.05, 0.2), brighten_on_attack=u(6, 20),
                   formants=(_formants(rng, (1, 2), (600, 1600), (4, 12)) +
                             (((u(1500, 3500), 800.0, u(10, 20)),) if mute else ())),
@@ -240,19 +300,20 @@ def _lip_reed(kind: str, rng: np.random.Generator) -> Timbre:
 
 def _reed(kind: str, rng: np.random.Generator) -> Timbre:
     u = rng.uniform
-    return Timbre(kind, slope_db=u(-6, -2), even_db=u(-28, -12) if kind == "cylindrical_reed" else u(-4, 2),
+    return Timbre(kind, slope_db=u(-5, 0), even_db=u(-28, -12) if kind == "cylindrical_reed" else u(-4, 2),
                   attack=u(0.02, 0.08), sustain_slope=u(-2, 0.5), release=u(0.04, 0.15),
                   formants=_formants(rng, (1, 3), (500, 3500) if kind != "conical_reed" else (400, 2500),
                                      (4, 14)),
                   noise_db=u(-50, -30), noise_hz=u(1500, 5000), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5),
                   velocity_brightness=u(6, 14),
-                  extra={"weak_fundamental_db": u(-10, 0) if kind == "double_reed" else 0.0})
+                  extra={"weak_fundamental_db": u(-10, 0) if kind == "double_reed" else 0.0,
+                         "even_below_cutoff": kind == "cylindrical_reed"})
 
 
 def _flue(kind: str, rng: np.random.Generator) -> Timbre:
     u = rng.uniform
     breathy = kind == "breathy_flue"
-    return Timbre(kind, slope_db=u(-22, -10) if kind != "vessel" else u(-40, -25),
+    return Timbre(kind, slope_db=u(-14, -4) if kind != "vessel" else u(-40, -25),
                   even_db=u(-6, 4), attack=u(0.03, 0.12), sustain_slope=u(-2, 0.5), release=u(0.03, 0.12),
                   noise_db=u(-28, -14) if breathy else u(-45, -25), noise_hz=u(1500, 7000), noise_q=u(0.4, 1.2),
                   chiff=u(0.5, 1.5), vibrato_cents=u(0, 20), vibrato_hz=u(4.5, 6.5), tremolo=u(0, 0.08),
@@ -291,9 +352,13 @@ def _partials(timbre: Timbre, f0: float) -> tuple[np.ndarray, np.ndarray]:
     else:
         numbers = np.arange(1, MAX_PARTIALS + 1, dtype=np.float64)
         ratios = numbers * np.sqrt(1 + timbre.inharmonicity * numbers ** 2)
+    frequency = ratios * f0
     level = timbre.slope_db * np.log2(ratios)
     if not timbre.partial_ratios:
-        level += np.where(numbers % 2 == 0, timbre.even_db, 0.0)
+        even = numbers % 2 == 0
+        if timbre.extra.get("even_below_cutoff"):  # a clarinet's tone holes: odd partials lead only below the cutoff
+            even &= frequency < timbre.rolloff_hz
+        level += np.where(even, timbre.even_db, 0.0)
     if timbre.comb:
         level += 20 * np.log10(np.abs(np.sin(np.pi * numbers * timbre.comb)) + 1e-3)
     stops = timbre.extra.get("stops_db")
@@ -303,8 +368,9 @@ def _partials(timbre: Timbre, f0: float) -> tuple[np.ndarray, np.ndarray]:
         level += np.where(numbers % 2 == 1, -40.0, 0.0)
     if timbre.extra.get("weak_fundamental_db"):
         level[0] += timbre.extra["weak_fundamental_db"]
-    frequency = ratios * f0
     level += timbre.rolloff_db * np.maximum(0.0, np.log2(frequency / timbre.rolloff_hz))
+    if timbre.highpass_hz:
+        level += timbre.highpass_db * np.minimum(0.0, np.log2(frequency / timbre.highpass_hz))
     for centre, width, gain in timbre.formants:
         level += gain / (1 + ((frequency - centre) / (width / 2)) ** 2)
     keep = frequency < MAX_PARTIAL_HZ

@@ -71,6 +71,30 @@ def test_a_clarinets_even_harmonics_are_weak(synth, bank):
     assert even < odd - 8
 
 
+@pytest.mark.parametrize("bank", [1, 2, 3, 4])
+def test_brass_and_reeds_fall_steeply_above_their_cutoff(synth, bank):
+    # A trombone's (57) cutoff lies at 500-1200 Hz, a bassoon's (70) at 350-700 Hz: at A2 (110 Hz) the
+    # partials near 2.5 kHz are far under those near 440 Hz, where a plain -6 dB/octave slope would
+    # leave them ~15 dB under.
+    f0 = 110.0
+    for program in (57, 70):
+        audio = play(synth, program, bank=bank, pitch=45)
+        low = max(partial_db(audio, k * f0) for k in (3, 4, 5))
+        high = max(partial_db(audio, k * f0) for k in (22, 23, 24))
+        assert high < low - 25, program
+
+
+@pytest.mark.parametrize("bank", [1, 2, 3, 4])
+def test_a_violins_body_radiates_little_under_its_air_resonance(synth, bank):
+    # G3 (196 Hz), the violin's lowest string: the body's lowest resonance (250-450 Hz here, ~280 Hz in
+    # real violins) leaves the fundamental weaker than the partials above it.
+    f0 = 440 * 2 ** ((55 - 69) / 12)
+    audio = play(synth, 40, bank=bank, pitch=55)
+    timbre = draw_timbre(40, bank)
+    assert timbre.highpass_hz > f0 and timbre.highpass_db >= 12
+    assert partial_db(audio, f0) < max(partial_db(audio, k * f0) for k in (2, 3, 4)) - 3
+
+
 def test_piano_partials_are_stretched(synth):
     audio = play(synth, 0, bank=5, pitch=45, seconds=1.9)  # A2, 110 Hz
     f, magnitude = spectrum(audio[: RATE])
