@@ -123,16 +123,23 @@ class RandomEqualiser(layers.Layer):
     frequency response; in a log-amplitude chromagram that is a curve added
     along the pitch axis.  The curve is a tilt, uniform in +-``max_tilt_db``
     from the lowest bin to the highest, plus ``bumps`` bell curves of
-    +-``max_bump_db`` at random pitches, 3-18 semitones wide.  As in
+    +-``max_bump_db`` at random pitches, 3-18 semitones wide, plus an
+    independent gain uniform in +-``max_jitter_db`` for every bin: two sound
+    banks' recordings of one instrument differ partial by partial (harmonic
+    3 of the gs violin lies 6 dB under fluid's, harmonic 4 16 dB), not only
+    smoothly; a network that may not trust any one partial's level learns
+    the shape of the whole series (README, *Generalisation*).  As in
     :class:`RandomLevel`, silent cells stay silent and cells saturate at
     ``ceiling``.  Active only in training; a fresh curve every epoch.
     """
 
     def __init__(self, max_tilt_db: float = 12.0, max_bump_db: float = 9.0, bumps: int = 3, db_step: float = 0.0,
-                 floor: float = 0.0, ceiling: float = 1.0, seed: int | None = None, **kwargs):
+                 floor: float = 0.0, ceiling: float = 1.0, seed: int | None = None, max_jitter_db: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.max_tilt_db = float(max_tilt_db)
         self.max_bump_db = float(max_bump_db)
+        self.max_jitter_db = float(max_jitter_db)
         self.bumps = int(bumps)
         self.db_step = float(db_step)
         self.floor = float(floor)
@@ -153,6 +160,9 @@ class RandomEqualiser(layers.Layer):
             centre = keras.random.uniform((batch, 1, 1, 1), 0.0, float(bins), seed=self.seed_generator)
             width = keras.random.uniform((batch, 1, 1, 1), 3.0, 18.0, seed=self.seed_generator)
             curve = curve + gain * ops.exp(-0.5 * ops.square((position - centre) / width))
+        if self.max_jitter_db:
+            curve = curve + keras.random.uniform((batch, 1, bins, 1), -self.max_jitter_db, self.max_jitter_db,
+                                                 seed=self.seed_generator)
         shaped = ops.clip(inputs + ops.cast(curve * self.db_step, inputs.dtype), self.floor, self.ceiling)
         return ops.where(inputs > ops.cast(self.floor, inputs.dtype), shaped, inputs)
 
@@ -162,7 +172,7 @@ class RandomEqualiser(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "max_tilt_db": self.max_tilt_db, "max_bump_db": self.max_bump_db,
                 "bumps": self.bumps, "db_step": self.db_step, "floor": self.floor, "ceiling": self.ceiling,
-                "seed": self.seed}
+                "seed": self.seed, "max_jitter_db": self.max_jitter_db}
 
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
@@ -307,7 +317,7 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
              frames_per_template: int = 8, template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
              max_boost_db: float = 24.0, relative_db: float | None = None, dense_units: int = 64,
              dropout: float = 0.3, eq_tilt_db: float = 0.0, eq_bump_db: float = 0.0,
-             bn_momentum: float = 0.99) -> keras.Model:
+             bn_momentum: float = 0.99, eq_jitter_db: float = 0.0) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -338,7 +348,7 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
                     name="level")(x)
     if eq_tilt_db or eq_bump_db:
         x = RandomEqualiser(eq_tilt_db, eq_bump_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
-                            name="equaliser")(x)
+                            max_jitter_db=eq_jitter_db, name="equaliser")(x)
     if relative_db:
         x = RelativeLevel(relative_db, db_step, name="relative_level")(x)
         floor = -relative_db * db_step
