@@ -161,8 +161,9 @@ class RandomEqualiser(layers.Layer):
             width = keras.random.uniform((batch, 1, 1, 1), 3.0, 18.0, seed=self.seed_generator)
             curve = curve + gain * ops.exp(-0.5 * ops.square((position - centre) / width))
         if self.max_jitter_db:
-            curve = curve + keras.random.uniform((batch, 1, bins, 1), -self.max_jitter_db, self.max_jitter_db,
-                                                 seed=self.seed_generator)
+            jitter = keras.random.uniform((batch, bins), -self.max_jitter_db, self.max_jitter_db,
+                                          seed=self.seed_generator)
+            curve = curve + ops.reshape(jitter, (batch, 1, bins, 1))
         shaped = ops.clip(inputs + ops.cast(curve * self.db_step, inputs.dtype), self.floor, self.ceiling)
         return ops.where(inputs > ops.cast(self.floor, inputs.dtype), shaped, inputs)
 

@@ -271,7 +271,7 @@ def test_random_equaliser_colours_sounding_cells_smoothly():
 
 
 def test_random_equaliser_jitter_moves_each_semitone_on_its_own():
-    from instrument_classifier.models import RandomEqualiser, build_model
+    from instrument_classifier.models import RandomEqualiser
 
     smooth = RandomEqualiser(0.0, 0.0, db_step=0.05, floor=-3.0, ceiling=3.0, seed=2, max_jitter_db=6.0)
     x = np.full((8, 44, 115, 1), -3.0, np.float32)
@@ -282,8 +282,6 @@ def test_random_equaliser_jitter_moves_each_semitone_on_its_own():
     assert np.abs(curve).max() <= 6.0 + 1e-3 and np.abs(curve).max() > 4   # within +-6 dB, and uses it
     assert np.abs(np.diff(curve, axis=1)).mean() > 2                  # neighbours move independently
     np.testing.assert_allclose(y[:, 0], y[:, 30])                     # the same in every frame
-    assert build_model("relative-harmonic", (44, 115, 1), 7, floor=-3.0, db_step=0.05,
-                       seed=1).get_layer("equaliser").max_jitter_db == 6.0  # the default network's
 
 
 # ---------------------------------------------------------------------------
