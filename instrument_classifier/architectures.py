@@ -4,8 +4,7 @@
 :mod:`models` with the options below: levels relative to each clip's peak
 (floored 60 dB under it) and a random equaliser in training.  The option
 ``eq_jitter_db=6`` (an independent gain for every semitone) generalised
-better but is not the default: with it, a training run stopped by SIGTERM
-aborted in 2 of 4 runs (README, *Stage 4*).  It is what held
+better but is not the default yet (README, *Stage 4*).  It is what held
 up best on sound banks it never heard (README, *Generalisation*).
 ``harmonic`` is the network of the seed's single-font experiment, on absolute
 levels; ``reference`` is the original 8-convolution network.
