@@ -91,9 +91,8 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
     return row
 
 
-def _unheard(model_dir: Path, dataset_names: list[str]) -> list[tuple[str, pd.DataFrame]]:
+def _unheard(model_dir: Path, config: dict, dataset_names: list[str]) -> list[tuple[str, pd.DataFrame]]:
     """(part, predictions) of the clips of fonts the model never trained on: its held-out test split, each dataset's."""
-    config = read_json(model_dir / CONFIG_JSON, what="model config file")
     own = read_predictions(model_dir / PREDICTIONS_CSV)
     trained_on = set(own.loc[own["split"] == "train", "soundfont"]) if "soundfont" in own else set()
     parts = [("held out", own[own["split"] == "test"])] if config.get("split") == "soundfont" else []
@@ -113,8 +112,9 @@ def family_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] =
     """
     rows = []
     for model_dir in map(Path, model_dirs):
-        model_id = read_json(model_dir / CONFIG_JSON, what="model config file").get("model_id", model_dir.name)
-        for part, predictions in _unheard(model_dir, list(dataset_names)):
+        config = read_json(model_dir / CONFIG_JSON, what="model config file")
+        model_id = config.get("model_id", model_dir.name)
+        for part, predictions in _unheard(model_dir, config, list(dataset_names)):
             correct = predictions["correct"].astype(bool)
             row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean())}
             for family, group in correct.groupby(predictions["true"], sort=True):
