@@ -98,6 +98,38 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+@contextlib.contextmanager
+def signals_between_steps() -> Iterator[Callable[[], bool]]:
+    """Hold SIGTERM and Ctrl-C back while native code runs; yield ``pending()``, raise on leaving.
+
+    Inside, a signal is only noted: the loop polls ``pending()`` at a safe
+    point (Keras: after a batch) and stops.  On leaving, the noted signal is
+    raised as :class:`Terminated` or ``KeyboardInterrupt``, so cleanup runs as
+    usual.  A second signal is raised at once.  Why: raising in the middle of
+    ``model.fit`` unwound TensorFlow while its input threads still ran, and
+    the process now and then aborted (glibc "free(): invalid next size")
+    instead of cleaning up.  Outside the main thread it only yields.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    noted: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        if noted:  # asked twice: stop now
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        noted.append(signum)
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(noted)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if noted:
+        raise Terminated if noted[0] == signal.SIGTERM else KeyboardInterrupt
+
+
 def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's ``main(argv=None)``: one-line errors, an exit status.
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 import keras
 
-from .cli import UserError, atomic_dir, library_versions, write_json
+from .cli import UserError, atomic_dir, library_versions, signals_between_steps, write_json
 from .defaults import DEFAULT_SEED
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
@@ -192,6 +192,20 @@ class _EpochLog(keras.callbacks.Callback):
                           "seconds": round(time.perf_counter() - self._start, 3)})
 
 
+class _StopOnSignal(keras.callbacks.Callback):
+    """End ``fit`` after the current batch once ``pending()`` says SIGTERM or Ctrl-C came."""
+
+    def __init__(self, pending):
+        super().__init__()
+        self.pending = pending
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.pending():
+            self.model.stop_training = True
+
+    on_test_batch_end = on_train_batch_end
+
+
 def _optimizer(name: str, learning_rate: float, schedule: str, total_steps: int):
     if schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
@@ -337,14 +351,16 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
     if run.settings["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
     started, cpu_started = time.perf_counter(), time.process_time()
-    if isinstance(run.train, ChromagramBatches):  # streamed: the batches shuffle as the array path does
-        history = network.fit(keras_input(run.train), validation_data=keras_input(run.valid),
-                              epochs=run.settings["epochs"], shuffle=False,
-                              callbacks=callbacks, verbose=verbose)
-    else:
-        history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
-                              batch_size=run.settings["batch_size"], shuffle=True, callbacks=callbacks,
-                              verbose=verbose)
+    with signals_between_steps() as pending:  # a kill ends fit between batches, then is raised
+        callbacks.append(_StopOnSignal(pending))
+        if isinstance(run.train, ChromagramBatches):  # streamed: the batches shuffle as the array path does
+            history = network.fit(keras_input(run.train), validation_data=keras_input(run.valid),
+                                  epochs=run.settings["epochs"], shuffle=False,
+                                  callbacks=callbacks, verbose=verbose)
+        else:
+            history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
+                                  batch_size=run.settings["batch_size"], shuffle=True, callbacks=callbacks,
+                                  verbose=verbose)
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 

@@ -33,7 +33,7 @@ import predict
 import predict_webapp
 import prepare_training
 import train
-from instrument_classifier.cli import UserError
+from instrument_classifier.cli import Terminated, UserError, signals_between_steps
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.feature_store import load_features
 
@@ -335,3 +335,19 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
     status = fluidsynth_wrapper.main(["-s", str(tmp_path / "cut.sf2"), str(midi), str(tmp_path / "out.wav")])
     one_line_error(capfd, status, "cut.sf2 is truncated: its header says")
     assert not (tmp_path / "out.wav").exists()
+
+
+@pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_kill_during_training_steps_waits_for_the_step_then_is_raised(signum, raised):
+    """Native code is never unwound mid-step: the signal is noted, the loop stops, then it is raised."""
+    steps, stopped_by_the_loop = 0, False
+    with pytest.raises(raised):
+        with signals_between_steps() as pending:
+            while not pending():
+                steps += 1
+                if steps == 3:
+                    os.kill(os.getpid(), signum)
+                    time.sleep(0.05)  # the handler runs here, and must not raise
+            stopped_by_the_loop = True
+    assert stopped_by_the_loop and steps == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
