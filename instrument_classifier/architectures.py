@@ -2,10 +2,9 @@
 
 ``relative-harmonic`` (the default) is the ``harmonic`` network of
 :mod:`models` with the options below: levels relative to each clip's peak
-(floored 60 dB under it) and a random equaliser in training.  The option
-``eq_jitter_db=6`` (an independent gain for every semitone) generalised
-better but is not the default yet (README, *Stage 4*).  It is what held
-up best on sound banks it never heard (README, *Generalisation*).
+(floored 60 dB under it) and a random equaliser in training: a smooth tilt,
+bells, and an independent gain for every semitone (``eq_jitter_db``).  It is
+what held up best on sound banks it never heard (README, *Generalisation*).
 ``harmonic`` is the network of the seed's single-font experiment, on absolute
 levels; ``reference`` is the original 8-convolution network.
 """
@@ -14,7 +13,8 @@ from __future__ import annotations
 
 # Architecture -> (network function in models.py, its keyword options).
 ARCHITECTURE_OPTIONS: dict[str, tuple[str, dict]] = {
-    "relative-harmonic": ("harmonic", {"relative_db": 60.0, "eq_tilt_db": 18.0, "eq_bump_db": 9.0}),
+    "relative-harmonic": ("harmonic", {"relative_db": 60.0, "eq_tilt_db": 18.0, "eq_bump_db": 9.0,
+                                                "eq_jitter_db": 6.0}),
     "harmonic": ("harmonic", {}),
     "reference": ("reference", {}),
 }
