@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instrument_classifier.additive import ARCHETYPES, AdditiveRenderer, draw_timbre
+from instrument_classifier.additive import AdditiveRenderer
 from instrument_classifier.instruments import load_instruments, select_instruments
+from instrument_classifier.timbres import ARCHETYPES, draw_timbre
 from instrument_classifier.variation import Variation, note_events
 
 RATE = 44_100
