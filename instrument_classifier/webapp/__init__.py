@@ -25,10 +25,9 @@ reply to disk) and are dropped with the request; a reply never carries the
 upload back.  At most ``MAX_UPLOAD_SAMPLES`` samples x channels (and
 ``MAX_UPLOAD_SECONDS``) of an upload are decoded, in blocks, so no upload
 costs more than ~100 MB or a fraction of a second, whatever it holds.
-waitress holds up to ``SERVER_CONNECTION_LIMIT`` connections and closes one
-idle for ``SERVER_CHANNEL_TIMEOUT`` seconds, so idle and slow clients do not
-lock others out.  Every asset is served by the app; the
-Content-Security-Policy allows nothing else.
+The limits are in :mod:`webapp.limits`; the waitress server, which also
+bounds connections and idle time, in :mod:`webapp.server`.  Every asset is
+served by the app; the Content-Security-Policy allows nothing else.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import logging
 import math
 import mimetypes
@@ -48,46 +46,18 @@ from typing import Any
 
 import numpy as np
 from flask import Blueprint, Flask, Request, current_app, jsonify, render_template, request, send_file
-from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
-from ..defaults import SERVER_THREADS
 from ..model_files import PREDICTIONS_CSV
 from ..plots import colormap_table, note_name, octave_ticks
 from ..audio import SUPPORTED_EXTENSIONS, AudioError
 from ..prediction import Prediction, PreparedClip, Predictor
+from .limits import (FORM_OVERHEAD_BYTES, MAX_FORM_FIELD_BYTES, MAX_FORM_PARTS, MAX_REQUEST_BYTES,  # noqa: F401
+                     MAX_UPLOAD_BYTES, MAX_UPLOAD_SAMPLES, MAX_UPLOAD_SECONDS, request_too_large_message)
+from .server import make_server  # noqa: F401  (the package's API: create_app, make_server)
 
-# Uploaded files larger than this are refused with 413.
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-# Room for the multipart envelope around the file.
-FORM_OVERHEAD_BYTES = 64 * 1024
-# Request bodies larger than this are refused by waitress from their
-# Content-Length, before a byte of the body is read.
-MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES
-# The forms have one or two parts (the file, an example id) and short text
-# fields.  The field limit also bounds werkzeug's buffer of file data, which
-# takes 64 kB reads: it must stay well above that.
-MAX_FORM_PARTS = 16
-MAX_FORM_FIELD_BYTES = 256 * 1024
-# Decoded per upload: the first 60 s, and at most 60 s of 48 kHz stereo in
-# samples x channels (a 343 kB FLAC of silence can hold a minute of 8-channel
-# 655 kHz audio: 315 M samples, 13 s and 2 GB when it was read whole).
-MAX_UPLOAD_SECONDS = 60.0
-MAX_UPLOAD_SAMPLES = 60 * 48_000 * 2
-# waitress (worker threads: defaults.SERVER_THREADS): open connections (idle
-# and slow ones cost a socket and what they have sent, at most MAX_REQUEST_BYTES
-# each, but each takes a place: the default 100 let 98 idle clients lock
-# everyone out); a connection silent this many seconds is closed, checked
-# every SERVER_CLEANUP_INTERVAL s.
-SERVER_CONNECTION_LIMIT = 400
-SERVER_CHANNEL_TIMEOUT = 30
-SERVER_CLEANUP_INTERVAL = 5
-# Bodies and replies are buffered in memory up to this size, never spooled to
-# a temporary file; no accepted body or reply comes near it.
-SERVER_BUFFER_BYTES = 2 * MAX_REQUEST_BYTES
 # Example clips offered on the page: at most one per class, at most this many.
 MAX_EXAMPLES = 8
 
@@ -148,12 +118,6 @@ def form_too_large_message() -> str:
         return request_too_large_message(size, current_app.config["MAX_UPLOAD_BYTES"])
     return (f"form too large: a text field over {MAX_FORM_FIELD_BYTES // 1024} kB or more than "
             f"{MAX_FORM_PARTS} parts (send the audio as the one file field 'audio_file')")
-
-
-def request_too_large_message(size: int | None, upload_limit: int = MAX_UPLOAD_BYTES) -> str:
-    limit = f"the {upload_limit / 1024 / 1024:g} MB upload limit"
-    return f"request too large: {size / 1024 / 1024:.1f} MB, over {limit}" if size else \
-        f"request too large: over {limit}"
 
 
 @dataclass
@@ -354,79 +318,6 @@ def result_json(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
     body = prediction.to_json()
     return {"label": body.pop("label"), "probabilities": body.pop("probabilities"),
             "model_id": predictor.model_id, "warnings": body.pop("warnings"), **body}
-
-
-SERVER_SETTINGS = {
-    "max_request_body_size": MAX_REQUEST_BYTES + 1,  # waitress refuses a Content-Length >= this
-    "inbuf_overflow": SERVER_BUFFER_BYTES,
-    "outbuf_overflow": SERVER_BUFFER_BYTES,
-    "connection_limit": SERVER_CONNECTION_LIMIT,
-    "channel_timeout": SERVER_CHANNEL_TIMEOUT,
-    "cleanup_interval": SERVER_CLEANUP_INTERVAL,
-    "asyncore_use_poll": True,  # select() fails past file descriptor 1023
-    "ident": "instrument-classifier",
-}
-
-
-def make_server(app: Flask, *, host: str = "127.0.0.1", port: int = 5000, threads: int = SERVER_THREADS):
-    """A waitress server for ``app`` with :data:`SERVER_SETTINGS` (``port=0``: a free port).
-
-    ``server.effective_listen`` lists the (host, port) pairs it listens on.
-    Bodies and replies stay in memory, so uploads never touch the disk;
-    waitress's own error replies are JSON (:class:`JsonErrorTask`).  Raises
-    OSError when it cannot listen, ValueError for a host that does not resolve.
-    """
-    import waitress
-    from waitress.server import BaseWSGIServer, MultiSocketServer
-
-    server = waitress.create_server(app, host=host, port=port, threads=threads, **SERVER_SETTINGS)
-    listeners = [server] if not isinstance(server, MultiSocketServer) else \
-        [s for s in server.map.values() if isinstance(s, BaseWSGIServer)]
-    for listener in listeners:
-        listener.channel_class = Channel
-    if not isinstance(server, MultiSocketServer):
-        server.effective_listen = [(server.effective_host, server.effective_port)]
-    return server
-
-
-class JsonErrorTask(ErrorTask):
-    """waitress's own error replies as the app's ``{"error", "status"}`` JSON.
-
-    waitress answers some requests itself, before the app sees them: a body
-    over ``max_request_body_size`` (413, from the Content-Length, before the
-    body is read), a malformed request line or header (400), oversized headers
-    (431).
-    """
-
-    def execute(self):
-        error = self.request.error
-        if error.code == 413:
-            message = request_too_large_message(getattr(self.request, "content_length", None))
-        else:
-            message = f"{error.reason.lower()}: {error.body}" if error.body else error.reason.lower()
-        body = json.dumps({"error": message, "status": error.code}).encode()
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.extend([("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")])
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
-
-
-class Channel(HTTPChannel):
-    """waitress's connection, with JSON error replies and no "100 Continue" to a refused request.
-
-    waitress (3.0) answers ``Expect: 100-continue`` even for a request it has
-    already refused, then reads the refused body, past ``inbuf_overflow`` into
-    a temporary file, before its 413.
-    """
-
-    error_task_class = JsonErrorTask
-
-    def send_continue(self):
-        if self.request is not None and self.request.error is not None:
-            self.request.expect_continue = False
-            return
-        super().send_continue()
 
 
 # ---------------------------------------------------------------------------
