@@ -57,7 +57,8 @@ from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, softwa
 from .soundfonts import SoundFont
 from .synthesis import Renderer, midi_file_bytes
 from .additive import BANKS
-from .variation import RECIPES, Recipe, Variation, apply_recording_chain, note_events
+from .recording import apply_recording_chain
+from .variation import RECIPES, Recipe, Variation, note_events
 
 # Clips rendered one after another on one fresh synth.  Bigger shards spread
 # the ~40 ms of making a synth over more clips; smaller ones balance workers.

@@ -17,9 +17,9 @@ from conftest import make_dataset
 from instrument_classifier import soundfonts
 from instrument_classifier.cli import UserError
 from instrument_classifier.instruments import pitch_number
+from instrument_classifier.recording import apply_recording_chain
 from instrument_classifier.synthesis import Renderer
-from instrument_classifier.variation import (RECIPES, Variation, apply_recording_chain, get_recipe,
-                                             note_events)
+from instrument_classifier.variation import RECIPES, Variation, get_recipe, note_events
 
 RATE = 44_100
 # The two small fonts of the catalogue (fast to load), one per lineage's smaller member.
