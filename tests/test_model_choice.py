@@ -166,7 +166,9 @@ def test_predict_without_a_model_uses_the_best_family_model(checkout, predictor)
 
 def test_web_app_without_a_model_serves_the_best_family_model(checkout):
     process = subprocess.Popen([sys.executable, "predict_webapp.py", "--port", "0"], cwd=checkout,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C as in a terminal: a background job (as CI may run us) ignores SIGINT.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     answer = None
     try:
         line = process.stdout.readline()  # "serving model <id> on http://127.0.0.1:<port>/ (Ctrl-C to stop)"

@@ -340,6 +340,7 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
 @pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
 def test_a_kill_during_training_steps_waits_for_the_step_then_is_raised(signum, raised):
     """Native code is never unwound mid-step: the signal is noted, the loop stops, then it is raised."""
+    handlers = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
     steps, stopped_by_the_loop = 0, False
     with pytest.raises(raised):
         with signals_between_steps() as pending:
@@ -350,4 +351,4 @@ def test_a_kill_during_training_steps_waits_for_the_step_then_is_raised(signum, 
                     time.sleep(0.05)  # the handler runs here, and must not raise
             stopped_by_the_loop = True
     assert stopped_by_the_loop and steps == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == handlers  # restored
