@@ -12,8 +12,9 @@ With --report DIR, also a generalisation table of all the models given:
 one row per model, one column per held-out SoundFont and lineage (the test
 split of a model trained with prepare_training.py --split soundfont, and
 every --dataset), beside the in-distribution error; and the error by family
-on the fonts each model never heard.  DIR/generalisation.csv,
-DIR/generalisation_by_family.csv and DIR/generalisation.md, printed too.
+and by instrument on the fonts each model never heard.  DIR/generalisation.csv,
+DIR/generalisation_by_family.csv, DIR/generalisation_by_instrument.csv and
+DIR/generalisation.md, printed too (the instruments: the worst ten each).
 
 Examples:
 
@@ -65,16 +66,18 @@ def main(argv: list[str] | None = None) -> int:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
     if args.report:
         from instrument_classifier.generalisation import family_table, format_markdown, generalisation_table, \
-            write_generalisation_report
+            instrument_table, worst_instruments, write_generalisation_report
 
         names = [Path(dataset).resolve().name for dataset in args.dataset or []]
         table = generalisation_table(models, names)
-        families = family_table(models, names)
-        path = write_generalisation_report(table, args.report, families)
+        families, instruments = family_table(models, names), instrument_table(models, names)
+        path = write_generalisation_report(table, args.report, families, instruments)
         if not args.quiet:
             print(format_markdown(table))
             if len(families):
                 print(format_markdown(families))
+            if len(instruments):
+                print(format_markdown(worst_instruments(instruments)))
             print(f"generalisation report: {path}")
     return 0
 

@@ -8,8 +8,9 @@ lineage.  :func:`generalisation_table` puts several models side by side,
 one row per model (a training recipe), one column per held-out font and
 lineage, beside the in-distribution error (the validation split: clips of
 the training fonts the model did not learn from); :func:`family_table` splits
-the held-out clips' error by family, so that a headline error can be read
-(bowed strings are not harpsichords)::
+the held-out clips' error by family, and :func:`instrument_table` by
+instrument, so that a headline error can be read (bowed strings are not
+harpsichords; one bank's violin may be unlike any other)::
 
     python evaluate.py MODEL_A MODEL_B --dataset data/working/other --report data/working/report
 """
@@ -28,6 +29,9 @@ from .model_files import CONFIG_JSON, PREDICTIONS_CSV
 GENERALISATION_CSV = "generalisation.csv"
 GENERALISATION_MD = "generalisation.md"
 FAMILY_CSV = "generalisation_by_family.csv"
+INSTRUMENT_CSV = "generalisation_by_instrument.csv"
+# generalisation.md lists this many of the worst instruments of each model and part (the CSV has all).
+WORST_INSTRUMENTS_SHOWN = 10
 # Columns of a model row before the per-font ones.
 ROW_COLUMNS = ("model_id", "arch", "options", "split", "trained_on", "in_distribution_error", "test_error")
 
@@ -102,6 +106,14 @@ def _unheard(model_dir: Path, config: dict, dataset_names: list[str]) -> list[tu
     return [(part, predictions) for part, predictions in parts if len(predictions)]
 
 
+def _unheard_parts(model_dirs: list[str | os.PathLike], dataset_names: list[str]):
+    """(model_id, part, predictions) of every model's clips of fonts it never heard (see :func:`_unheard`)."""
+    for model_dir in map(Path, model_dirs):
+        config = read_json(model_dir / CONFIG_JSON, what="model config file")
+        for part, predictions in _unheard(model_dir, config, list(dataset_names)):
+            yield config.get("model_id", model_dir.name), part, predictions
+
+
 def family_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
     """Error by true family on the fonts each model never heard: one row per model and part.
 
@@ -111,16 +123,41 @@ def family_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] =
     :func:`generalisation_table`, which checks that the evaluations exist.
     """
     rows = []
-    for model_dir in map(Path, model_dirs):
-        config = read_json(model_dir / CONFIG_JSON, what="model config file")
-        model_id = config.get("model_id", model_dir.name)
-        for part, predictions in _unheard(model_dir, config, list(dataset_names)):
-            correct = predictions["correct"].astype(bool)
-            row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean())}
-            for family, group in correct.groupby(predictions["true"], sort=True):
-                row[str(family)] = float(1 - group.mean())
-            rows.append(row)
+    for model_id, part, predictions in _unheard_parts(model_dirs, dataset_names):
+        correct = predictions["correct"].astype(bool)
+        row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean())}
+        for family, group in correct.groupby(predictions["true"], sort=True):
+            row[str(family)] = float(1 - group.mean())
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def instrument_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
+    """Error by instrument on the fonts each model never heard, the worst first within each model and part.
+
+    Columns model_id, part, instrument, family (the true class), n, error,
+    and ``called`` (the wrong answer given most often, "" when none): a
+    family's error often comes from a few instruments whose samples in the
+    unheard banks are unlike any the model heard.  Empty when the
+    predictions have no ``instrument_name``.  Call after :func:`generalisation_table`.
+    """
+    rows = []
+    for model_id, part, predictions in _unheard_parts(model_dirs, dataset_names):
+        if "instrument_name" not in predictions.columns:
+            continue
+        for instrument, clips in predictions.groupby("instrument_name", sort=True):
+            wrong = clips.loc[~clips["correct"].astype(bool), "predicted"]
+            rows.append({"model_id": model_id, "part": part, "instrument": str(instrument),
+                         "family": str(clips["true"].iloc[0]), "n": len(clips), "error": float(len(wrong) / len(clips)),
+                         "called": str(wrong.value_counts().index[0]) if len(wrong) else ""})
+    table = pd.DataFrame(rows, columns=["model_id", "part", "instrument", "family", "n", "error", "called"])
+    order = table.sort_values("error", ascending=False, kind="stable")
+    return order.sort_values(["model_id", "part"], kind="stable").reset_index(drop=True)
+
+
+def worst_instruments(instruments: pd.DataFrame, count: int = WORST_INSTRUMENTS_SHOWN) -> pd.DataFrame:
+    """The first ``count`` rows of each model and part of an :func:`instrument_table`: its worst instruments."""
+    return instruments.groupby(["model_id", "part"], sort=False).head(count)
 
 
 def generalisation_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
@@ -145,11 +182,14 @@ def format_markdown(table: pd.DataFrame) -> str:
 
 
 def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike,
-                                families: pd.DataFrame | None = None) -> Path:
-    """Write a :func:`generalisation_table` (and a :func:`family_table`) as CSV and Markdown into ``out_dir``.
+                                families: pd.DataFrame | None = None,
+                                instruments: pd.DataFrame | None = None) -> Path:
+    """Write a :func:`generalisation_table` (and a :func:`family_table`, an :func:`instrument_table`) into ``out_dir``.
 
-    ``generalisation.csv``, ``generalisation_by_family.csv`` and both tables
-    in ``generalisation.md``, whose path is returned.
+    ``generalisation.csv``, ``generalisation_by_family.csv``,
+    ``generalisation_by_instrument.csv``, and the tables in
+    ``generalisation.md`` (of the instruments, the worst
+    :data:`WORST_INSTRUMENTS_SHOWN` of each model and part), whose path is returned.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +200,12 @@ def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike,
         with atomic_path(out_dir / FAMILY_CSV) as tmp:
             families.to_csv(tmp, index=False, float_format="%.4f")
         text += "\n## By family, on the fonts each model never heard\n\n" + format_markdown(families) + "\n"
+    if instruments is not None and len(instruments):
+        with atomic_path(out_dir / INSTRUMENT_CSV) as tmp:
+            instruments.to_csv(tmp, index=False, float_format="%.4f")
+        text += (f"\n## The instruments most often wrong, on the fonts each model never heard "
+                 f"(the worst {WORST_INSTRUMENTS_SHOWN} of each; all in {INSTRUMENT_CSV})\n\n"
+                 + format_markdown(worst_instruments(instruments)) + "\n")
     with atomic_path(out_dir / GENERALISATION_MD) as tmp:
         tmp.write_text(text)
     return out_dir / GENERALISATION_MD

@@ -127,6 +127,18 @@ def test_generalisation_report_compares_models_on_unheard_fonts(fonts_dataset, h
     clean_predictions = pd.read_csv(held_out_model / "evaluation" / "clean-fonts" / "predictions.csv")
     assert families["n"].iloc[1] == (clean_predictions["lineage"] == "gs").sum()
     assert "## By family" in (tmp_path / "report" / "generalisation.md").read_text()
+    # By instrument: the worst first, each with the wrong answer it got most often.
+    instruments = pd.read_csv(tmp_path / "report" / "generalisation_by_instrument.csv", keep_default_na=False)
+    held = instruments[instruments["part"] == "held out"]
+    assert list(held["error"]) == sorted(held["error"], reverse=True)
+    for row in held.itertuples():
+        clips = test[test["instrument_name"] == row.instrument]
+        wrong = clips.loc[~clips["correct"], "predicted"]
+        assert (row.n, row.family) == (len(clips), clips["true"].iloc[0])
+        assert row.error == pytest.approx(len(wrong) / len(clips), abs=1e-4)
+        assert row.called == (wrong.value_counts().index[0] if len(wrong) else "")
+    assert set(held["instrument"]) == set(test["instrument_name"])
+    assert "## The instruments most often wrong" in (tmp_path / "report" / "generalisation.md").read_text()
 
 
 def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
