@@ -105,7 +105,8 @@ def signals_between_steps() -> Iterator[Callable[[], bool]]:
     Inside, a signal is only noted: the loop polls ``pending()`` at a safe
     point (Keras: after a batch) and stops.  On leaving, the noted signal is
     raised as :class:`Terminated` or ``KeyboardInterrupt``, so cleanup runs as
-    usual.  A second signal is raised at once.  Why: raising in the middle of
+    usual.  A second signal is raised at once; an ignored one (a background
+    job's Ctrl-C) stays ignored.  Why: raising in the middle of
     ``model.fit`` unwound TensorFlow while its input threads still ran, and
     the process now and then aborted (glibc "free(): invalid next size")
     instead of cleaning up.  Outside the main thread it only yields.
@@ -120,7 +121,8 @@ def signals_between_steps() -> Iterator[Callable[[], bool]]:
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         noted.append(signum)
 
-    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGTERM, signal.SIGINT)
+                if signal.getsignal(signum) is not signal.SIG_IGN}  # one ignored (a background job) stays so
     try:
         yield lambda: bool(noted)
     finally:

@@ -340,15 +340,31 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
 @pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
 def test_a_kill_during_training_steps_waits_for_the_step_then_is_raised(signum, raised):
     """Native code is never unwound mid-step: the signal is noted, the loop stops, then it is raised."""
-    handlers = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
-    steps, stopped_by_the_loop = 0, False
-    with pytest.raises(raised):
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal
+    try:
+        handlers = [signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)]
+        steps, stopped_by_the_loop = 0, False
+        with pytest.raises(raised):
+            with signals_between_steps() as pending:
+                while not pending() and steps < 100:
+                    steps += 1
+                    if steps == 3:
+                        os.kill(os.getpid(), signum)
+                        time.sleep(0.05)  # the handler runs here, and must not raise
+                stopped_by_the_loop = True
+        assert stopped_by_the_loop and steps == 3
+        assert [signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)] == handlers  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def test_an_ignored_signal_stays_ignored_during_training_steps():
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job
+    try:
         with signals_between_steps() as pending:
-            while not pending():
-                steps += 1
-                if steps == 3:
-                    os.kill(os.getpid(), signum)
-                    time.sleep(0.05)  # the handler runs here, and must not raise
-            stopped_by_the_loop = True
-    assert stopped_by_the_loop and steps == 3
-    assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == handlers  # restored
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert not pending()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
