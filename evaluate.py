@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
     if args.report:
         from instrument_classifier.generalisation import family_table, format_markdown, generalisation_table, \
-            instrument_table, worst_instruments, write_generalisation_report
+            instrument_table, unheard_parts, worst_instruments, write_generalisation_report
 
         names = [Path(dataset).resolve().name for dataset in args.dataset or []]
         table = generalisation_table(models, names)
-        families, instruments = family_table(models, names), instrument_table(models, names)
+        parts = unheard_parts(models, names)
+        families, instruments = family_table(parts), instrument_table(parts)
         path = write_generalisation_report(table, args.report, families, instruments)
         if not args.quiet:
             print(format_markdown(table))

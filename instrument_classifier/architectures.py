@@ -14,7 +14,7 @@ from __future__ import annotations
 # Architecture -> (network function in models.py, its keyword options).
 ARCHITECTURE_OPTIONS: dict[str, tuple[str, dict]] = {
     "relative-harmonic": ("harmonic", {"relative_db": 60.0, "eq_tilt_db": 18.0, "eq_bump_db": 9.0,
-                                                "eq_jitter_db": 6.0}),
+                                       "eq_jitter_db": 6.0}),
     "harmonic": ("harmonic", {}),
     "reference": ("reference", {}),
 }

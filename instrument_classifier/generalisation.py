@@ -8,9 +8,10 @@ lineage.  :func:`generalisation_table` puts several models side by side,
 one row per model (a training recipe), one column per held-out font and
 lineage, beside the in-distribution error (the validation split: clips of
 the training fonts the model did not learn from); :func:`family_table` splits
-the held-out clips' error by family, and :func:`instrument_table` by
-instrument, so that a headline error can be read (bowed strings are not
-harpsichords; one bank's violin may be unlike any other)::
+the error on the fonts each model never heard (:func:`unheard_parts`) by
+family, and :func:`instrument_table` by instrument, so that a headline
+error can be read (bowed strings are not harpsichords; one bank's violin may
+be unlike any other)::
 
     python evaluate.py MODEL_A MODEL_B --dataset data/working/other --report data/working/report
 """
@@ -95,35 +96,36 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
     return row
 
 
-def _unheard(model_dir: Path, config: dict, dataset_names: list[str]) -> list[tuple[str, pd.DataFrame]]:
-    """(part, predictions) of the clips of fonts the model never trained on: its held-out test split, each dataset's."""
-    own = read_predictions(model_dir / PREDICTIONS_CSV)
-    trained_on = set(own.loc[own["split"] == "train", "soundfont"]) if "soundfont" in own else set()
-    parts = [("held out", own[own["split"] == "test"])] if config.get("split") == "soundfont" else []
-    for name in dataset_names:
-        other = read_predictions(model_dir / "evaluation" / name / PREDICTIONS_CSV)
-        parts.append((name, other[~other["soundfont"].isin(trained_on)] if "soundfont" in other else other))
-    return [(part, predictions) for part, predictions in parts if len(predictions)]
+def unheard_parts(model_dirs: list[str | os.PathLike],
+                  dataset_names: list[str] = ()) -> list[tuple[str, str, pd.DataFrame]]:
+    """(model_id, part, predictions) of every model's clips of fonts it never trained on.
 
-
-def _unheard_parts(model_dirs: list[str | os.PathLike], dataset_names: list[str]):
-    """(model_id, part, predictions) of every model's clips of fonts it never heard (see :func:`_unheard`)."""
-    for model_dir in map(Path, model_dirs):
-        config = read_json(model_dir / CONFIG_JSON, what="model config file")
-        for part, predictions in _unheard(model_dir, config, list(dataset_names)):
-            yield config.get("model_id", model_dir.name), part, predictions
-
-
-def family_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
-    """Error by true family on the fonts each model never heard: one row per model and part.
-
-    A part is the model's held-out test split (``held out``) or a dataset of
-    ``dataset_names`` (its clips of fonts the model did not train on); columns
-    model_id, part, n, error, then one per family.  Call after
+    A part is the model's held-out test split (``held out``, with ``--split
+    soundfont``) or a dataset of ``dataset_names`` (its clips of fonts the
+    model did not train on); empty parts are left out.  Call after
     :func:`generalisation_table`, which checks that the evaluations exist.
     """
+    found = []
+    for model_dir in map(Path, model_dirs):
+        config = read_json(model_dir / CONFIG_JSON, what="model config file")
+        own = read_predictions(model_dir / PREDICTIONS_CSV)
+        trained_on = set(own.loc[own["split"] == "train", "soundfont"]) if "soundfont" in own else set()
+        parts = [("held out", own[own["split"] == "test"])] if config.get("split") == "soundfont" else []
+        for name in dataset_names:
+            other = read_predictions(model_dir / "evaluation" / name / PREDICTIONS_CSV)
+            parts.append((name, other[~other["soundfont"].isin(trained_on)] if "soundfont" in other else other))
+        model_id = config.get("model_id", model_dir.name)
+        found += [(model_id, part, predictions) for part, predictions in parts if len(predictions)]
+    return found
+
+
+def family_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
+    """Error by true family of :func:`unheard_parts`: one row per model and part.
+
+    Columns model_id, part, n, error, then one per family.
+    """
     rows = []
-    for model_id, part, predictions in _unheard_parts(model_dirs, dataset_names):
+    for model_id, part, predictions in parts:
         correct = predictions["correct"].astype(bool)
         row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean())}
         for family, group in correct.groupby(predictions["true"], sort=True):
@@ -132,17 +134,17 @@ def family_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] =
     return pd.DataFrame(rows)
 
 
-def instrument_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
-    """Error by instrument on the fonts each model never heard, the worst first within each model and part.
+def instrument_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
+    """Error by instrument of :func:`unheard_parts`, the worst first within each model and part.
 
     Columns model_id, part, instrument, family (the true class), n, error,
     and ``called`` (the wrong answer given most often, "" when none): a
     family's error often comes from a few instruments whose samples in the
     unheard banks are unlike any the model heard.  Empty when the
-    predictions have no ``instrument_name``.  Call after :func:`generalisation_table`.
+    predictions have no ``instrument_name``.
     """
     rows = []
-    for model_id, part, predictions in _unheard_parts(model_dirs, dataset_names):
+    for model_id, part, predictions in parts:
         if "instrument_name" not in predictions.columns:
             continue
         for instrument, clips in predictions.groupby("instrument_name", sort=True):

@@ -192,20 +192,6 @@ class _EpochLog(keras.callbacks.Callback):
                           "seconds": round(time.perf_counter() - self._start, 3)})
 
 
-class _StopOnSignal(keras.callbacks.Callback):
-    """End ``fit`` after the current batch once ``pending()`` says SIGTERM or Ctrl-C came."""
-
-    def __init__(self, pending):
-        super().__init__()
-        self.pending = pending
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.pending():
-            self.model.stop_training = True
-
-    on_test_batch_end = on_train_batch_end
-
-
 def _optimizer(name: str, learning_rate: float, schedule: str, total_steps: int):
     if schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
@@ -351,8 +337,12 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
     if run.settings["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
     started, cpu_started = time.perf_counter(), time.process_time()
-    with signals_between_steps() as pending:  # a kill ends fit between batches, then is raised
-        callbacks.append(_StopOnSignal(pending))
+    with signals_between_steps() as pending:  # a kill ends fit after the current batch, then is raised
+        def stop(batch, logs=None):
+            if pending():
+                network.stop_training = True
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=stop, on_test_batch_end=stop))
         if isinstance(run.train, ChromagramBatches):  # streamed: the batches shuffle as the array path does
             history = network.fit(keras_input(run.train), validation_data=keras_input(run.valid),
                                   epochs=run.settings["epochs"], shuffle=False,
