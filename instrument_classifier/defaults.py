@@ -18,6 +18,8 @@ INSTRUMENTS_CSV = REPO_DIR / "instruments.csv"
 # The SoundFont catalogue: name, file, Debian package, licence and lineage of
 # every GM font the project trains on (read by instrument_classifier.soundfonts).
 SOUNDFONTS_CSV = DATA_DIR / "soundfonts.csv"
+# Decoded copies of compressed (.sf3) SoundFonts, written on first use (instrument_classifier.sf3).
+SOUNDFONT_CACHE_DIR = DATA_DIR / "cache" / "soundfonts"
 # Where the default SoundFont's path is stored (the seed's convention; `~` expanded when read).
 DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
 # Fallbacks when that file is absent: Debian's fluid-soundfont-gm (then the

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
-from .defaults import DEFAULT_SOUNDFONT_FILE, SAMPLE_RATE, SYSTEM_SOUNDFONTS
+from .defaults import DEFAULT_SOUNDFONT_FILE, SAMPLE_RATE, SOUNDFONT_CACHE_DIR, SYSTEM_SOUNDFONTS
+from .sf3 import uncompressed
 
 # FluidSynth renders in blocks of this many samples (FLUID_BUFSIZE).
 BLOCK = 64
@@ -143,10 +144,12 @@ class Renderer:
     soundfont : path of an .sf2 file (``None``: :func:`default_soundfont`).
     sample_rate : output rate in Hz.
     reverb : switch FluidSynth's reverb on (its tail then carries into the next render).
+    decoded_copies : where an .sf3 font's decoded copy is kept (:func:`sf3.uncompressed`;
+        the same audio, loaded ~10x faster); ``None`` loads the .sf3 itself.
     """
 
     def __init__(self, soundfont: str | os.PathLike | None = None, *, sample_rate: int = SAMPLE_RATE,
-                 reverb: bool = False):
+                 reverb: bool = False, decoded_copies: str | os.PathLike | None = SOUNDFONT_CACHE_DIR):
         self.soundfont = check_soundfont(soundfont) if soundfont is not None else default_soundfont()
         self.sample_rate = int(sample_rate)
         fluidsynth, self._write_float = _fluidsynth()
@@ -154,7 +157,7 @@ class Renderer:
             gain=GAIN, samplerate=float(self.sample_rate), channels=16,
             **{"synth.chorus.active": 0, "synth.reverb.active": int(reverb),
                "synth.cpu-cores": 1, "synth.verbose": 0})
-        self._sfid = self._synth.sfload(str(self.soundfont))
+        self._sfid = self._synth.sfload(str(uncompressed(self.soundfont, decoded_copies)))
         if self._sfid < 0:
             self.close()
             raise UserError(f"FluidSynth could not load SoundFont {self.soundfont}")

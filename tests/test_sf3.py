@@ -1,0 +1,90 @@
+"""Compressed SoundFonts: the decoded copy loads faster and renders exactly what the .sf3 renders."""
+
+import os
+
+import numpy as np
+import pytest
+
+from instrument_classifier.sf3 import SHDR, is_sf3, uncompressed
+from instrument_classifier.soundfonts import resolve_soundfonts
+from instrument_classifier.synthesis import Renderer
+from instrument_classifier.variation import Variation, note_events
+
+RATE = 44100
+
+
+@pytest.fixture(scope="module")
+def mono_sf3():
+    path = resolve_soundfonts(["FluidR3Mono"])[0].path
+    assert is_sf3(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def decoded_dir(mono_sf3, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("decoded")
+    copy = uncompressed(mono_sf3, folder)
+    assert copy.parent == folder and copy.suffix == ".sf2" and not is_sf3(copy)
+    return folder
+
+
+def test_decoded_copy_renders_the_same_bytes_as_the_sf3(mono_sf3, decoded_dir):
+    # Plain notes over the whole range, and the variation's events: pitch bends, a brightness NRPN,
+    # long releases that play samples to their end.
+    variations = [Variation(), Variation(detune_cents=-30.0, vibrato_cents=25.0, vibrato_hz=5.5),
+                  Variation(brightness_cents=-2400.0, note_seconds=0.3)]
+    with Renderer(mono_sf3, decoded_copies=None) as compressed, Renderer(mono_sf3, decoded_copies=decoded_dir) as copy:
+        audible = 0
+        for program in range(0, 128, 5):
+            for pitch in (28, 45, 60, 76, 96):
+                variation = variations[(program + pitch) % len(variations)]
+                events = note_events(program=program, pitch=pitch, velocity=40 + program % 80, variation=variation,
+                                     sample_rate=RATE, clip_seconds=2.0)
+                a = compressed.render_events(events, 2 * RATE)
+                b = copy.render_events(events, 2 * RATE)
+                assert a.tobytes() == b.tobytes(), (program, pitch, variation)
+                audible += np.abs(a).max() > 1e-3
+    assert audible > 100  # of 130 (a few programs are silent at the extremes)
+
+
+def test_the_copy_is_written_once_and_other_fonts_load_as_they_are(mono_sf3, decoded_dir):
+    copy = uncompressed(mono_sf3, decoded_dir)
+    written = copy.stat().st_mtime_ns
+    assert uncompressed(mono_sf3, decoded_dir) == copy and copy.stat().st_mtime_ns == written
+    assert [p.name for p in decoded_dir.iterdir()] == [copy.name]  # no temporary file left
+    sf2 = resolve_soundfonts(["TimGM6mb"])[0].path
+    assert uncompressed(sf2, decoded_dir) == sf2
+    assert uncompressed(mono_sf3, None) == mono_sf3
+
+
+def test_a_font_that_cannot_be_decoded_loads_as_it_is_and_leaves_nothing(mono_sf3, tmp_path, capsys):
+    data = mono_sf3.read_bytes()
+    # A truncated .sf3 (its header still says version 3).
+    truncated = tmp_path / "truncated.sf3"
+    truncated.write_bytes(data[:200_000])
+    # A sample whose loop ends after the sample: FluidSynth would mend it differently in a copy.
+    looped = tmp_path / "looped.sf3"
+    last = len(data) - 2 * SHDR.size  # the sample headers end the file: the last sample's, then a terminal one
+    record = list(SHDR.unpack_from(data, last))
+    assert record[0].startswith(b"55_126") and record[9] == 0x11  # a mono Vorbis sample
+    record[4] = 10**7
+    looped.write_bytes(data[:last] + SHDR.pack(*record) + data[last + SHDR.size:])
+    cache = tmp_path / "cache"
+    assert uncompressed(truncated, cache) == truncated
+    assert uncompressed(looped, cache) == looped
+    assert list(cache.iterdir()) == []  # nothing half-written
+    # A cache folder that cannot be made.
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert uncompressed(mono_sf3, blocked / "cache") == mono_sf3
+    err = capsys.readouterr().err
+    assert err.count("loading it compressed") == 3 and "loops outside itself" in err and "Traceback" not in err
+
+
+def test_a_changed_font_gets_a_new_copy_and_the_old_one_goes(mono_sf3, tmp_path):
+    font = tmp_path / "font.sf3"
+    font.write_bytes(mono_sf3.read_bytes())
+    first = uncompressed(font, tmp_path / "cache")
+    os.utime(font, ns=(1_000_000_000, 1_000_000_000))
+    second = uncompressed(font, tmp_path / "cache")
+    assert second != first and second.is_file() and not first.exists()
