@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from .cli import warn
 from .defaults import SOUNDFONT_CACHE_DIR
 
 # Bumped whenever the decoded file would change, so that old copies are not reused.
@@ -210,7 +211,7 @@ def uncompressed(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
         finally:
             partial.unlink(missing_ok=True)
     except (OSError, NotDecodable, struct.error) as error:
-        print(f"cannot decode {path.name} ({error}); loading it compressed", file=sys.stderr)
+        warn(f"cannot decode {path.name} ({error}); loading it compressed")
         return path
     for stale in cache_dir.glob(f"{source.stem}-[0-9]*-[0-9]*-v*.sf2"):
         if stale != target:
