@@ -28,6 +28,7 @@ them in sample words instead of Ogg byte offsets and drops the Vorbis flag;
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import struct
@@ -184,11 +185,11 @@ def uncompressed(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     """The file FluidSynth should load for the SoundFont ``path``.
 
     An .sf3: its decoded copy in ``cache_dir``, written on first use (about
-    7 s for MuseScore General on 2 cores, once per machine; written under a
-    temporary name and renamed, so that concurrent processes never see half
-    a file).
-    Anything else, or ``cache_dir=None``, or a copy that cannot be written:
-    ``path`` itself.
+    7 s for MuseScore General on 2 cores, once per machine).  One process
+    writes it while the others that need it wait (a lock file beside it:
+    a cluster's worker processes start together), under a temporary name
+    renamed when complete, so that nobody sees half a file.  Anything else,
+    or ``cache_dir=None``, or a copy that cannot be written: ``path`` itself.
     """
     path = Path(path)
     if cache_dir is None or not is_sf3(path):
@@ -200,20 +201,28 @@ def uncompressed(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
         return target
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        print(f"decoding {path.name} once into {target} (FluidSynth then loads it in a fraction of the time)",
-              file=sys.stderr)
-        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=f".{target.name}.", delete=False) as handle:
-            partial = Path(handle.name)
-        try:
-            decode_sf3(source, partial)
-            partial.chmod(0o644)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with open(cache_dir / f".{source.stem}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not target.is_file():  # else another process wrote it while this one waited
+                _write_copy(source, target)
     except (OSError, NotDecodable, struct.error) as error:
         warn(f"cannot decode {path.name} ({error}); loading it compressed")
         return path
-    for stale in cache_dir.glob(f"{source.stem}-[0-9]*-[0-9]*-v*.sf2"):
+    return target
+
+
+def _write_copy(source: Path, target: Path) -> None:
+    """Decode ``source`` into ``target`` atomically, and remove older copies of it."""
+    print(f"decoding {source.name} once into {target} (FluidSynth then loads it in a fraction of the time)",
+          file=sys.stderr)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
+        partial = Path(handle.name)
+    try:
+        decode_sf3(source, partial)
+        partial.chmod(0o644)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    for stale in target.parent.glob(f"{source.stem}-[0-9]*-[0-9]*-v*.sf2"):
         if stale != target:
             stale.unlink(missing_ok=True)
-    return target

@@ -1,10 +1,13 @@
 """Compressed SoundFonts: the decoded copy loads faster and renders exactly what the .sf3 renders."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from instrument_classifier.defaults import REPO_DIR
 from instrument_classifier.sf3 import SHDR, is_sf3, uncompressed
 from instrument_classifier.soundfonts import resolve_soundfonts
 from instrument_classifier.synthesis import Renderer
@@ -51,7 +54,7 @@ def test_the_copy_is_written_once_and_other_fonts_load_as_they_are(mono_sf3, dec
     copy = uncompressed(mono_sf3, decoded_dir)
     written = copy.stat().st_mtime_ns
     assert uncompressed(mono_sf3, decoded_dir) == copy and copy.stat().st_mtime_ns == written
-    assert [p.name for p in decoded_dir.iterdir()] == [copy.name]  # no temporary file left
+    assert [p.name for p in decoded_dir.iterdir() if p.suffix != ".lock"] == [copy.name]  # no temporary file left
     sf2 = resolve_soundfonts(["TimGM6mb"])[0].path
     assert uncompressed(sf2, decoded_dir) == sf2
     assert uncompressed(mono_sf3, None) == mono_sf3
@@ -72,7 +75,7 @@ def test_a_font_that_cannot_be_decoded_loads_as_it_is_and_leaves_nothing(mono_sf
     cache = tmp_path / "cache"
     assert uncompressed(truncated, cache) == truncated
     assert uncompressed(looped, cache) == looped
-    assert list(cache.iterdir()) == []  # nothing half-written
+    assert [p for p in cache.iterdir() if p.suffix != ".lock"] == []  # nothing half-written
     # A cache folder that cannot be made.
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
@@ -88,3 +91,16 @@ def test_a_changed_font_gets_a_new_copy_and_the_old_one_goes(mono_sf3, tmp_path)
     os.utime(font, ns=(1_000_000_000, 1_000_000_000))
     second = uncompressed(font, tmp_path / "cache")
     assert second != first and second.is_file() and not first.exists()
+
+
+def test_processes_that_start_together_decode_once(mono_sf3, tmp_path):
+    # A cluster's worker processes all reach their first task at once: one decodes, the others wait for it.
+    code = ("import sys; from instrument_classifier.sf3 import uncompressed; "
+            "print(uncompressed(sys.argv[1], sys.argv[2]))")
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(mono_sf3), str(tmp_path / "cache")],
+                                  cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    assert len({out.strip() for out, _ in outputs}) == 1 and outputs[0][0].strip().endswith(".sf2")
+    assert sum(err.count("decoding FluidR3Mono_GM.sf3 once") for _, err in outputs) == 1
