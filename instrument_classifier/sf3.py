@@ -29,6 +29,7 @@ them in sample words instead of Ogg byte offsets and drops the Vorbis flag;
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import os
 import struct
@@ -175,10 +176,15 @@ def decode_sf3(source: str | os.PathLike, target: str | os.PathLike) -> None:
         out.write(_header_chunk(b"LIST", 4 + 8 + smpl_size) + b"sdta" + _header_chunk(b"smpl", smpl_size))
 
 
+def _copy_prefix(source: Path) -> str:
+    """The start of every copy's name of the font at ``source`` (its name and a digest of its path)."""
+    return f"{source.stem}-{hashlib.sha1(str(source).encode()).hexdigest()[:8]}"
+
+
 def cached_copy_path(source: Path, cache_dir: Path) -> Path:
-    """Where the decoded copy of ``source`` lives: named by its file name, size and modification time."""
+    """Where the decoded copy of ``source`` lives: named by the font's name and path, size and modification time."""
     stat = source.stat()
-    return cache_dir / f"{source.stem}-{stat.st_size}-{stat.st_mtime_ns}-v{FORMAT_VERSION}.sf2"
+    return cache_dir / f"{_copy_prefix(source)}-{stat.st_size}-{stat.st_mtime_ns}-v{FORMAT_VERSION}.sf2"
 
 
 def uncompressed(path: str | os.PathLike, cache_dir: str | os.PathLike | None = SOUNDFONT_CACHE_DIR) -> Path:
@@ -223,6 +229,6 @@ def _write_copy(source: Path, target: Path) -> None:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    for stale in target.parent.glob(f"{source.stem}-[0-9]*-[0-9]*-v*.sf2"):
+    for stale in target.parent.glob(f"{_copy_prefix(source)}-*.sf2"):
         if stale != target:
             stale.unlink(missing_ok=True)

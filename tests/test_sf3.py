@@ -91,6 +91,12 @@ def test_a_changed_font_gets_a_new_copy_and_the_old_one_goes(mono_sf3, tmp_path)
     os.utime(font, ns=(1_000_000_000, 1_000_000_000))
     second = uncompressed(font, tmp_path / "cache")
     assert second != first and second.is_file() and not first.exists()
+    # Another font of the same file name elsewhere keeps its own copy.
+    (tmp_path / "elsewhere").mkdir()
+    namesake = tmp_path / "elsewhere" / "font.sf3"
+    namesake.write_bytes(font.read_bytes())
+    third = uncompressed(namesake, tmp_path / "cache")
+    assert third != second and third.is_file() and second.is_file()
 
 
 def test_processes_that_start_together_decode_once(mono_sf3, tmp_path):
