@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import resource
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from bench.common import median, python, run_measured, write_results
+from bench.common import children_cpu_seconds, median, python, run_measured, write_results
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.defaults import REPO_DIR
 from instrument_classifier.loopback_cluster import loopback_cluster
@@ -109,13 +108,11 @@ def measure_generation(args: argparse.Namespace, soundfont: Path, work: Path) ->
         for run in range(args.runs):
             for name, (tree, extra) in commands.items():
                 out = work / f"{name}-{run}"
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                before = children_cpu_seconds()
                 seconds, peak = run_measured([python(), str(tree / "generate_audio_samples.py"), *common,
                                               "-o", str(out), *extra], cwd=tree)
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                # CPU seconds of the command and every process it waited for (a local cluster's workers,
-                # not a cluster's): less sensitive than wall time to other jobs sharing the cores.
-                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                # The command's and its local cluster's workers' CPU (a standing cluster's is not counted).
+                cpu = children_cpu_seconds() - before
                 times[name].append(seconds)
                 cpus[name].append(cpu)
                 if name in peaks:

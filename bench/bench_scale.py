@@ -11,9 +11,11 @@
    second and the peak memory summed over the process tree (Dask's worker
    processes included; proportional set sizes, so that the SoundFonts the
    forked workers share with their parent count once); medians of
-   ``--repeats`` runs up to 20,000 clips, one run above.  Each command's
-   start-up (Python, imports, Dask, loading the fonts) is measured on 20
-   clips, and the rates are also given after it.  The issue's goals:
+   ``--repeats`` runs up to 20,000 clips, one run above, the sizes
+   interleaved in rounds.  Each command's start-up (Python, imports, Dask,
+   loading the fonts) is measured on 20 clips, and the rates are also given
+   after it; CPU seconds per clip (the command's and its workers') beside
+   the wall-clock rates, as they move less with the host.  The issue's goals:
    clips per second constant within 15 %, peak memory at most 2 GB at 100k
    and flat in N.  Above 26,500 clips the features are chunked (one .npy a
    shard), below it one npz.
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bench_generation import export_commit
-from bench.common import median, python, run_measured, write_results
+from bench.common import children_cpu_seconds, median, python, run_measured, write_results
 from instrument_classifier.feature_store import load_features
 
 OLD_COMMIT = "88d4556"
@@ -42,14 +44,20 @@ FONTS = ["FluidR3_GM", "MuseScore_General", "TimGM6mb", "sf_GMbank"]
 GOALS = {"features_ratio_2000": 1.10, "rate_spread": 0.15, "peak_mib_100k": 2048}
 
 
-def generate(dataset: Path, count: int, fonts: list[str], seed: int = 42) -> tuple[float, float]:
-    return run_measured([python(), "generate_audio_samples.py", "-c", str(count), "-s", str(seed), "-o",
-                         str(dataset), "-q", "--soundfont", *fonts], pss=True)
+def generate(dataset: Path, count: int, fonts: list[str], seed: int = 42) -> tuple[float, float, float]:
+    """(wall seconds, peak MiB, CPU seconds) of one generation."""
+    before = children_cpu_seconds()
+    seconds, mib = run_measured([python(), "generate_audio_samples.py", "-c", str(count), "-s", str(seed), "-o",
+                                 str(dataset), "-q", "--soundfont", *fonts], pss=True)
+    return seconds, mib, children_cpu_seconds() - before
 
 
-def extract(dataset: Path, cwd: Path | None = None) -> tuple[float, float]:
+def extract(dataset: Path, cwd: Path | None = None) -> tuple[float, float, float]:
+    """(wall seconds, peak MiB, CPU seconds) of one feature extraction."""
     command = [python(), "extract_features.py", str(dataset), "--overwrite", "-q"]
-    return run_measured(command, pss=True, **({"cwd": cwd} if cwd else {}))
+    before = children_cpu_seconds()
+    seconds, mib = run_measured(command, pss=True, **({"cwd": cwd} if cwd else {}))
+    return seconds, mib, children_cpu_seconds() - before
 
 
 def features_side_by_side(work: Path, fonts: list[str], runs: int) -> dict:
@@ -60,7 +68,7 @@ def features_side_by_side(work: Path, fonts: list[str], runs: int) -> dict:
     arrays = {}
     for _ in range(runs):
         for name, cwd in (("ours", None), ("old", old)):
-            seconds, _ = extract(dataset, cwd)
+            seconds, _, _ = extract(dataset, cwd)
             times[name].append(seconds)
             arrays[name] = np.asarray(load_features(dataset)[0][:])
     result = {name: {"runs": [round(t, 2) for t in values], "median_s": round(median(values), 2)}
@@ -74,40 +82,53 @@ def features_side_by_side(work: Path, fonts: list[str], runs: int) -> dict:
 def growth(work: Path, sizes: list[int], fonts: list[str], repeats: int = 3, startup_clips: int = 20) -> list[dict]:
     """Each size: generation then features, medians of ``repeats`` runs up to 20,000 clips (one above).
 
-    The start-up cost of each command (Python, imports, Dask, the fonts) is
-    measured on ``startup_clips`` clips, medians of ``repeats``; "after
-    start-up" rates divide the clips by the time beyond it.
+    The sizes run in ``repeats`` interleaved rounds (the start-up, then each
+    size; a size above 20,000 clips in the middle round only), so that the
+    machine's drift over the half hour falls on every size alike.  The
+    start-up cost of each command (Python, imports, Dask, the fonts) is
+    measured on ``startup_clips`` clips; "after start-up" rates divide the
+    clips by the time beyond it.  CPU seconds (the command's and its worker
+    processes') are the steadier figure of the work per clip.
     """
-    def measure(count: int, runs: int) -> dict:
-        times: dict[str, list[float]] = {"generation": [], "features": []}
-        peaks: dict[str, list[float]] = {"generation": [], "features": []}
-        layout = "npz"
-        for _ in range(runs):
+    stages = ("generation", "features")
+    counts = [startup_clips, *sizes]
+    runs = {count: {key: {stage: [] for stage in stages} for key in ("times", "peaks", "cpus")} for count in counts}
+    layouts = {}
+    for round_ in range(repeats):
+        for count in counts:
+            if count > 20_000 and round_ != repeats // 2:
+                continue
             dataset = work / f"growth-{count}"
-            for stage, seconds_mib in (("generation", lambda: generate(dataset, count, fonts)),
-                                       ("features", lambda: extract(dataset))):
-                seconds, mib = seconds_mib()
-                times[stage].append(seconds)
-                peaks[stage].append(mib)
-            layout = "chunked" if (dataset / "features" / "chromagrams").is_dir() else "npz"
+            for stage, measured in (("generation", lambda: generate(dataset, count, fonts)),
+                                    ("features", lambda: extract(dataset))):
+                seconds, mib, cpu = measured()
+                for key, value in (("times", seconds), ("peaks", mib), ("cpus", cpu)):
+                    runs[count][key][stage].append(value)
+            layouts[count] = "chunked" if (dataset / "features" / "chromagrams").is_dir() else "npz"
             shutil.rmtree(dataset)
-        return {"times": times, "peaks": peaks, "layout": layout}
+            print(f"round {round_ + 1}, {count} clips: "
+                  f"{ {stage: runs[count]['times'][stage][-1] for stage in stages} }", flush=True)
 
-    startup = measure(startup_clips, repeats)
-    startup_s = {stage: median(values) for stage, values in startup["times"].items()}
-    print({"startup_s": startup_s}, flush=True)
+    startup_s = {stage: median(runs[startup_clips]["times"][stage]) for stage in stages}
+    startup_cpu = {stage: median(runs[startup_clips]["cpus"][stage]) for stage in stages}
+    print({"startup_s": startup_s, "startup_cpu_s": startup_cpu}, flush=True)
     rows = []
     for count in sizes:
-        m = measure(count, repeats if count <= 20_000 else 1)
-        row: dict = {"clips": count, "runs": len(m["times"]["generation"]), "features_layout": m["layout"]}
-        for stage in ("generation", "features"):
+        m = runs[count]
+        row: dict = {"clips": count, "runs": len(m["times"]["generation"]), "features_layout": layouts[count]}
+        for stage in stages:
             seconds = median(m["times"][stage])
             row[f"{stage}_s"] = round(seconds, 1)
             row[f"{stage}_runs_s"] = [round(t, 1) for t in m["times"][stage]]
             row[f"{stage}_clips_per_s"] = round(count / seconds, 1)
             row[f"{stage}_clips_per_s_after_startup"] = round(count / max(seconds - startup_s[stage], 1e-9), 1)
             row[f"{stage}_peak_mib"] = round(max(m["peaks"][stage]))
+            cpu = median(m["cpus"][stage])
+            row[f"{stage}_cpu_s"] = round(cpu, 1)
+            row[f"{stage}_cpu_ms_per_clip"] = round(1000 * cpu / count, 3)
+            row[f"{stage}_cpu_ms_per_clip_after_startup"] = round(1000 * (cpu - startup_cpu[stage]) / count, 3)
         row["startup_s"] = {stage: round(value, 2) for stage, value in startup_s.items()}
+        row["startup_cpu_s"] = {stage: round(value, 2) for stage, value in startup_cpu.items()}
         rows.append(row)
         print(rows[-1], flush=True)
     return rows
@@ -136,7 +157,13 @@ def main() -> None:
                "features_rate_spread": spread([r["features_clips_per_s"] for r in rows]),
                "generation_rate_spread_after_startup":
                    spread([r["generation_clips_per_s_after_startup"] for r in rows]),
-               "features_rate_spread_after_startup": spread([r["features_clips_per_s_after_startup"] for r in rows])}
+               "features_rate_spread_after_startup": spread([r["features_clips_per_s_after_startup"] for r in rows]),
+               "generation_cpu_per_clip_spread": spread([r["generation_cpu_ms_per_clip"] for r in rows]),
+               "features_cpu_per_clip_spread": spread([r["features_cpu_ms_per_clip"] for r in rows]),
+               "generation_cpu_per_clip_spread_after_startup":
+                   spread([r["generation_cpu_ms_per_clip_after_startup"] for r in rows]),
+               "features_cpu_per_clip_spread_after_startup":
+                   spread([r["features_cpu_ms_per_clip_after_startup"] for r in rows])}
     path = write_results("scale", results)
     if side:
         print("\n| features, 2000 clips | median | runs |\n|---|---|---|")
@@ -144,19 +171,24 @@ def main() -> None:
             print(f"| {name} | {side[name]['median_s']} s | {side[name]['runs']} |")
         print(f"ratio ours / old: {side['ratio']} (goal <= {GOALS['features_ratio_2000']}); "
               f"same chromagrams: {side['same_chromagrams']}")
-    print("\n| clips (runs) | generation | clips/s (after start-up) | peak memory | features | clips/s (after start-up) "
-          "| peak memory | layout |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| clips (runs) | generation | clips/s (after start-up) | CPU ms/clip (after start-up) | peak memory "
+          "| features | clips/s (after start-up) | CPU ms/clip (after start-up) | peak memory | layout |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['clips']:,} ({r['runs']}) | {r['generation_s']} s | {r['generation_clips_per_s']} "
-              f"({r['generation_clips_per_s_after_startup']}) | {r['generation_peak_mib']} MiB | {r['features_s']} s | "
-              f"{r['features_clips_per_s']} ({r['features_clips_per_s_after_startup']}) | {r['features_peak_mib']} MiB "
-              f"| {r['features_layout']} |")
+        cells = [f"{r['clips']:,} ({r['runs']})"]
+        for stage in ("generation", "features"):
+            cells += [f"{r[f'{stage}_s']} s", f"{r[f'{stage}_clips_per_s']} ({r[f'{stage}_clips_per_s_after_startup']})",
+                      f"{r[f'{stage}_cpu_ms_per_clip']} ({r[f'{stage}_cpu_ms_per_clip_after_startup']})",
+                      f"{r[f'{stage}_peak_mib']} MiB"]
+        print("| " + " | ".join([*cells, r["features_layout"]]) + " |")
     print(f"start-up (20 clips): {rows[0]['startup_s'] if rows else '-'}")
     print(f"rate spread: generation {results['generation_rate_spread']} "
           f"({results['generation_rate_spread_after_startup']} after start-up), features "
           f"{results['features_rate_spread']} ({results['features_rate_spread_after_startup']}) "
-          f"(goal <= {GOALS['rate_spread']}); {path}")
+          f"(goal <= {GOALS['rate_spread']}); CPU per clip spread: generation "
+          f"{results['generation_cpu_per_clip_spread']} ({results['generation_cpu_per_clip_spread_after_startup']}), "
+          f"features {results['features_cpu_per_clip_spread']} ({results['features_cpu_per_clip_spread_after_startup']})"
+          f"; {path}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Small helpers the benchmarks share: timing, process-tree peak memory, results."""
+"""Small helpers the benchmarks share: timing, CPU time, process-tree peak memory, results."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,17 @@ def run_measured(command: list[str], *, env: dict | None = None, cwd: Path = REP
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{err}")
     return elapsed, peak / 1024
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of every child process this one has waited for, so far.
+
+    The difference across a :func:`run_measured` call is the command's CPU
+    time and that of every process it waited for (a local Dask cluster's
+    workers): less sensitive than wall time to other jobs sharing the cores.
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def median(values: list[float]) -> float:
