@@ -22,7 +22,7 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import SAMPLE_RATE
-from instrument_classifier.soundfonts import resolve_soundfonts
+from instrument_classifier.soundfonts import resolve_soundfont
 from instrument_classifier.synthesis import (AUDIO_FORMATS, check_audio_path, default_soundfont, play_midi,
                                              set_default_soundfont, write_audio)
 
@@ -56,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"sample rate must be within 8000..192000 Hz, got {args.rate}")
     if args.output is not None:
         check_audio_path(args.output)
+    font = resolve_soundfont(args.soundfont)
     if args.output is None:
-        play_midi(args.input, args.soundfont)
+        if font.builtin:
+            raise UserError(f"{font.name} (our own synthesiser) renders to a file only: give an output file")
+        play_midi(args.input, font.path)
         return 0
-    (font,) = resolve_soundfonts([args.soundfont] if args.soundfont else None)
     with font.renderer(args.rate) as renderer:
         audio = renderer.render_midi(args.input)
     write_audio(args.output, audio, args.rate)

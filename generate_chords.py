@@ -14,11 +14,14 @@ renderer (the default SoundFont, or --soundfont).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point
-from instrument_classifier.synthesis import Renderer, check_audio_path, write_audio
+from instrument_classifier.defaults import SAMPLE_RATE
+from instrument_classifier.soundfonts import resolve_soundfont
+from instrument_classifier.synthesis import MAX_MIDI_SECONDS, check_audio_path, write_audio
 
 
 def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):
@@ -56,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tempo", type=int, default=100, help="beats per minute")
     parser.add_argument("--instrument", type=int, default=0, help="GM program 0-127")
     parser.add_argument("--audio", metavar="FILE", help="also render to this audio file (.wav/.flac/.ogg)")
-    parser.add_argument("-s", "--soundfont", help="SoundFont for --audio (default: the wrapper's default)")
+    parser.add_argument("-s", "--soundfont",
+                        help="SoundFont for --audio: a name from data/soundfonts.csv or a path (default: the wrapper's default)")
     return parser.parse_args(argv)
 
 
@@ -65,24 +69,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not 0 <= args.instrument <= 127:
         raise UserError(f"--instrument must be a GM program 0-127, got {args.instrument}")
-    if args.beats <= 0 or args.tempo <= 0:
-        raise UserError("--beats and --tempo must be positive")
-    if args.audio:
-        check_audio_path(args.audio)  # before anything is written
+    if not (math.isfinite(args.beats) and args.beats > 0) or args.tempo <= 0:
+        raise UserError("--beats and --tempo must be positive numbers")
+    seconds = len(args.progression) * args.beats * 60 / args.tempo
+    if seconds > MAX_MIDI_SECONDS:
+        raise UserError(f"{len(args.progression)} chords of {args.beats:g} beats at {args.tempo} bpm last "
+                        f"{seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s")
+    font = None
+    if args.audio:  # before anything is written
+        check_audio_path(args.audio)
+        font = resolve_soundfont(args.soundfont)
     part = chord_stream(args.progression, key=args.key, beats=args.beats, program=args.instrument,
                         tempo=args.tempo)
     output = Path(args.output)
+    # The MIDI file appears only once the audio, rendered from it, is written: nothing half-done.
     try:
         with atomic_path(output, suffix=".mid") as tmp:
-            part.write("midi", fp=str(tmp))
+            try:
+                part.write("midi", fp=str(tmp))
+            except OSError as error:
+                raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+            if font is not None:
+                with font.renderer(SAMPLE_RATE) as renderer:
+                    audio = renderer.render_midi(tmp)
+                write_audio(args.audio, audio, renderer.sample_rate)
     except OSError as error:
         raise UserError(f"cannot write {output}: {error.strerror or error}") from None
-    print(f"wrote {output} ({len(args.progression)} chords)")
-    if args.audio:
-        with Renderer(args.soundfont) as renderer:
-            audio = renderer.render_midi(output)
-        write_audio(args.audio, audio, renderer.sample_rate)
-        print(f"wrote {args.audio}")
+    print(f"wrote {output} ({len(args.progression)} chords)" + (f" and {args.audio}" if args.audio else ""))
     return 0
 
 

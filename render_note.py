@@ -33,7 +33,7 @@ import numpy as np
 from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, seed_type
 from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
-from instrument_classifier.soundfonts import load_catalogue, resolve_soundfonts
+from instrument_classifier.soundfonts import load_catalogue, resolve_soundfont
 from instrument_classifier.synthesis import check_audio_path, midi_file_bytes, write_audio
 from instrument_classifier.variation import CODECS, NOISE_SLOPES, VALUE_LIMITS, Variation
 
@@ -99,18 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     if not (math.isfinite(args.clip_seconds) and 0.05 <= args.clip_seconds <= 60):
         raise UserError(f"--clip-seconds must be within 0.05..60, got {args.clip_seconds}")
     variation = Variation(**{item.name: getattr(args, item.name) for item in dataclasses.fields(Variation)}).checked()
-    (font,) = resolve_soundfonts([args.soundfont] if args.soundfont else None)
+    font = resolve_soundfont(args.soundfont)
 
     from instrument_classifier.generation import render_clip
 
     with font.renderer(SAMPLE_RATE) as renderer:
+        if not font.builtin and not renderer.has_preset(int(instrument.midi_program), args.bank):
+            raise UserError(f"{font.name} has no preset {int(instrument.midi_program)} ({instrument['name']}) "
+                            f"in bank {args.bank}")
         audio, dry, events = render_clip(renderer, program=int(instrument.midi_program), pitch=pitch,
                                          velocity=velocity, variation=variation, clip_seconds=args.clip_seconds,
                                          bank=args.bank,
                                          rng=np.random.default_rng([args.seed, args.sample_id, 2]))
-    with atomic_path(midi_path) as tmp:
+    with atomic_path(midi_path) as tmp:  # the MIDI file appears only once the audio is written
         tmp.write_bytes(midi_file_bytes(events, SAMPLE_RATE))
-    write_audio(output, audio, SAMPLE_RATE)
+        write_audio(output, audio, SAMPLE_RATE)
     peak = float(np.abs(audio).max())
     level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "silent: the font has no sound for this note"
     print(f"wrote {output} and {midi_path}: {instrument['name']} {args.pitch} velocity {velocity}, "

@@ -30,6 +30,33 @@ class UserError(Exception):
     """A problem the user can fix; reported as one line, exit status 2."""
 
 
+def _umask() -> int:
+    """This process's file-mode creation mask (read from /proc on Linux; set and restored elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files and folders written atomically get the modes open() and mkdir() would give them, not
+# tempfile's private 0600 and 0700: a cluster's datasets are read by other users' processes.
+UMASK = _umask()
+
+
+def make_parent(path: Path) -> None:
+    """Create ``path``'s parent folders; a UserError when one of them is a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), path.parent)
+        raise UserError(f"cannot write {path}: {blocker} is a file, not a folder") from None
+
+
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM, so that ``finally`` blocks and atomic writes clean up."""
 
@@ -179,9 +206,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    make_parent(path)
     suffix = path.suffix if suffix is None else suffix
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~UMASK)  # as open() would create it; mkstemp's 0600 would hide it from other users
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -202,9 +232,10 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     removed by the next run (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~UMASK)
     try:
         yield tmp
         if path.exists():

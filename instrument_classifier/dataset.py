@@ -95,6 +95,11 @@ class SingleToneDataset:
         missing = [c for c in REQUIRED_COLUMNS if c not in parameters.columns]
         if missing:
             raise UserError(f"{csv_path} lacks columns: {', '.join(missing)}")
+        for column in REQUIRED_COLUMNS:
+            blank = parameters.index[parameters[column].isna()]
+            if len(blank):
+                more = f" (nor do {len(blank) - 1} more rows)" if len(blank) > 1 else ""
+                raise UserError(f"{csv_path}: line {blank[0] + 2} has no {column}{more}")
         repeated = parameters["sample_id"][parameters["sample_id"].duplicated()]
         if len(repeated):
             raise UserError(f"{csv_path}: sample_id {repeated.iloc[0]} appears more than once "

@@ -396,5 +396,5 @@ def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, c
     try:
         return NETWORKS[network](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
                                  seed=seed, **{**defaults, **(options or {})})
-    except TypeError as error:
-        raise UserError(f"bad option for architecture {arch}: {error}") from None
+    except (TypeError, ValueError) as error:  # an unknown option, or a value Keras refuses (filters=0, dropout=1.5)
+        raise UserError(f"bad option for architecture {arch}: {str(error).splitlines()[0]}") from None

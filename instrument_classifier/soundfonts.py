@@ -113,6 +113,15 @@ def soundfont_for_path(path: str | os.PathLike) -> SoundFont:
     return SoundFont(path.name, check_soundfont(path))
 
 
+def resolve_soundfont(spec: str | None) -> SoundFont:
+    """One ``--soundfont`` value as one font (a catalogue name or a path; none: the default); ``all`` is a UserError."""
+    if spec is not None and str(spec).strip().lower() == "all":
+        raise UserError("--soundfont all names every font of the catalogue; this command plays one: give its "
+                        f"name ({', '.join(font.name for font in load_catalogue())}) or a path")
+    (font,) = resolve_soundfonts([spec] if spec else None)
+    return font
+
+
 def resolve_soundfonts(specs: list[str] | None) -> tuple[SoundFont, ...]:
     """Turn ``--soundfont`` values into fonts: catalogue names, ``all``, or paths.
 

@@ -41,6 +41,8 @@ from .sf3 import uncompressed
 
 # FluidSynth renders in blocks of this many samples (FLUID_BUFSIZE).
 BLOCK = 64
+# The longest MIDI file rendered or played: it is rendered in memory (~0.5 MB a second).
+MAX_MIDI_SECONDS = 3600
 # The synth's output gain: loud enough for 16-bit files, no clipping on one note.
 GAIN = 0.5
 
@@ -242,7 +244,10 @@ class Renderer:
 
 
 def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[NoteEvent], int]:
-    """Parse a Standard MIDI File into :class:`NoteEvent` objects and its length in samples."""
+    """Parse a Standard MIDI File into :class:`NoteEvent` objects and its length in samples.
+
+    A file longer than :data:`MAX_MIDI_SECONDS` is a UserError (it would be rendered in memory).
+    """
     import mido
 
     path = Path(path)
@@ -255,6 +260,9 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
         reason = str(error) or ("the file ends early (truncated?)" if isinstance(error, EOFError)
                                 else type(error).__name__)
         raise UserError(f"cannot read MIDI file {path}: {reason}") from None
+    seconds = sum(message.time for message in messages)
+    if seconds > MAX_MIDI_SECONDS:
+        raise UserError(f"MIDI file {path} lasts {seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s are rendered")
     events: list[NoteEvent] = []
     seconds = 0.0
     banks = [0] * 16

@@ -28,12 +28,14 @@ import analyze_errors
 import evaluate
 import extract_features
 import fluidsynth_wrapper
+import generate_chords
 import leaderboard
 import predict
 import predict_webapp
 import prepare_training
+import render_note
 import train
-from instrument_classifier.cli import Terminated, UserError, signals_between_steps
+from instrument_classifier.cli import UMASK, Terminated, UserError, atomic_dir, atomic_path, signals_between_steps
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.feature_store import load_features
 
@@ -335,6 +337,72 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
     status = fluidsynth_wrapper.main(["-s", str(tmp_path / "cut.sf2"), str(midi), str(tmp_path / "out.wav")])
     one_line_error(capfd, status, "cut.sf2 is truncated: its header says")
     assert not (tmp_path / "out.wav").exists()
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    (render_note, ["--instrument", "1", "--soundfont", "all"], "--soundfont all names every font"),
+    (render_note, ["--instrument", "1", "--bank", "3"], "FluidR3_GM has no preset 0"),
+    (generate_chords, ["--beats", "inf"], "must be positive numbers"),
+    (generate_chords, ["--tempo", "1", "--beats", "1000000"], "at most 3600 s"),
+    (generate_chords, ["-s", "all"], "--soundfont all names every font"),
+    (generate_chords, ["-s", "{tmp}/random.sf2"], "not a SoundFont"),
+])
+def test_one_note_and_chord_scripts_refuse_before_writing(tmp_path, capfd, script, argv, message):
+    """Each once crashed (a traceback, 7 TiB asked of numpy) or left its MIDI file behind without the audio."""
+    (tmp_path / "random.sf2").write_bytes(np.random.default_rng(0).bytes(5000))
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    outputs = ["-o", str(tmp_path / "note.flac")] if script is render_note else \
+        ["-o", str(tmp_path / "note.mid"), "--audio", str(tmp_path / "note.flac")]
+    one_line_error(capfd, script.main([*outputs, *argv]), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["random.sf2"]
+
+
+def test_an_audio_path_that_is_a_folder_leaves_no_midi_file(tmp_path, capfd):
+    (tmp_path / "note.flac").mkdir()
+    one_line_error(capfd, render_note.main(["-o", str(tmp_path / "note.flac"), "--instrument", "1"]), "it is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["note.flac"]
+
+
+def test_a_midi_file_of_days_is_refused_not_rendered(tmp_path, capfd):
+    import mido
+
+    midi = mido.MidiFile()
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.Message("note_on", note=60, velocity=100, time=0))
+    track.append(mido.Message("note_off", note=60, time=200_000_000))  # ~58 hours at 120 bpm
+    midi.save(tmp_path / "long.mid")
+    status = fluidsynth_wrapper.main([str(tmp_path / "long.mid"), str(tmp_path / "out.wav")])
+    one_line_error(capfd, status, "lasts 208,333 s; at most 3600 s")
+    assert not (tmp_path / "out.wav").exists()
+
+
+@pytest.mark.parametrize("column", ["sample_id", "audio_file", "family_name"])
+def test_a_blank_cell_in_parameters_is_one_line(dataset, capsys, column):
+    parameters = pd.read_csv(dataset / "parameters.csv")
+    parameters.loc[2, column] = None
+    parameters.to_csv(dataset / "parameters.csv", index=False)
+    one_line_error(capsys, extract_features.main([str(dataset), "-q"]), f"line 4 has no {column}")
+    assert not (dataset / "features").exists()
+
+
+@pytest.mark.parametrize("option, message", [("filters=0", "filters"), ("dropout=1.5", "rate"),
+                                             ("frames_per_template=100", "output size")])
+def test_model_options_keras_refuses_are_one_line(option, message):
+    from instrument_classifier.models import build_model
+
+    with pytest.raises(UserError, match=message):
+        build_model("relative-harmonic", (44, 115, 1), 7, options=train.model_options([option]))
+
+
+def test_atomic_writes_get_the_modes_open_and_mkdir_give(tmp_path):
+    """Not tempfile's private 0600/0700: a dataset written by one user's workers is read by others."""
+    with atomic_path(tmp_path / "file.txt") as tmp:
+        tmp.write_text("x")
+    with atomic_dir(tmp_path / "folder") as tmp:
+        (tmp / "inside.txt").write_text("x")
+    assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o666 & ~UMASK
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~UMASK
 
 
 @pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
