@@ -21,6 +21,7 @@ import sys
 from instrument_classifier.cli import ArgumentParser, entry_point, non_negative_int, positive_int
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
 from instrument_classifier.model_files import MODELS_DIR
+from instrument_classifier.training_data import SPLIT_METHODS, TARGETS
 from instrument_classifier.leaderboard import DEFAULT_MODEL_TARGET, best_model_dir, format_leaderboard
 
 
@@ -32,8 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="print only the best model's directory (of --target, default family)")
     parser.add_argument("--top", type=positive_int, default=10, help="how many of the best to list")
     parser.add_argument("--latest", type=non_negative_int, default=3, help="how many of the newest to rank")
-    parser.add_argument("--target", default=None, help="only models of this target (family, instrument)")
-    parser.add_argument("--split", default=None, help="only models of this split method (random, instrument)")
+    parser.add_argument("--target", default=None, choices=TARGETS, help="only models of this target")
+    parser.add_argument("--split", default=None, choices=SPLIT_METHODS, help="only models of this split method")
     return parser.parse_args(argv)
 
 

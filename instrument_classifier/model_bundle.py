@@ -100,6 +100,10 @@ def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
         feature_params = dict(preprocessing["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
+    if (model_dir / MODEL_FILE).is_file() and not zipfile.is_zipfile(model_dir / MODEL_FILE):
+        # Keras says "File not found" of such a file, though it is there.
+        raise UserError(f"cannot load {model_dir / MODEL_FILE}: not a Keras model (a .keras file is a zip archive; "
+                        "truncated or overwritten?)")
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:

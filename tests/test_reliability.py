@@ -88,7 +88,13 @@ def set_hop_to_1024(folder):
     edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "hop_size": 1024}})
 
 
+def truncate_the_model(folder):  # Keras said "File not found" of it
+    model = folder / "model.keras"
+    model.write_bytes(model.read_bytes()[:1000])
+
+
 @pytest.mark.parametrize("damage, message", [
+    (truncate_the_model, "model.keras: not a Keras model (a .keras file is a zip archive"),
     (set_config_to_a_list, "config.json: not a JSON object"),
     (set_level_range_to_text, "peak_dbfs_range must be two numbers"),
     (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
@@ -277,6 +283,16 @@ def test_leaderboard_counts_must_make_sense(tiny_model_dir, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"argument {argv[0]}: invalid value" in err
+
+
+def test_leaderboard_names_an_unknown_target_or_split(tiny_model_dir, capsys):
+    """It said 'no finished models ...; run train.py first', as if the name were right."""
+    for argv in (["--target", "nosuch"], ["--split", "nosuch"]):
+        with pytest.raises(SystemExit) as exit_info:
+            leaderboard.main([str(tiny_model_dir.parent), "--best", *argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"argument {argv[0]}: invalid choice: 'nosuch'" in err
 
 
 def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, capsys):
