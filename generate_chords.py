@@ -85,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     # The MIDI file appears only once the audio, rendered from it, is written: nothing half-done.
     try:
         with atomic_path(output, suffix=".mid") as tmp:
-            try:
-                part.write("midi", fp=str(tmp))
-            except OSError as error:
-                raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+            part.write("midi", fp=str(tmp))
             if font is not None:
                 with font.renderer(SAMPLE_RATE) as renderer:
                     audio = renderer.render_midi(tmp)

@@ -34,7 +34,6 @@ import io
 import os
 import struct
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .cli import warn
+from .cli import atomic_path, warn
 from .defaults import SOUNDFONT_CACHE_DIR
 
 # Bumped whenever the decoded file would change, so that old copies are not reused.
@@ -221,14 +220,8 @@ def _write_copy(source: Path, target: Path) -> None:
     """Decode ``source`` into ``target`` atomically, and remove older copies of it."""
     print(f"decoding {source.name} once into {target} (FluidSynth then loads it in a fraction of the time)",
           file=sys.stderr)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
-        partial = Path(handle.name)
-    try:
+    with atomic_path(target) as partial:
         decode_sf3(source, partial)
-        partial.chmod(0o644)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     for stale in target.parent.glob(f"{_copy_prefix(source)}-*.sf2"):
         if stale != target:
             stale.unlink(missing_ok=True)

@@ -260,9 +260,9 @@ def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[No
         reason = str(error) or ("the file ends early (truncated?)" if isinstance(error, EOFError)
                                 else type(error).__name__)
         raise UserError(f"cannot read MIDI file {path}: {reason}") from None
-    seconds = sum(message.time for message in messages)
-    if seconds > MAX_MIDI_SECONDS:
-        raise UserError(f"MIDI file {path} lasts {seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s are rendered")
+    length_seconds = sum(message.time for message in messages)
+    if length_seconds > MAX_MIDI_SECONDS:
+        raise UserError(f"MIDI file {path} lasts {length_seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s are rendered")
     events: list[NoteEvent] = []
     seconds = 0.0
     banks = [0] * 16
