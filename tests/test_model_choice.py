@@ -3,7 +3,7 @@
 predict.py, predict_webapp.py and ``evaluate.py --best`` use, when no model
 is named, the best family model of the default dataset (README, Stage 7).
 They are run here as a user runs them: the real scripts, in a copy of the
-checkout whose default dataset (``data/working/multi-font-6000``) is the
+checkout whose default dataset (``defaults.DEFAULT_DATASET_DIR``) is the
 session's tiny dataset with copies of the tiny model, ranked by hand.  The
 user's own ``data/working`` is never read.
 """
@@ -22,9 +22,10 @@ import pytest
 
 import leaderboard
 from conftest import request, run_script
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR, REPO_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATASET = Path("data/working/multi-font-6000")  # README: the dataset every later stage reads by default
+DEFAULT_DATASET = DEFAULT_DATASET_DIR.relative_to(REPO_DIR)  # README: the dataset every later stage reads by default
 
 # (folder name, target, split, validation error), oldest first: ranked C, B, E, D, A.
 MODELS = [
