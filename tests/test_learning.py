@@ -481,6 +481,33 @@ def test_analyze_errors_is_rerunnable(model_dir, capsys):
     assert len(list(model_dir.parent.parent.joinpath("audio").glob("*.flac"))) == 56  # originals untouched
 
 
+def test_error_plots_reuse_one_figure_yet_show_each_clip_alone(tmp_path):
+    """The listening page's pictures come from one reused figure: each must be that clip's, drawn alone."""
+    from matplotlib.image import imread
+
+    from instrument_classifier.error_analysis import ErrorPlot
+
+    classes, pitches = ["brass", "organ", "piano"], np.arange(21, 136)
+    rng = np.random.default_rng(0)
+    first = (rng.random((44, 115)), pd.Series([0.1, 0.7, 0.2], index=classes), "sample 1: true organ")
+    second = (rng.random((44, 115)), pd.Series([0.8, 0.15, 0.05], index=classes), "sample 2: true piano")
+
+    def drawn(plot, clip, name):
+        plot.save(*clip, tmp_path / name)
+        return imread(tmp_path / name)
+
+    reused = ErrorPlot(classes, pitches, 44)
+    drawn(reused, first, "first.png")
+    alone = drawn(ErrorPlot(classes, pitches, 44), second, "alone.png")
+    assert np.array_equal(drawn(reused, second, "second.png"), alone)
+    # ... and each part of a clip shows: its chromagram, its probabilities (the bars' lengths, and which class
+    # has which), its title.
+    same_order, same_lengths = (pd.Series(p, index=classes) for p in ([0.6, 0.3, 0.1], [0.05, 0.15, 0.8]))
+    for other in ((first[0], *second[1:]), (second[0], same_order, second[2]), (second[0], same_lengths, second[2]),
+                  (*second[:2], first[2])):
+        assert not np.array_equal(drawn(ErrorPlot(classes, pitches, 44), other, "other.png"), alone)
+
+
 def test_play_without_audio_player_is_one_line_error(model_dir, capsys, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert_one_line_error(*run_script(analyze_errors, [model_dir, "--play"], capsys)[::2], "no audio player")
