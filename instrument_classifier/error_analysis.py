@@ -27,13 +27,12 @@ from tqdm import tqdm
 
 from .cli import UserError, atomic_dir
 from .dataset import PARAMETERS_CSV
-from .evaluation import EVALUATION_DIR, INDEX_HTML
 from .feature_store import load_dataset_features
 from .metrics import read_predictions
 from .pages import render_page
 from .plots import CHROMAGRAM_COLORMAP, figure, note_name, octave_ticks
-from .model_bundle import load_model_dir
-from .model_files import PREDICTIONS_CSV
+from .features import ChromagramExtractor
+from .model_files import EVALUATION_DIR, INDEX_HTML, PREDICTIONS_CSV, read_model_records
 from .training_data import SPLITS
 
 ERRORS_DIR = "errors"
@@ -119,7 +118,7 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
     """
     if split not in (*SPLITS, "all"):
         raise UserError(f"unknown split {split!r} (choose from: {', '.join(SPLITS)}, all)")
-    bundle = load_model_dir(model_dir)
+    bundle = read_model_records(model_dir)  # the network is not needed: its predictions are in predictions.csv
     model_dir = bundle.model_dir
     predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
     dataset_dir = Path(bundle.config.get("dataset", ""))
@@ -128,7 +127,8 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
     chromagrams, sample_ids, parameters, _ = load_dataset_features(dataset_dir)
     parameters = parameters.set_index("sample_id", drop=False)
     row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
-    plot = ErrorPlot(bundle.class_names, bundle.extractor().bin_pitches(), chromagrams.shape[1])
+    pitches = ChromagramExtractor.from_params(bundle.feature_params).bin_pitches()
+    plot = ErrorPlot(bundle.class_names, pitches, chromagrams.shape[1])
 
     chosen = predictions if split == "all" else predictions[predictions["split"] == split]
     errors = chosen[~chosen["correct"].astype(bool)].sort_values("sample_id")

@@ -37,14 +37,12 @@ from .cli import UserError, atomic_files, atomic_path
 from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
 from .metrics import metrics_table, predictions_table, read_predictions
-from .model_files import LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir
+from .model_files import EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir
 from .feature_store import load_dataset_features
 from .pages import render_page
 from .plots import figure
 from .training_data import SPLITS, target_labels
 
-EVALUATION_DIR = "evaluation"
-INDEX_HTML = "index.html"
 # Width of the MIDI-number bands of the error-by-pitch plot, in semitones:
 # ~6 test clips per band on single-notes-2000, enough for a rate.
 PITCH_BAND = 6

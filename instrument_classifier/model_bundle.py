@@ -23,9 +23,9 @@ import numpy as np
 import keras
 
 from . import models  # noqa: F401 (registers the custom layers that model.keras names)
-from .cli import UserError, read_json
+from .cli import UserError
 from .features import ChromagramExtractor
-from .model_files import CONFIG_JSON, MODEL_FILE, PREPROCESSING_JSON, check_model_dir
+from .model_files import MODEL_FILE, PREPROCESSING_JSON, read_model_records
 from .scaling import ChromagramScaler, to_model_input
 from .streaming import ChromagramBatches, keras_input
 
@@ -88,22 +88,11 @@ class ModelBundle:
 
 def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
     """Load and validate a model folder; one-line UserError for anything wrong."""
-    model_dir = check_model_dir(model_dir)
-    preprocessing = read_json(model_dir / PREPROCESSING_JSON, what="model preprocessing file")
-    config = read_json(model_dir / CONFIG_JSON, what="model config file")
-    for name, record in ((PREPROCESSING_JSON, preprocessing), (CONFIG_JSON, config)):
-        if not isinstance(record, dict):
-            raise UserError(f"invalid {model_dir / name}: not a JSON object")
+    model_dir, preprocessing, config, class_names, feature_params = read_model_records(model_dir)
     try:
-        class_names = [str(name) for name in preprocessing["class_names"]]
         scaler = ChromagramScaler.from_dict(preprocessing["scaler"])
-        feature_params = dict(preprocessing["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
-    if (model_dir / MODEL_FILE).is_file() and not zipfile.is_zipfile(model_dir / MODEL_FILE):
-        # Keras says "File not found" of such a file, though it is there.
-        raise UserError(f"cannot load {model_dir / MODEL_FILE}: not a Keras model (a .keras file is a zip archive; "
-                        "truncated or overwritten?)")
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:

@@ -8,9 +8,11 @@ prediction needs the first three (:data:`PREDICTION_FILES`).
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
-from .cli import UserError
+from .cli import UserError, read_json
 
 MODELS_DIR = "models"                      # DATASET/models/<model_id>/
 MODEL_FILE = "model.keras"                 # the network (classes' probabilities out)
@@ -21,6 +23,8 @@ FINAL_METRICS_CSV = "final_metrics.csv"    # train/valid/test error, loss, AUC
 LEARNING_CURVES_CSV = "learning_curves.csv"
 PREDICTIONS_CSV = "predictions.csv"
 MODEL_SUMMARY_TXT = "model_summary.txt"
+EVALUATION_DIR = "evaluation"              # evaluate.py's report (and analyze_errors.py's errors/) inside
+INDEX_HTML = "index.html"                  # the page of each report folder
 
 PREDICTION_FILES = (MODEL_FILE, PREPROCESSING_JSON, CONFIG_JSON)
 MODEL_FOLDER_FILES = PREDICTION_FILES + (FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV, MODEL_SUMMARY_TXT)
@@ -46,3 +50,33 @@ def check_model_dir(model_dir: str | os.PathLike, *, finished: bool = False) -> 
         raise UserError(f"{model_dir} is not a {'finished ' if finished else ''}model directory "
                         f"({', '.join(missing)} missing)")
     return model_dir
+
+
+class ModelRecords(NamedTuple):
+    """What a model folder's JSON files say: enough to read its predictions and features, no network."""
+
+    model_dir: Path
+    preprocessing: dict
+    config: dict
+    class_names: list[str]
+    feature_params: dict
+
+
+def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
+    """``preprocessing.json`` and ``config.json`` of a model folder, checked (and that ``model.keras`` is a
+    zip archive, as every .keras file is); one-line UserError if wrong."""
+    model_dir = check_model_dir(model_dir)
+    preprocessing = read_json(model_dir / PREPROCESSING_JSON, what="model preprocessing file")
+    config = read_json(model_dir / CONFIG_JSON, what="model config file")
+    for name, record in ((PREPROCESSING_JSON, preprocessing), (CONFIG_JSON, config)):
+        if not isinstance(record, dict):
+            raise UserError(f"invalid {model_dir / name}: not a JSON object")
+    try:
+        class_names = [str(name) for name in preprocessing["class_names"]]
+        feature_params = dict(preprocessing["features"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
+    if not zipfile.is_zipfile(model_dir / MODEL_FILE):  # Keras would say "File not found" of such a file
+        raise UserError(f"cannot load {model_dir / MODEL_FILE}: not a Keras model (a .keras file is a zip archive; "
+                        "truncated or overwritten?)")
+    return ModelRecords(model_dir, preprocessing, config, class_names, feature_params)
