@@ -15,8 +15,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The default dataset: every later stage reads it by default.  Clips of all
 # the fonts of data/soundfonts.csv (our own synthesiser too), varied as a
 # user's recording would be; the default network.
-DATASET := data/working/multi-font-12000
-COUNT := 12000
+DATASET := data/working/multi-font-10000
+COUNT := 10000
 SEED := 42
 GENERATE_ARGS := --soundfont all --variation realistic
 TRAIN_ARGS :=

@@ -9,7 +9,7 @@ order (needs an audio player: ffplay, paplay, pw-play, aplay or afplay).
 
 Examples:
 
-    python analyze_errors.py data/working/multi-font-12000/models/<model_id>
+    python analyze_errors.py data/working/multi-font-10000/models/<model_id>
     python analyze_errors.py MODEL_DIR --split valid --play
 """
 

@@ -18,7 +18,7 @@ DIR/generalisation.md, printed too (the instruments: the worst ten each).
 
 Examples:
 
-    python evaluate.py data/working/multi-font-12000/models/<model_id>
+    python evaluate.py data/working/multi-font-10000/models/<model_id>
     python evaluate.py MODEL_DIR --dataset data/working/single-notes-other-font   # -> evaluation/<name>/
     python evaluate.py --best                      # the best model of the default dataset
     python evaluate.py MODEL_A MODEL_B --dataset data/working/clean-fonts --report data/working/report

@@ -12,8 +12,8 @@ this machine or on a Dask cluster (--scheduler).
 Examples:
 
     # the default multi-font dataset that `make pipeline` builds
-    python generate_audio_samples.py -c 12000 -s 42 --soundfont all --variation realistic \
-        -o data/working/multi-font-12000
+    python generate_audio_samples.py -c 10000 -s 42 --soundfont all --variation realistic \
+        -o data/working/multi-font-10000
     # the seed's single-font experiment
     python generate_audio_samples.py -c 2000 -s 42 -o data/working/single-notes-2000 -f flac
     # an ablation: the same clips without rooms

@@ -8,7 +8,7 @@ folder, so they never appear.
 
 Examples:
 
-    python leaderboard.py data/working/multi-font-12000/models
+    python leaderboard.py data/working/multi-font-10000/models
     python leaderboard.py --best          # only the best model's folder, for scripts
     python evaluate.py "$(python leaderboard.py --best)"
 """

@@ -10,7 +10,7 @@ extractor parameters stored in the model folder.
 Examples:
 
     python predict.py note.wav other.mp3
-    python predict.py -m data/working/multi-font-12000/models/<model_id> --proba clips/*.flac
+    python predict.py -m data/working/multi-font-10000/models/<model_id> --proba clips/*.flac
     python predict.py --json note.wav          # one JSON object per line
 
 Output: one line per file, ``FILE<TAB>LABEL`` (with --proba followed by

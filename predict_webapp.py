@@ -7,7 +7,7 @@ development server) answers the requests on several threads.
 Examples:
 
     python predict_webapp.py                    # the best model, http://127.0.0.1:5000/
-    python predict_webapp.py -m data/working/multi-font-12000/models/<model_id> --port 8080
+    python predict_webapp.py -m data/working/multi-font-10000/models/<model_id> --port 8080
     curl -F audio_file=@note.wav http://127.0.0.1:5000/api/classify/instrument
 
 Pages and endpoints:

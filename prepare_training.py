@@ -14,8 +14,8 @@ Examples:
     python prepare_training.py data/working/single-notes-2000
     python prepare_training.py data/working/single-notes-2000 --split instrument   # unseen instruments in test
     python prepare_training.py data/working/single-notes-2000 --target instrument
-    python prepare_training.py data/working/multi-font-12000 --split soundfont --test-lineage gs \
-        -o data/working/multi-font-12000/training-data-without-gs      # sound banks never heard in test
+    python prepare_training.py data/working/multi-font-10000 --split soundfont --test-lineage gs \
+        -o data/working/multi-font-10000/training-data-without-gs      # sound banks never heard in test
 """
 
 from __future__ import annotations

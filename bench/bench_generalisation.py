@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--clean-count", type=int, default=3000, help="clips of the clean evaluation dataset")
     parser.add_argument("--seed", type=int, default=42)
     # Its tables (README, Generalisation) were trained 30 epochs on ~6400 clips; the default network's
-    # 15 suit the default dataset's 7200 clips of every font, and held out cost 3 points at 6400.
+    # 18 suit the default dataset's 6000 training clips, and 15 cost 3 points held out at 6400.
     parser.add_argument("--epochs", type=int, default=30, help="train.py --epochs (default: 30, the README tables')")
     args = parser.parse_args()
     names = list(RECIPES) if args.recipes == ["all"] else args.recipes

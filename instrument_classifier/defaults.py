@@ -27,8 +27,8 @@ DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
 SYSTEM_SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
 
 # The dataset `make pipeline` builds and every later stage reads by default
-# (12,000 clips of every font of the catalogue, --variation realistic).
-DEFAULT_DATASET_NAME = "multi-font-12000"
+# (10,000 clips of every font of the catalogue, --variation realistic).
+DEFAULT_DATASET_NAME = "multi-font-10000"
 DEFAULT_DATASET_DIR = WORKING_DIR / DEFAULT_DATASET_NAME
 # The seed's single-font experiment (`make single-font`): 2000 clean clips of FluidR3_GM.
 SINGLE_FONT_DATASET_DIR = WORKING_DIR / "single-notes-2000"
