@@ -159,6 +159,8 @@ def main() -> None:
                         help="runs per size up to 20,000 clips, and of the start-up measurement (medians)")
     parser.add_argument("--skip-side-by-side", action="store_true")
     args = parser.parse_args()
+    if min(args.sizes) <= 2 * SHARD_SIZE:
+        parser.error(f"--sizes must exceed the {2 * SHARD_SIZE}-clip start-up measurement")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
         side = None if args.skip_side_by_side else features_side_by_side(work, args.fonts, args.runs)

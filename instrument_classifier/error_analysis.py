@@ -14,6 +14,7 @@ found (ffplay, paplay, pw-play, aplay, afplay).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -28,14 +29,15 @@ from tqdm import tqdm
 from .cli import UserError, atomic_dir
 from .dataset import PARAMETERS_CSV
 from .feature_store import load_dataset_features
+from .features import ChromagramExtractor
 from .metrics import read_predictions
+from .model_files import EVALUATION_DIR, INDEX_HTML, PREDICTIONS_CSV, read_model_records
 from .pages import render_page
 from .plots import CHROMAGRAM_COLORMAP, figure, note_name, octave_ticks
-from .features import ChromagramExtractor
-from .model_files import EVALUATION_DIR, INDEX_HTML, PREDICTIONS_CSV, read_model_records
 from .training_data import SPLITS
 
 ERRORS_DIR = "errors"
+DPI = 80  # of the pictures: 720 x 256 pixels
 ERRORS_CSV = "errors.csv"
 # Command lines of the players we know, in order of preference; the clip path goes last.
 # aplay reads only WAV, so clips are converted for it.
@@ -72,9 +74,10 @@ class ErrorPlot:
     """The chromagram (time across, pitch up) beside a bar chart of the probabilities, one PNG per clip.
 
     One figure is built and laid out once, then its image, bars and labels
-    are replaced for every clip: a fresh figure cost ~0.23 s a clip (half of
-    it matplotlib's constrained layout), this ~0.05 s (README, Stage 6), and
-    a model's test split can hold hundreds of errors.
+    are replaced for every clip: a fresh figure a clip spent half its time in
+    matplotlib's constrained layout, and a test split can hold hundreds of
+    errors (395 pictures: 28.8 s instead of 69.1 s with the network loaded
+    as before; README, Stage 6).
 
     ``class_names``: the bars; ``pitches``: the MIDI pitch of each chromagram
     bin (``extractor.bin_pitches()``), for the axis.
@@ -94,8 +97,11 @@ class ErrorPlot:
         self.proba_ax.set_yticks(range(len(class_names)), list(class_names), fontsize=8)
         self.proba_ax.set_xlim(0, 1)
         self.proba_ax.set_xlabel("probability")
-        self.title = self.fig.suptitle("", fontsize=10)
-        self.laid_out = False
+        # Laid out once, for a title as tall and as low as any (letters, digits, brackets, underscores), then
+        # frozen: every clip's picture has the same layout whatever its title or the order of its bars.
+        self.title = self.fig.suptitle("(|)_gjpqy Mg0", fontsize=10)
+        self.fig.savefig(io.BytesIO(), dpi=DPI)
+        self.fig.set_layout_engine("none")
 
     def save(self, chromagram: np.ndarray, probabilities: pd.Series, title: str, path: Path) -> None:
         """Write one clip's PNG: ``probabilities`` indexed by class name, drawn in ascending order."""
@@ -105,10 +111,7 @@ class ErrorPlot:
             bar.set_width(value)
         self.proba_ax.set_yticks(range(len(order)), list(order.index), fontsize=8)
         self.title.set_text(title)
-        self.fig.savefig(path, dpi=80)
-        if not self.laid_out:  # the same axes and labels for every clip: keep the first clip's layout
-            self.fig.set_layout_engine("none")
-            self.laid_out = True
+        self.fig.savefig(path, dpi=DPI)
 
 
 def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: bool = False) -> Path:

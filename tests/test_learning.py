@@ -489,8 +489,10 @@ def test_error_plots_reuse_one_figure_yet_show_each_clip_alone(tmp_path):
 
     classes, pitches = ["brass", "organ", "piano"], np.arange(21, 136)
     rng = np.random.default_rng(0)
-    first = (rng.random((44, 115)), pd.Series([0.1, 0.7, 0.2], index=classes), "sample 1: true organ")
-    second = (rng.random((44, 115)), pd.Series([0.8, 0.15, 0.05], index=classes), "sample 2: true piano")
+    # Titles as train.py's clips have them, one with letters that reach low (underscores, g, p) and one without.
+    first = (rng.random((44, 115)), pd.Series([0.1, 0.7, 0.2], index=classes), "sample 1: flute (MIDI 76), true pipe")
+    second = (rng.random((44, 115)), pd.Series([0.8, 0.15, 0.05], index=classes),
+              "sample 2: acoustic_grand_piano (MIDI 60), true piano, predicted brass")
 
     def drawn(plot, clip, name):
         plot.save(*clip, tmp_path / name)
@@ -500,6 +502,7 @@ def test_error_plots_reuse_one_figure_yet_show_each_clip_alone(tmp_path):
     drawn(reused, first, "first.png")
     alone = drawn(ErrorPlot(classes, pitches, 44), second, "alone.png")
     assert np.array_equal(drawn(reused, second, "second.png"), alone)
+    assert np.array_equal(drawn(reused, first, "first-again.png"), imread(tmp_path / "first.png"))
     # ... and each part of a clip shows: its chromagram, its probabilities (the bars' lengths, and which class
     # has which), its title.
     same_order, same_lengths = (pd.Series(p, index=classes) for p in ([0.6, 0.3, 0.1], [0.05, 0.15, 0.8]))

@@ -22,10 +22,10 @@ import pytest
 
 import leaderboard
 from conftest import request, run_script
-from instrument_classifier.defaults import DEFAULT_DATASET_DIR, REPO_DIR
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATASET = DEFAULT_DATASET_DIR.relative_to(REPO_DIR)  # README: the dataset every later stage reads by default
+DEFAULT_DATASET = DEFAULT_DATASET_DIR.relative_to(REPO)  # README: the dataset every later stage reads by default
 
 # (folder name, target, split, validation error), oldest first: ranked C, B, E, D, A.
 MODELS = [
