@@ -9,7 +9,7 @@ instrument_classifier/features.py.
 
 Examples:
 
-    python extract_features.py data/working/multi-font-10000 --plot     # the default dataset (make pipeline)
+    python extract_features.py data/working/multi-font-10000 --plot    # the default dataset (make pipeline)
     python extract_features.py data/working/single-notes-2000 --plot   # the seed's single-font experiment
     python extract_features.py data/working/big --layout chunked        # one .npy per shard, read lazily
     python extract_features.py /shared/big --scheduler tcp://host:8786  # the shards on a Dask cluster

@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--instrument", type=int, default=0, help="GM program 0-127")
     parser.add_argument("--audio", metavar="FILE", help="also render to this audio file (.wav/.flac/.ogg)")
     parser.add_argument("-s", "--soundfont",
-                        help="SoundFont for --audio: a name from data/soundfonts.csv or a path (default: the wrapper's default)")
+                        help="SoundFont for --audio: a name from data/soundfonts.csv or a path "
+                             "(default: the wrapper's default)")
     return parser.parse_args(argv)
 
 

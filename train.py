@@ -10,7 +10,7 @@ appears only when training has finished.  Its path is the last line printed.
 
 Examples:
 
-    python train.py data/working/multi-font-10000                       # the default architecture
+    python train.py data/working/multi-font-10000                      # the default architecture
     python train.py data/working/single-notes-2000 --arch harmonic      # the seed's single-font experiment
     python train.py data/working/single-notes-2000 --arch reference     # the original network
     python train.py data/working/single-notes-2000 --epochs 5 --seed 1 --no-evaluate

@@ -165,18 +165,11 @@ def main() -> None:
         work = Path(tmp)
         side = None if args.skip_side_by_side else features_side_by_side(work, args.fonts, args.runs)
         rows = growth(work, args.sizes, args.fonts, args.repeats)
-    results = {"goals": GOALS, "features_side_by_side_2000": side, "growth": rows,
-               "generation_rate_spread": spread([r["generation_clips_per_s"] for r in rows]),
-               "features_rate_spread": spread([r["features_clips_per_s"] for r in rows]),
-               "generation_rate_spread_after_startup":
-                   spread([r["generation_clips_per_s_after_startup"] for r in rows]),
-               "features_rate_spread_after_startup": spread([r["features_clips_per_s_after_startup"] for r in rows]),
-               "generation_cpu_per_clip_spread": spread([r["generation_cpu_ms_per_clip"] for r in rows]),
-               "features_cpu_per_clip_spread": spread([r["features_cpu_ms_per_clip"] for r in rows]),
-               "generation_cpu_per_clip_spread_after_startup":
-                   spread([r["generation_cpu_ms_per_clip_after_startup"] for r in rows]),
-               "features_cpu_per_clip_spread_after_startup":
-                   spread([r["features_cpu_ms_per_clip_after_startup"] for r in rows])}
+    results = {"goals": GOALS, "features_side_by_side_2000": side, "growth": rows}
+    for stage in ("generation", "features"):  # e.g. generation_rate_spread, features_cpu_per_clip_spread_after_startup
+        for name, measure in (("rate", "clips_per_s"), ("cpu_per_clip", "cpu_ms_per_clip")):
+            for after in ("", "_after_startup"):
+                results[f"{stage}_{name}_spread{after}"] = spread([r[f"{stage}_{measure}{after}"] for r in rows])
     path = write_results("scale", results)
     if side:
         print("\n| features, 2000 clips | median | runs |\n|---|---|---|")
@@ -190,18 +183,20 @@ def main() -> None:
     for r in rows:
         cells = [f"{r['clips']:,} ({r['runs']})"]
         for stage in ("generation", "features"):
-            cells += [f"{r[f'{stage}_s']} s", f"{r[f'{stage}_clips_per_s']} ({r[f'{stage}_clips_per_s_after_startup']})",
+            cells += [f"{r[f'{stage}_s']} s",
+                      f"{r[f'{stage}_clips_per_s']} ({r[f'{stage}_clips_per_s_after_startup']})",
                       f"{r[f'{stage}_cpu_ms_per_clip']} ({r[f'{stage}_cpu_ms_per_clip_after_startup']})",
                       f"{r[f'{stage}_peak_mib']} MiB"]
         print("| " + " | ".join([*cells, r["features_layout"]]) + " |")
     print(f"start-up ({rows[0]['startup_clips']} clips): {rows[0]['startup_s']}" if rows else "")
-    print(f"rate spread: generation {results['generation_rate_spread']} "
-          f"({results['generation_rate_spread_after_startup']} after start-up), features "
-          f"{results['features_rate_spread']} ({results['features_rate_spread_after_startup']}) "
-          f"(goal <= {GOALS['rate_spread']}); CPU per clip spread: generation "
-          f"{results['generation_cpu_per_clip_spread']} ({results['generation_cpu_per_clip_spread_after_startup']}), "
-          f"features {results['features_cpu_per_clip_spread']} ({results['features_cpu_per_clip_spread_after_startup']})"
-          f"; {path}")
+
+    def spreads(name: str) -> str:
+        return ", ".join(f"{stage} {results[f'{stage}_{name}_spread']} "
+                         f"({results[f'{stage}_{name}_spread_after_startup']} after start-up)"
+                         for stage in ("generation", "features"))
+
+    print(f"rate spread: {spreads('rate')} (goal <= {GOALS['rate_spread']}); "
+          f"CPU per clip spread: {spreads('cpu_per_clip')}; {path}")
 
 
 if __name__ == "__main__":
