@@ -9,12 +9,12 @@
    model loading included, and without it); beside it the original per-file
    loop (in-process, on the first 200 files).
 3. Robustness: the model's test clips re-encoded as a user's files would be
-   (louder stereo WAV, 48 kHz, 22.05 kHz OGG, MP3, 3 s of silence first, peak
-   normalised to -1 dBFS, 20 dB quieter): accuracy and agreement with the
+   (louder stereo WAV, 48 kHz, 22.05 kHz OGG, 16 kHz and 8 kHz WAV, MP3, 3 s
+   of silence first, peak normalised to -1 dBFS, 20 dB quieter): accuracy and agreement with the
    label of the original clip, ours and the original method (first 2 s at
    the file's own rate, never resampled).
 
-    python -m bench.bench_prediction [-m MODEL_DIR] [--requests 100] [--files 2000]
+    python -m bench.bench_prediction [-m MODEL_DIR] [--requests 100] [--files 2000] [--robustness-clips 500]
 
 Writes bench/results/prediction.json and prints markdown tables.
 """
@@ -44,8 +44,8 @@ from instrument_classifier.prediction import Predictor
 
 # The original method's per-file loop is slow: time it on this many files.
 BASELINE_FILES = 200
-# Test clips used for the robustness table.
-ROBUSTNESS_CLIPS = 100
+# Test clips used for the robustness table (by default).
+ROBUSTNESS_CLIPS = 500
 
 
 def original_window(path: Path, clip_samples: int) -> np.ndarray:
@@ -137,6 +137,8 @@ def variants(clip: np.ndarray, rate: int) -> dict[str, tuple[np.ndarray, int, st
         "stereo WAV, +6 dB": (np.stack([clip, clip], axis=1) * 2.0, rate, ".wav", "PCM_16"),
         "48 kHz WAV": (soxr.resample(clip, rate, 48_000), 48_000, ".wav", "PCM_24"),
         "22.05 kHz OGG": (soxr.resample(clip, rate, 22_050), 22_050, ".ogg", "VORBIS"),
+        "16 kHz WAV": (soxr.resample(clip, rate, 16_000), 16_000, ".wav", "PCM_16"),
+        "8 kHz WAV (telephone band)": (soxr.resample(clip, rate, 8_000), 8_000, ".wav", "PCM_16"),
         "3 s silence first": (np.concatenate([np.zeros(3 * rate, np.float32), clip]), rate, ".flac", "PCM_16"),
         "peak -1 dBFS": (clip * (10 ** (-1 / 20) / peak), rate, ".wav", "FLOAT"),
         "20 dB quieter": (clip * 0.1, rate, ".wav", "FLOAT"),
@@ -181,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folder (default: the best model of the default dataset)")
     parser.add_argument("--requests", type=int, default=100, help="timed API requests")
     parser.add_argument("--files", type=int, default=2000, help="files for predict.py")
+    parser.add_argument("--robustness-clips", type=int, default=ROBUSTNESS_CLIPS,
+                        help="test clips re-encoded for the robustness table")
     args = parser.parse_args(argv)
 
     model_dir = default_model_dir(args.model_dir).resolve()
     predictor = Predictor(model_dir)
     dataset = Path(predictor.bundle.config["dataset"])
     predictions = pd.read_csv(model_dir / "predictions.csv")
-    test = predictions[predictions["split"] == "test"].head(ROBUSTNESS_CLIPS)
+    test = predictions[predictions["split"] == "test"].head(args.robustness_clips)
     test_clips = [(dataset / f, str(label)) for f, label in zip(test["audio_file"], test["true"])]
     files = sorted((dataset / "audio").glob("*.flac"))[:args.files]
 

@@ -318,7 +318,8 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
              frames_per_template: int = 8, template_hop: int = 4, max_shift: int = 3, max_cut_db: float = 24.0,
              max_boost_db: float = 24.0, relative_db: float | None = None, dense_units: int = 64,
              dropout: float = 0.3, eq_tilt_db: float = 0.0, eq_bump_db: float = 0.0,
-             bn_momentum: float = 0.99, eq_jitter_db: float = 0.0) -> keras.Model:
+             bn_momentum: float = 0.99, eq_jitter_db: float = 0.0, lowpass_probability: float = 0.5,
+             lowest_cutoff: int = 100) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -327,7 +328,11 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
 
     1. Training only: random transpositions of up to ``max_shift`` semitones,
        random gains in [-max_cut_db, +max_boost_db] and random low-passes
-       (:class:`RandomLevel`), so that a file's level and codec matter less.
+       (:class:`RandomLevel`: with ``lowpass_probability``, every bin from a
+       random one at or above ``lowest_cutoff`` up; bin 100 is MIDI 121, 8.9
+       kHz), so that a file's level and codec matter less.  Cutting down to
+       4 kHz (bin 86) helps telephone-band files but costs more on full-band
+       ones (README, *Generalisation*).
     2. ``filters`` templates, each ``frames_per_template`` frames (~0.37 s) by
        ``span`` semitones (the fundamental and three octaves above it, i.e.
        harmonics 1-8 and what lies between them), slid along time with hop
@@ -345,7 +350,8 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     frames, seeds = input_shape[0], _layer_seeds(seed)
     inputs = keras.Input(shape=tuple(input_shape), name="chromagram")
     x = RandomPitchShift(max_shift, fill_value=floor, seed=next(seeds), name="pitch_shift")(inputs)
-    x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
+    x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling,
+                    lowpass_probability=lowpass_probability, lowest_cutoff=lowest_cutoff, seed=next(seeds),
                     name="level")(x)
     if eq_tilt_db or eq_bump_db:
         x = RandomEqualiser(eq_tilt_db, eq_bump_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),

@@ -168,6 +168,17 @@ def test_random_level_plays_louder_or_quieter_and_cuts_the_top():
     assert len(first_cut) >= 20 and len(set(first_cut)) >= 5, first_cut
 
 
+def test_the_training_low_pass_is_an_option_of_the_network():
+    """``--model-option lowest_cutoff=86`` reaches the augmentation (the band-limited ablation, README)."""
+    from instrument_classifier.models import build_model
+
+    default = build_model("relative-harmonic", (44, 115, 1), 7).get_layer("level")
+    assert (default.lowest_cutoff, default.lowpass_probability) == (100, 0.5)
+    level = build_model("relative-harmonic", (44, 115, 1), 7,
+                        options={"lowest_cutoff": 86, "lowpass_probability": 0.25}).get_layer("level")
+    assert (level.lowest_cutoff, level.lowpass_probability) == (86, 0.25)
+
+
 def test_harmonic_templates_are_transposition_invariant():
     """Up to the random shift and the register input, a transposed note gives the same features."""
     import keras
