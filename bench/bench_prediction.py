@@ -37,7 +37,7 @@ import soundfile as sf
 import soxr
 
 from bench.common import REPO_DIR, python, run_measured, write_results
-from instrument_classifier.cli import library_versions
+from instrument_classifier.cli import library_versions, positive_int
 from instrument_classifier.leaderboard import default_model_dir
 from instrument_classifier.audio import clip_window, read_audio
 from instrument_classifier.prediction import Predictor
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folder (default: the best model of the default dataset)")
     parser.add_argument("--requests", type=int, default=100, help="timed API requests")
     parser.add_argument("--files", type=int, default=2000, help="files for predict.py")
-    parser.add_argument("--robustness-clips", type=int, default=ROBUSTNESS_CLIPS,
+    parser.add_argument("--robustness-clips", type=positive_int, default=ROBUSTNESS_CLIPS,
                         help="test clips re-encoded for the robustness table")
     args = parser.parse_args(argv)
 
