@@ -330,9 +330,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
        random gains in [-max_cut_db, +max_boost_db] and random low-passes
        (:class:`RandomLevel`: with ``lowpass_probability``, every bin from a
        random one between ``lowest_cutoff`` and the top is silenced; bin 100
-       is MIDI 121, 8.9 kHz), so that a file's level and codec matter less.  Cutting down to
-       4 kHz (bin 86) helps telephone-band files but costs more on full-band
-       ones (README, *Generalisation*).
+       is MIDI 121, 8.9 kHz), so that a file's level and codec matter less.
+       Cutting down to 4 kHz (bin 86) helps telephone-band files but costs
+       more on full-band ones (README, *Generalisation*).
     2. ``filters`` templates, each ``frames_per_template`` frames (~0.37 s) by
        ``span`` semitones (the fundamental and three octaves above it, i.e.
        harmonics 1-8 and what lies between them), slid along time with hop
