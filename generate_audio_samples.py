@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"families that play (default: {' '.join(DEFAULT_FAMILIES)})")
     parser.add_argument("--instruments", nargs="+", metavar="NAME_OR_ID",
                         help="instruments that play (names or ids 1-128); overrides --families")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier dataset in the output folder, with its features and splits "
+                        "(never a folder that holds other files or trained models)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (nor the cluster's dashboard address)")
     return parser.parse_args(argv)
 

@@ -350,14 +350,36 @@ def check_replaceable_dir(path: str | os.PathLike, *, own_files: tuple[str, ...]
     return path
 
 
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Refuse an existing non-empty output folder unless ``overwrite``; check it is writable."""
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool, marker: str | None = None,
+                     keep: tuple[str, ...] = ()) -> Path:
+    """Refuse an existing non-empty output folder unless ``overwrite``; check it is writable.
+
+    With ``marker`` (a file the stage writes into its folder), ``overwrite``
+    replaces only a folder that holds it, i.e. an earlier output of the
+    stage, and never one with a non-empty entry named in ``keep`` (what a
+    later stage made there that costs more than it, such as trained models):
+    a stage must not destroy what it did not write.  The current folder is
+    never an output folder.
+    """
+    if not str(path).strip():
+        raise UserError("the output folder is an empty path")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"output path exists and is not a directory: {path}")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output directory {path} is not empty (use --overwrite to replace it)")
+    if path.is_dir() and path.resolve() == Path.cwd().resolve():
+        raise UserError(f"the output folder {path} is the current folder; name a folder of its own")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {path} is not empty (use --overwrite to replace it)")
+        if marker is not None and not (path / marker).is_file():
+            raise UserError(f"{path} holds files this stage did not write (no {marker}); choose another output folder")
+        kept = [name for name in keep if (path / name).is_dir() and any((path / name).iterdir())]
+        if kept:
+            raise UserError(f"{path} holds {kept[0]}/ that --overwrite would delete; move it away or choose "
+                            "another output folder")
     parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise UserError(f"{parent} is a file, not a folder: the output folder cannot be made under it")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"output directory is not writable: {parent}")
     return path

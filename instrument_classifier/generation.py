@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, write_json
 from .dataset import PARAMETERS_CSV
+from .model_files import MODELS_DIR
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 from .soundfonts import SoundFont
@@ -251,7 +252,8 @@ def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike
     whose workers must all see ``output_dir``.
     """
     check_jobs(jobs, scheduler)
-    output_dir = check_output_dir(output_dir, overwrite=overwrite).absolute()
+    # --overwrite replaces an earlier dataset (its features and splits go with its clips), never trained models.
+    output_dir = check_output_dir(output_dir, overwrite=overwrite, marker=RUN_RECORD, keep=(MODELS_DIR,)).absolute()
     check_disk_space(settings, output_dir)
     shards = [range(start, min(start + settings.shard_size, settings.count))
               for start in range(0, settings.count, settings.shard_size)]

@@ -99,6 +99,29 @@ def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli"]  # no temporary folder left behind
 
 
+def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(tmp_path, capsys, monkeypatch):
+    args = ["-c", "1", "-s", "1", "-f", "wav", "-j", "1", "-q", "--families", "brass", "--overwrite"]
+    papers = tmp_path / "papers"
+    (papers / "docs").mkdir(parents=True)
+    (papers / "docs" / "thesis.txt").write_text("years of work")
+    assert generate_audio_samples.main([*args, "-o", str(papers)]) == 2
+    assert "holds files this stage did not write" in capsys.readouterr().err
+    assert (papers / "docs" / "thesis.txt").read_text() == "years of work"
+
+    dataset = tmp_path / "dataset"
+    assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 0
+    (dataset / "models" / "20260101-000000-harmonic-s42").mkdir(parents=True)
+    assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 2
+    assert "holds models/ that --overwrite would delete" in capsys.readouterr().err
+    assert (dataset / "models" / "20260101-000000-harmonic-s42").is_dir()
+
+    monkeypatch.chdir(dataset)  # an empty -o is the current folder: never replaced
+    for output in ("", "."):
+        assert generate_audio_samples.main([*args, "-o", output]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert (dataset / "models").is_dir() and (dataset / "parameters.csv").is_file()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["-c", "0"], "--count must be at least 1"),
     (["-c", "-5"], "--count must be at least 1"),
