@@ -48,10 +48,12 @@ def _umask() -> int:
 UMASK = _umask()
 
 
-def make_parent(path: Path) -> None:
-    """Create ``path``'s parent folders; a UserError when one of them is a file."""
+def make_parent(path: Path) -> list[Path]:
+    """Create ``path``'s parent folders; return those it created, deepest first; a UserError when one is a file."""
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        return created
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), path.parent)
         raise UserError(f"cannot write {path}: {blocker} is a file, not a folder") from None
@@ -232,7 +234,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     removed by the next run (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
-    make_parent(path)
+    created = make_parent(path)
     remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~UMASK)
@@ -249,6 +251,11 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # the parents this run made, if still empty: a failed run leaves nothing
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
 
 

@@ -15,6 +15,7 @@ trained model folder: :mod:`model_bundle`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import keras
@@ -386,6 +387,44 @@ NETWORKS: dict[str, Callable[..., keras.Model]] = {
 ARCHITECTURES = {name: NETWORKS[network] for name, (network, _) in ARCHITECTURE_OPTIONS.items()}
 
 
+# The allowed range of each network option (low, high), inclusive; None: no bound that side.
+OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "filters": (1, None), "span": (1, None), "positions": (1, None), "frames_per_template": (1, None),
+    "template_hop": (1, None), "max_shift": (0, None), "max_cut_db": (0, None), "max_boost_db": (0, None),
+    "relative_db": (1, None), "dense_units": (1, None), "dropout": (0, 0.95), "eq_tilt_db": (0, None),
+    "eq_bump_db": (0, None), "bn_momentum": (0, 0.999), "eq_jitter_db": (0, None),
+    "lowpass_probability": (0, 1), "lowest_cutoff": (0, None),
+}
+# Set by the training itself, never by an option.
+_NOT_OPTIONS = ("input_shape", "n_classes", "floor", "ceiling", "db_step", "seed")
+
+
+def check_options(arch: str, options: dict, input_shape) -> dict:
+    """``options`` checked (whole numbers as ints); UserError, one line, for an option the architecture
+    lacks, of the wrong type or out of its range."""
+    network, _ = ARCHITECTURE_OPTIONS[arch]
+    parameters = inspect.signature(NETWORKS[network]).parameters
+    known = [name for name in parameters if name not in _NOT_OPTIONS]
+    for name, value in options.items():
+        if name not in known:
+            raise UserError(f"architecture {arch} has no option {name!r} "
+                            f"(its options: {', '.join(known) if known else 'none'})")
+        default = parameters[name].default
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric and not (value is None and default is None):
+            raise UserError(f"option {name} of architecture {arch} must be a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
+            raise UserError(f"option {name} of architecture {arch} must be a whole number, got {value!r}")
+        low, high = OPTION_BOUNDS.get(name, (None, None))
+        if name in ("positions", "span", "lowest_cutoff"):  # at most the input's pitch bins
+            high = input_shape[1] - (1 if name == "lowest_cutoff" else 0)
+        if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+            bounds = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
+            raise UserError(f"option {name} of architecture {arch} must be in {bounds}, got {value!r}")
+    return {name: int(value) if isinstance(parameters[name].default, int) and value is not None else value
+            for name, value in options.items()}
+
+
 def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float = 1.0,
                 db_step: float = 0.0, seed: int | None = None, options: dict | None = None) -> keras.Model:
     """Build the named architecture; UserError for an unknown name.
@@ -399,8 +438,9 @@ def build_model(arch: str, input_shape, n_classes: int, *, floor: float = 0.0, c
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
     network, defaults = ARCHITECTURE_OPTIONS[arch]
+    options = check_options(arch, options or {}, input_shape)
     try:
         return NETWORKS[network](tuple(input_shape), n_classes, floor=floor, ceiling=ceiling, db_step=db_step,
-                                 seed=seed, **{**defaults, **(options or {})})
+                                 seed=seed, **{**defaults, **options})
     except (TypeError, ValueError) as error:  # an unknown option, or a value Keras refuses (filters=0, dropout=1.5)
         raise UserError(f"bad option for architecture {arch}: {str(error).splitlines()[0]}") from None

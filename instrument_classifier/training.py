@@ -333,7 +333,7 @@ class _Fitted(NamedTuple):
 def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
     """Train; keep the best epoch's weights in memory, the learning rate and time of each epoch."""
     epoch_log, best_weights = _EpochLog(), _BestWeights()
-    callbacks = [best_weights, epoch_log]
+    callbacks = [best_weights, epoch_log, keras.callbacks.TerminateOnNaN()]
     if run.settings["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -351,6 +351,12 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
             history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
                                   batch_size=run.settings["batch_size"], shuffle=True, callbacks=callbacks,
                                   verbose=verbose)
+    for key in ("loss", "val_loss"):  # the validation loss shows weights or batch-norm statistics gone bad
+        bad = [epoch for epoch, loss in enumerate(history.history.get(key, []), start=1) if not np.isfinite(loss)]
+        if bad:
+            raise UserError(f"training diverged: the {key.replace('_', 'idation ')} became "
+                            f"{history.history[key][bad[0] - 1]} in epoch {bad[0]} (a lower --learning-rate, now "
+                            f"{run.settings['learning_rate']:g}, may train)")
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 
@@ -389,6 +395,8 @@ def _write_predictions(model: keras.Model, data: TrainingData, out_dir: Path) ->
     else:
         x_all = to_model_input(data.chromagrams, data.scaler)
         proba = np.asarray(model.predict(x_all, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float64)
+    if not np.isfinite(proba).all():
+        raise UserError("training diverged: the model's outputs are not numbers (a lower --learning-rate may train)")
     predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)
     predictions.to_csv(out_dir / PREDICTIONS_CSV, index=False)
     metrics = metrics_table(predictions, data.class_names, SPLITS)

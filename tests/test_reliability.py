@@ -35,6 +35,7 @@ import predict_webapp
 import prepare_training
 import render_note
 import train
+from conftest import assert_one_line_error, run_script
 from instrument_classifier.cli import UMASK, Terminated, UserError, atomic_dir, atomic_path, signals_between_steps
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.feature_store import load_features
@@ -402,13 +403,37 @@ def test_a_blank_cell_in_parameters_is_one_line(dataset, capsys, column):
     assert not (dataset / "features").exists()
 
 
-@pytest.mark.parametrize("option, message", [("filters=0", "filters"), ("dropout=1.5", "rate"),
-                                             ("frames_per_template=100", "output size")])
-def test_model_options_keras_refuses_are_one_line(option, message):
+@pytest.mark.parametrize("option, message", [
+    ("filters=0", "option filters of architecture relative-harmonic must be in 1 to inf, got 0"),
+    ("dropout=1.5", "dropout .* must be in 0 to 0.95"),
+    ("max_shift=-2", "max_shift .* must be in 0 to inf"),      # was 82 lines of TensorFlow at the first step
+    ("bn_momentum=2", "bn_momentum .* must be in 0 to 0.999"),  # was a NaN loss, then a traceback
+    ("positions=200", "positions .* must be in 1 to 115"),
+    ("lowpass_probability=2", "lowpass_probability .* must be in 0 to 1"),
+    ("relative_db=-60", "relative_db .* must be in 1 to inf"),  # was a model that answers one class
+    ("filters=true", "filters of architecture relative-harmonic must be a number, got True"),
+    ("filters=64.5", "must be a whole number"),
+    ("bogus=1", r"has no option 'bogus' \(its options: filters, span, positions"),
+    ("seed=5", "has no option 'seed'"),                        # --seed sets it
+    ("frames_per_template=100", "output size"),                 # Keras's own check of the shapes, in one line
+])
+def test_bad_model_options_are_one_line_naming_the_option(option, message):
     from instrument_classifier.models import build_model
 
     with pytest.raises(UserError, match=message):
         build_model("relative-harmonic", (44, 115, 1), 7, options=train.model_options([option]))
+    assert build_model("reference", (44, 115, 1), 7).count_params() > 0
+    with pytest.raises(UserError, match="architecture reference has no option 'filters' \\(its options: none\\)"):
+        build_model("reference", (44, 115, 1), 7, options={"filters": 8})
+
+
+def test_a_diverging_training_is_one_line_and_leaves_no_models_folder(tiny_model_dir, tmp_path, capsys):
+    dataset = tiny_model_dir.parent.parent
+    models = tmp_path / "new" / "models"
+    status, _, err = run_script(train, [dataset, "--epochs", "2", "--learning-rate", "1e6", "--models-dir", models,
+                                        "--no-evaluate", "-q"], capsys)
+    assert_one_line_error(status, err, "training diverged: the ", "lower --learning-rate")
+    assert not (tmp_path / "new").exists()
 
 
 def test_atomic_writes_get_the_modes_open_and_mkdir_give(tmp_path):
