@@ -76,13 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     if seconds > MAX_MIDI_SECONDS:
         raise UserError(f"{len(args.progression)} chords of {args.beats:g} beats at {args.tempo} bpm last "
                         f"{seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s")
+    output = Path(args.output)
+    if output.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+        raise UserError(f"-o is the MIDI file ({output.name}): name it .mid and give the audio file with --audio")
+    if args.audio and Path(args.audio).resolve() == output.resolve():
+        raise UserError("the MIDI file and the audio file must differ")
+    if args.soundfont and not args.audio:
+        raise UserError("--soundfont renders the --audio file: give --audio too")
     font = None
     if args.audio:  # before anything is written
         check_audio_path(args.audio)
         font = resolve_soundfont(args.soundfont)
     part = chord_stream(args.progression, key=args.key, beats=args.beats, program=args.instrument,
                         tempo=args.tempo)
-    output = Path(args.output)
     # The MIDI file appears only once the audio, rendered from it, is written: nothing half-done.
     try:
         with atomic_path(output, suffix=".mid") as tmp:

@@ -374,6 +374,16 @@ def test_one_note_and_chord_scripts_refuse_before_writing(tmp_path, capfd, scrip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["random.sf2"]
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["-o", "{tmp}/c.wav", "--audio", "{tmp}/c.wav"], "-o is the MIDI file (c.wav): name it .mid"),  # MIDI over the audio
+    (["-o", "{tmp}/c.mid", "--audio", "{tmp}/c.mid"], "the MIDI file and the audio file must differ"),
+    (["-o", "{tmp}/c.mid", "-s", "TimGM6mb"], "--soundfont renders the --audio file: give --audio too"),
+])
+def test_the_chord_script_never_writes_its_midi_file_over_its_audio(tmp_path, capfd, argv, message):
+    one_line_error(capfd, generate_chords.main([arg.format(tmp=tmp_path) for arg in argv]), message)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_audio_path_that_is_a_folder_leaves_no_midi_file(tmp_path, capfd):
     (tmp_path / "note.flac").mkdir()
     one_line_error(capfd, render_note.main(["-o", str(tmp_path / "note.flac"), "--instrument", "1"]), "it is a folder")
