@@ -32,7 +32,7 @@ from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.model_files import MODELS_DIR
+from instrument_classifier.model_files import MODELS_DIR, check_model_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,8 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         models.append(default_model_dir())
     if not models:
         raise UserError("give a model directory or --best")
+    from instrument_classifier.dataset import PARAMETERS_CSV
     from instrument_classifier.evaluation import evaluate_model
 
+    # Every argument checked before anything is written: a failed run changes no model folder.
+    for model_dir in models:
+        check_model_dir(model_dir)
+    for dataset in args.dataset or []:
+        if not (Path(dataset) / PARAMETERS_CSV).is_file():
+            raise UserError(f"{dataset} is not a dataset: {PARAMETERS_CSV} not found")
+    if args.report:
+        blocker = next((p for p in [Path(args.report), *Path(args.report).parents] if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UserError(f"cannot write the report into {args.report}: {blocker} is a file, not a folder")
     for model_dir in models:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)

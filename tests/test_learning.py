@@ -583,6 +583,18 @@ def test_not_a_model_dir(tmp_path, capsys):
     assert_one_line_error(*run_script(leaderboard, [tmp_path / "empty", "--best"], capsys)[::2], "no finished")
 
 
+def test_evaluate_checks_every_argument_before_it_writes(model_dir, tmp_path, capsys):
+    """A bad later argument once failed only after the first model's evaluation/ had been rewritten."""
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("evaluation"))
+    (tmp_path / "file.txt").write_text("x")
+    for argv, message in [([copy, tmp_path / "missing"], "model directory not found"),
+                          ([copy, "--dataset", tmp_path], "is not a dataset: parameters.csv not found"),
+                          ([copy, "--report", tmp_path / "file.txt" / "report"], "file.txt is a file, not a folder")]:
+        assert_one_line_error(*run_script(evaluate, argv, capsys)[::2], message)
+        assert not (copy / "evaluation").exists()
+
+
 @pytest.mark.parametrize("garbage", [b"not a zip file", b""])
 def test_corrupt_model_file(model_dir, tmp_path, capsys, garbage):
     broken = tmp_path / "broken"
