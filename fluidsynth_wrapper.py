@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import SAMPLE_RATE
@@ -36,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-s", "--soundfont", help="SoundFont to use instead of the default: a .sf2/.sf3 path or a name "
                                                   "from data/soundfonts.csv (additive: our own synthesiser)")
     parser.add_argument("-r", "--rate", type=int, default=SAMPLE_RATE, help="sample rate in Hz (default: %(default)s)")
-    parser.add_argument("--set-default", metavar="SF2", help="store SF2 as the default SoundFont and exit")
+    parser.add_argument("--set-default", metavar="SF2", help="store SF2 (a .sf2/.sf3 path or a catalogue name) as the default SoundFont and exit")
     parser.add_argument("--show-default", action="store_true", help="print the default SoundFont and exit")
     return parser.parse_args(argv)
 
@@ -44,14 +45,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.set_default:
-        print(f"default SoundFont: {set_default_soundfont(args.set_default)}")
-        return 0
-    if args.show_default:
-        print(default_soundfont())
+    if args.set_default or args.show_default:
+        if args.input or (args.set_default and args.show_default):
+            raise UserError("--set-default and --show-default each work alone: give no MIDI file and not both")
+        if args.set_default:
+            font = resolve_soundfont(args.set_default)  # a catalogue name or a path
+            if font.builtin:
+                raise UserError(f"{font.name} is our own synthesiser, not a SoundFont file: it cannot be the default")
+            print(f"default SoundFont: {set_default_soundfont(font.path)}")
+        else:
+            print(default_soundfont())
         return 0
     if not args.input:
         raise UserError("give a MIDI file to convert or play (see --help)")
+    if not Path(args.input).is_file():
+        raise UserError(f"MIDI file not found: {args.input}" if not Path(args.input).exists()
+                        else f"{args.input} is not a file")
     if not 8000 <= args.rate <= 192000:
         raise UserError(f"sample rate must be within 8000..192000 Hz, got {args.rate}")
     if args.output is not None:

@@ -29,10 +29,11 @@ and OUT/generation.json (arguments, counts, library versions, time).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int, seed_type
-from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_FAMILIES, DEFAULT_SEED
+from instrument_classifier.defaults import DEFAULT_FAMILIES, DEFAULT_SEED, WORKING_DIR
 from instrument_classifier.generation import FORMATS, GenerationSettings, generate_dataset
 from instrument_classifier.instruments import load_instruments, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfonts
@@ -45,10 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv. "
                f"SoundFonts by name (data/soundfonts.csv): {', '.join(f.name for f in load_catalogue())}. "
                "--vary keys (KEY=VALUE for a probability, KEY=LOW:HIGH for a range; see "
-               f"instrument_classifier/variation.py): {', '.join(Recipe().to_json())}.")
+               f"instrument_classifier/variation.py): {', '.join(key for key in Recipe().to_json() if key != 'name')}.")
     parser.add_argument("-c", "--count", type=int, default=2000, help="number of clips")
     parser.add_argument("-s", "--seed", type=seed_type, default=DEFAULT_SEED, help="random seed")
-    parser.add_argument("-o", "--output-dir", default=str(DEFAULT_DATASET_DIR), help="dataset folder to create")
+    parser.add_argument("-o", "--output-dir",
+                        help=f"dataset folder to create (default: {os.path.relpath(WORKING_DIR)}/single-notes-COUNT, or "
+                             "multi-font-COUNT with several SoundFonts: the seed's and the default dataset's "
+                             "names when made as the README makes them)")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None,
                         help="worker processes on this machine (default: all cores; not with --scheduler)")
@@ -81,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(count=args.count, seed=args.seed, audio_format=args.format.lower(),
                                   soundfonts=resolve_soundfonts(args.soundfont), instruments=instruments,
                                   recipe=get_recipe(args.variation, args.vary))
-    parameters = generate_dataset(settings, args.output_dir, jobs=args.jobs, scheduler=args.scheduler,
+    # The default folder names what it holds, so that a bare run never fills the default dataset's folder
+    # with something else.
+    output_dir = args.output_dir if args.output_dir is not None else \
+        WORKING_DIR / f"{'multi-font' if len(settings.soundfonts) > 1 else 'single-notes'}-{settings.count}"
+    parameters = generate_dataset(settings, output_dir, jobs=args.jobs, scheduler=args.scheduler,
                                   overwrite=args.overwrite, progress=not args.quiet)
-    print(f"wrote {len(parameters)} clips to {args.output_dir}")
+    print(f"wrote {len(parameters)} clips to {output_dir}")
     return 0
 
 

@@ -68,7 +68,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False) or "default" in text:
+        if action.default is None or action.default is False or action.default == [] or "default" in text:
+            # (a default of 0 is shown: 0 == False, but it is not "off")
             return action.help
         return super()._get_help_string(action)
 

@@ -118,11 +118,11 @@ def resolve_soundfont(spec: str | None) -> SoundFont:
     if spec is not None and str(spec).strip().lower() == "all":
         raise UserError("--soundfont all names every font of the catalogue; this command plays one: give its "
                         f"name ({', '.join(font.name for font in load_catalogue())}) or a path")
-    (font,) = resolve_soundfonts([spec] if spec else None)
+    (font,) = resolve_soundfonts([spec] if spec else None, several=False)
     return font
 
 
-def resolve_soundfonts(specs: list[str] | None) -> tuple[SoundFont, ...]:
+def resolve_soundfonts(specs: list[str] | None, *, several: bool = True) -> tuple[SoundFont, ...]:
     """Turn ``--soundfont`` values into fonts: catalogue names, ``all``, or paths.
 
     No value means the default SoundFont (``fluidsynth_wrapper.py --show-default``).
@@ -144,7 +144,8 @@ def resolve_soundfonts(specs: list[str] | None) -> tuple[SoundFont, ...]:
         elif os.sep in key or Path(key).suffix.lower() in (".sf2", ".sf3") or Path(key).exists():
             fonts.append(soundfont_for_path(key))
         else:
-            raise UserError(f"unknown SoundFont {key!r}: give a path, 'all' or a name from "
+            choices = "a path, 'all' or a name" if several else "a path or a name"
+            raise UserError(f"unknown SoundFont {key!r}: give {choices} from "
                             f"{SOUNDFONTS_CSV.name} ({', '.join(font.name for font in catalogue)})")
     unique = list(dict.fromkeys(fonts))
     names = [font.name for font in unique]

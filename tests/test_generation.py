@@ -99,6 +99,15 @@ def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli"]  # no temporary folder left behind
 
 
+def test_the_default_folder_names_what_it_holds(tmp_path, monkeypatch):
+    """A bare run once wrote 2000 clean clips of one font into multi-font-10000, the default dataset's folder."""
+    monkeypatch.setattr(generate_audio_samples, "WORKING_DIR", tmp_path)
+    args = ["-c", "2", "-j", "1", "-q", "--families", "brass"]
+    assert generate_audio_samples.main(args) == 0
+    assert generate_audio_samples.main([*args, "--soundfont", "FluidR3_GM", "TimGM6mb"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-font-2", "single-notes-2"]
+
+
 def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(tmp_path, capsys, monkeypatch):
     args = ["-c", "1", "-s", "1", "-f", "wav", "-j", "1", "-q", "--families", "brass", "--overwrite"]
     papers = tmp_path / "papers"

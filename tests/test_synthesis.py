@@ -77,6 +77,8 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     assert stored.resolve() == bundled_soundfont().resolve()  # the same file, whatever links lead to it
     assert fluidsynth_wrapper.main(["--show-default"]) == 0
     assert capsys.readouterr().out.strip().endswith("TimGM6mb.sf2")
+    assert fluidsynth_wrapper.main(["--set-default", "FluidR3_GM"]) == 0  # a catalogue name, as -s takes
+    assert (tmp_path / ".fluidsynth" / "default_sound_font").read_text().strip().endswith("FluidR3_GM.sf2")
 
 
 @pytest.mark.parametrize("make_args, message", [
@@ -88,6 +90,10 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     (lambda d, m: [str(m), str(d / "no" / "such" / "dir" / "o.wav")], None),
     (lambda d, m: ["--set-default", str(d / "missing.sf2")], "SoundFont not found"),
     (lambda d, m: [], "give a MIDI file"),
+    (lambda d, m: [str(d), str(d / "o.wav")], "is not a file"),
+    (lambda d, m: [str(m), str(d / "o.wav"), "--set-default", "FluidR3_GM"], "each work alone"),  # converted nothing
+    (lambda d, m: ["--set-default", "additive"], "our own synthesiser, not a SoundFont file"),
+    (lambda d, m: ["-s", "nope", str(m), str(d / "o.wav")], "give a path or a name from soundfonts.csv"),
 ])
 def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, make_args, message):
     (tmp_path / "junk.mid").write_text("not midi")
