@@ -213,16 +213,26 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         raise UserError(f"cannot write {path}: it is a folder")
     make_parent(path)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as error:
+        raise _named(error, path) from None
     os.fchmod(fd, 0o666 & ~UMASK)  # as open() would create it; mkstemp's 0600 would hide it from other users
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and str(tmp) in str(error.filename or ""):
+            raise _named(error, path) from None
         raise
+
+
+def _named(error: OSError, path: Path) -> UserError:
+    """An OSError on a temporary file or folder, told of the path the user gave: the temporary name means nothing."""
+    return UserError(f"cannot write {path}: {error.strerror or error}")
 
 
 @contextlib.contextmanager
@@ -237,7 +247,10 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     path = Path(path)
     created = make_parent(path)
     remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+    except OSError as error:
+        raise _named(error, path) from None
     tmp.chmod(0o777 & ~UMASK)
     try:
         yield tmp
@@ -250,13 +263,15 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
         for folder in created:  # the parents this run made, if still empty: a failed run leaves nothing
             try:
                 folder.rmdir()
             except OSError:
                 break
+        if isinstance(error, OSError) and str(tmp) in str(error.filename or ""):
+            raise _named(error, path) from None
         raise
 
 

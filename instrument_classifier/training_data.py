@@ -154,7 +154,11 @@ def soundfont_split(parameters: pd.DataFrame, labels: pd.Series, *, test_fonts: 
         return rows
 
     test = pick(test_fonts, fonts, "SoundFont") | pick(test_lineages, lineage, "lineage")
-    valid = pick(valid_fonts, fonts, "SoundFont") & ~test
+    valid = pick(valid_fonts, fonts, "SoundFont")
+    both = sorted(set(fonts[test & valid]))
+    if both:
+        raise UserError(f"{', '.join(both)} would be both test and validation: --valid-fonts must name other fonts "
+                        "than --test-fonts and --test-lineage")
     if test.all() or (test | valid).all():
         raise UserError("--split soundfont would hold out every font: no training clips are left")
     split = np.full(len(labels), "train", dtype=object)
@@ -326,6 +330,11 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
     try:
         splits = pd.read_csv(training_dir / SPLITS_CSV)
+        missing = np.setdiff1d(sample_id, splits["sample_id"].to_numpy())
+        if len(missing):
+            raise UserError(f"{training_dir / SPLITS_CSV} has no split for {len(missing)} of the dataset's "
+                            f"{len(sample_id)} clips (sample_id {missing[0]}, ...); run prepare_training.py "
+                            f"{dataset_dir} --overwrite")
         split = splits.set_index("sample_id").loc[sample_id, "split"].to_numpy()
         class_names = list(record["class_names"])
         labels = target_labels(parameters, record["target"])

@@ -51,6 +51,8 @@ def test_soundfont_split_holds_whole_fonts_out():
     ({"test_fonts": ["Z"]}, "has no SoundFont 'Z' (it has: A, B, C)"),
     ({"test_lineages": ["gs"]}, "has no lineage 'gs'"),
     ({"test_lineages": ["x", "y"]}, "would hold out every font"),
+    ({"test_fonts": ["C"], "valid_fonts": ["c"]}, "C would be both test and validation"),  # was "no samples of class"
+    ({"test_lineages": ["x"], "valid_fonts": ["A", "C"]}, "A would be both test and validation"),
 ])
 def test_soundfont_split_bad_requests(kwargs, message):
     parameters = synthetic_parameters()

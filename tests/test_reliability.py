@@ -487,3 +487,25 @@ def test_an_ignored_signal_stays_ignored_during_training_steps():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous_int)
+
+
+def test_an_unwritable_output_is_named_as_given_not_by_its_temporary_name(tiny_model_dir, capfd):
+    """/proc takes no new files, even from root: the errors named hidden files such as /proc/.r10.qw8rabkd.tmp.mid."""
+    line = one_line_error(capfd, render_note.main(["-o", "/proc/r10.wav", "--instrument", "violin"]),
+                          "cannot write /proc/r10.mid: No such file or directory")
+    assert ".tmp" not in line
+    line = one_line_error(capfd, prepare_training.main([str(tiny_model_dir.parent.parent), "-o", "/proc/p22"]),
+                          "cannot write /proc/p22")
+    assert ".tmp" not in line
+
+
+def test_a_truncated_splits_file_is_one_short_line(tiny_model_dir, tmp_path, capsys):
+    """It listed every missing row: a line as long as the dataset."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
+    splits = dataset / "training-data" / "splits.csv"
+    splits.write_text("".join(splits.read_text().splitlines(keepends=True)[:11]))  # the header and 10 clips
+    status, _, err = run_script(train, [dataset, "--epochs", "1", "-q", "--no-evaluate"], capsys)
+    assert_one_line_error(status, err, "has no split for 46 of the dataset's 56 clips (sample_id 10, ...)",
+                          "prepare_training.py")
+    assert len(err) < 300 and not (dataset / "models").exists()
