@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--sample-id must be at least 0, got {args.sample_id}")
     if not (math.isfinite(args.clip_seconds) and 0.05 <= args.clip_seconds <= 60):
         raise UserError(f"--clip-seconds must be within 0.05..60, got {args.clip_seconds}")
+    if args.codec == "none" and args.codec_quality != Variation.codec_quality:
+        raise UserError("--codec-quality sets the quality of --codec mp3: give --codec mp3 too")
     variation = Variation(**{item.name: getattr(args, item.name) for item in dataclasses.fields(Variation)}).checked()
     font = resolve_soundfont(args.soundfont)
 

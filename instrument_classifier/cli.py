@@ -15,6 +15,7 @@ import functools
 import glob
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shutil
@@ -68,7 +69,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default is None or action.default is False or action.default == [] or "default" in text:
+        default = action.default
+        if (default is None or default is False or default == [] or "default" in text
+                or (isinstance(default, float) and math.isnan(default))):  # nan: a setting that is off
             # (a default of 0 is shown: 0 == False, but it is not "off")
             return action.help
         return super()._get_help_string(action)

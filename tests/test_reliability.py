@@ -359,6 +359,7 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
 @pytest.mark.parametrize("script, argv, message", [
     (render_note, ["--instrument", "1", "--soundfont", "all"], "--soundfont all names every font"),
     (render_note, ["--instrument", "1", "--bank", "3"], "FluidR3_GM has no preset 0"),
+    (render_note, ["--instrument", "1", "--codec-quality", "5"], "give --codec mp3 too"),  # was ignored
     (generate_chords, ["--beats", "inf"], "must be positive numbers"),
     (generate_chords, ["--tempo", "1", "--beats", "1000000"], "at most 3600 s"),
     (generate_chords, ["-s", "all"], "--soundfont all names every font"),
@@ -509,3 +510,13 @@ def test_a_truncated_splits_file_is_one_short_line(tiny_model_dir, tmp_path, cap
     assert_one_line_error(status, err, "has no split for 46 of the dataset's 56 clips (sample_id 10, ...)",
                           "prepare_training.py")
     assert len(err) < 300 and not (dataset / "models").exists()
+
+
+def test_help_shows_real_defaults_only(capsys):
+    """A setting that is off (nan) showed "(default: nan)"; a default of 0 was hidden, as if there were none."""
+    for script in (render_note, generate_chords):
+        with pytest.raises(SystemExit):
+            script.main(["--help"])
+        text = capsys.readouterr().out
+        assert "default: nan" not in text and "default: []" not in text
+    assert "(default: 0)" in text  # generate_chords --instrument
