@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from tqdm import tqdm
 
 from .cli import UserError, atomic_dir
@@ -149,6 +150,11 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
             source = dataset_dir / parameters.loc[row.sample_id, "audio_file"]
             if not source.is_file():
                 raise UserError(f"clip not found: {source}")
+            try:  # the header only: the page is for listening, a clip that is not audio is of no use there
+                sf.info(str(source))
+            except (sf.LibsndfileError, RuntimeError) as error:
+                raise UserError(f"clip {source} is not readable audio ({str(error).splitlines()[0]}); "
+                                "was the dataset changed since its features were extracted?") from None
             stem = error_file_stem(row.sample_id, row.true, row.predicted)
             audio_name = stem + source.suffix
             shutil.copyfile(source, tmp / audio_name)
@@ -180,8 +186,6 @@ def play_clips(errors_dir: str | os.PathLike, *, player: tuple[str, list[str]] |
     for clip in clips:
         print(f"playing {clip.name}", flush=True)
         if name == "aplay" and clip.suffix != ".wav":
-            import soundfile as sf
-
             with tempfile.TemporaryDirectory() as tmp:
                 wav = Path(tmp) / "clip.wav"
                 audio, rate = sf.read(clip)

@@ -492,6 +492,21 @@ def test_analyze_errors_is_rerunnable(model_dir, capsys):
     assert len(list(model_dir.parent.parent.joinpath("audio").glob("*.flac"))) == 56  # originals untouched
 
 
+def test_analyze_errors_refuses_a_clip_that_is_not_audio(model_dir, tmp_path, capsys):
+    """A clip turned to text was copied onto the listening page, silently."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
+    model = dataset / "models" / model_dir.name
+    shutil.copytree(model_dir, model, ignore=shutil.ignore_patterns("evaluation"))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "dataset": str(dataset)}))
+    parameters = pd.read_csv(dataset / "parameters.csv").set_index("sample_id")
+    for sample_id in pd.read_csv(model / "predictions.csv").query("not correct")["sample_id"]:
+        (dataset / parameters.loc[sample_id, "audio_file"]).write_text("text")
+    assert_one_line_error(*run_script(analyze_errors, [model, "--split", "all"], capsys)[::2], "is not readable audio")
+    assert not (model / "evaluation" / "errors").exists()
+
+
 def test_error_plots_reuse_one_figure_yet_show_each_clip_alone(tmp_path):
     """The listening page's pictures come from one reused figure: each must be that clip's, drawn alone."""
     from matplotlib.image import imread
