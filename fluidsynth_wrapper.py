@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-s", "--soundfont", help="SoundFont to use instead of the default: a .sf2/.sf3 path or a name "
                                                   "from data/soundfonts.csv (additive: our own synthesiser)")
     parser.add_argument("-r", "--rate", type=int, default=SAMPLE_RATE, help="sample rate in Hz (default: %(default)s)")
-    parser.add_argument("--set-default", metavar="SF2", help="store SF2 (a .sf2/.sf3 path or a catalogue name) as the default SoundFont and exit")
+    parser.add_argument("--set-default", metavar="SF2",
+                        help="store SF2 (a .sf2/.sf3 path or a catalogue name) as the default SoundFont and exit")
     parser.add_argument("--show-default", action="store_true", help="print the default SoundFont and exit")
     return parser.parse_args(argv)
 

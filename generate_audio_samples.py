@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-c", "--count", type=int, default=2000, help="number of clips")
     parser.add_argument("-s", "--seed", type=seed_type, default=DEFAULT_SEED, help="random seed")
     parser.add_argument("-o", "--output-dir",
-                        help=f"dataset folder to create (default: {os.path.relpath(WORKING_DIR)}/single-notes-COUNT, or "
+                        help="dataset folder to create (default: "
+                             f"{os.path.relpath(WORKING_DIR)}/single-notes-COUNT, or "
                              "multi-font-COUNT with several SoundFonts: the seed's and the default dataset's "
                              "names when made as the README makes them)")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
@@ -72,9 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"families that play (default: {' '.join(DEFAULT_FAMILIES)})")
     parser.add_argument("--instruments", nargs="+", metavar="NAME_OR_ID",
                         help="instruments that play (names or ids 1-128); overrides --families")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier dataset in the output folder, with its features and splits "
-                        "(never a folder that holds other files or trained models)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (nor the cluster's dashboard address)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier dataset in the output folder, with its features and splits "
+                             "(never a folder that holds other files or trained models)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar (nor the cluster's dashboard address)")
     return parser.parse_args(argv)
 
 

@@ -46,7 +46,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
 
     Columns: rank, model_id, arch, target, split, parameters, epochs_run,
     train_seconds, valid_error, valid_loss, valid_auc, test_error, test_auc,
-    created, path.  Folders whose files cannot be read are skipped.
+    created, path.  Folders whose files cannot be read are skipped, with a warning on stderr.
     """
     models_dir = resolve_models_dir(models_dir)
     rows = []
@@ -72,7 +72,8 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "created": config.get("created", ""),
                 "path": str(path),
             }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            warn(f"skipping model {path}: cannot read its {CONFIG_JSON} or final metrics ({error})")
             continue
         rows.append(row)
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"]

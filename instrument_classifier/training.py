@@ -87,7 +87,8 @@ def fine_classes(data: TrainingData) -> tuple[list[str], np.ndarray, np.ndarray]
     fine_y : [shape=(N,)] each row's instrument index, -1 where it has none
     """
     if data.target != "family" or "instrument_id" not in data.parameters.columns:
-        raise UserError("fine labels need --target family and an instrument_id column in parameters.csv")
+        raise UserError("fine labels need training data prepared for families (prepare_training.py --target family) "
+                        "and an instrument_id column in parameters.csv")
     instrument = data.parameters["instrument_id"].astype(str).to_numpy()
     fine_names = sorted(set(instrument[data.split == "train"]), key=lambda name: (len(name), name))  # 1, 2, ..., 10
     index = {name: k for k, name in enumerate(fine_names)}

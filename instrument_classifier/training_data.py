@@ -322,6 +322,8 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     """
     dataset_dir = Path(dataset_dir)
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
+    if not dataset_dir.is_dir():
+        raise UserError(f"dataset folder not found: {dataset_dir}")
     if not (training_dir / TRAINING_RECORD_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir} first")
     record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")

@@ -440,7 +440,7 @@ def test_fine_classes_are_the_instruments_of_the_training_split():
     assert list(groups) == [2, 1, 1, 0, 0]                 # 1, 2: piano; 9, 10: organ; 17, 18: guitar
     assert (fine_y[parameters["instrument_id"] == 2] == -1).all()
     data.record["target"] = "instrument"
-    with pytest.raises(UserError, match="fine labels need --target family"):
+    with pytest.raises(UserError, match="prepared for families \\(prepare_training.py --target family\\)"):
         fine_classes(data)
 
 
@@ -587,6 +587,11 @@ def test_dataset_without_features(tiny_dataset, tmp_path, capsys):
     assert_one_line_error(*run_script(prepare_training, [copy], capsys)[::2], "features")
     assert not (copy / "training-data").exists()
     assert_one_line_error(*run_script(prepare_training, [tmp_path / "missing"], capsys)[::2])
+
+
+def test_training_a_missing_dataset_says_so(tmp_path, capsys):
+    assert_one_line_error(*run_script(train, [tmp_path / "missing", "-q"], capsys)[::2],
+                          f"dataset folder not found: {tmp_path / 'missing'}")
 
 
 def test_not_a_model_dir(tmp_path, capsys):

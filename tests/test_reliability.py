@@ -296,6 +296,19 @@ def test_leaderboard_names_an_unknown_target_or_split(tiny_model_dir, capsys):
         assert err.count("\n") == 1 and f"argument {argv[0]}: invalid choice: 'nosuch'" in err
 
 
+def test_the_leaderboard_says_which_folders_it_skips(tiny_model_dir, tmp_path, capsys):
+    """A folder with a corrupt config.json vanished from the count without a word ("best 1 of 1 models")."""
+    models = tmp_path / "models"
+    models.mkdir()
+    good = copy_model(tiny_model_dir, tmp_path / "good").rename(models / "20990101-000000-x-s1")
+    bad = copy_model(tiny_model_dir, tmp_path / "bad").rename(models / "20990101-000001-x-s1")
+    (bad / "config.json").write_text("{")
+    assert leaderboard.main([str(models)]) == 0
+    out, err = capsys.readouterr()
+    assert "best 1 of 1 models" in out and good.is_dir()
+    assert err.count("\n") == 1 and f"warning: skipping model {bad}: cannot read its config.json" in err, err
+
+
 def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, capsys):
     good, bad = (copy_model(tiny_model_dir, tmp_path / name) for name in ("good", "bad"))
     models = tmp_path / "models"
@@ -376,7 +389,7 @@ def test_one_note_and_chord_scripts_refuse_before_writing(tmp_path, capfd, scrip
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["-o", "{tmp}/c.wav", "--audio", "{tmp}/c.wav"], "-o is the MIDI file (c.wav): name it .mid"),  # MIDI over the audio
+    (["-o", "{tmp}/c.wav", "--audio", "{tmp}/c.wav"], "-o is the MIDI file (c.wav): name it .mid"),
     (["-o", "{tmp}/c.mid", "--audio", "{tmp}/c.mid"], "the MIDI file and the audio file must differ"),
     (["-o", "{tmp}/c.mid", "-s", "TimGM6mb"], "--soundfont renders the --audio file: give --audio too"),
 ])
