@@ -336,8 +336,12 @@ def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
         raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
     chromagrams, _, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != bundle.feature_params:
-        raise UserError(f"the features of {dataset_dir} were extracted with other parameters than the "
-                        f"model's; re-extract them with the model's feature parameters")
+        differ = [key for key in sorted(set(feature_params) | set(bundle.feature_params))
+                  if feature_params.get(key) != bundle.feature_params.get(key)]
+        shown = ", ".join(f"{key} {feature_params.get(key)} there, {bundle.feature_params.get(key)} the model's"
+                          for key in differ[:2])
+        raise UserError(f"the features of {dataset_dir} were extracted with other parameters than the model "
+                        f"was trained on ({shown}{', ...' if len(differ) > 2 else ''}): the model cannot read them")
     labels = target_labels(parameters, bundle.target)
     known = labels.isin(bundle.class_names).to_numpy()
     if not known.any():

@@ -533,3 +533,21 @@ def test_help_shows_real_defaults_only(capsys):
         text = capsys.readouterr().out
         assert "default: nan" not in text and "default: []" not in text
     assert "(default: 0)" in text  # generate_chords --instrument
+
+
+def test_the_leaderboard_of_one_model_folder_points_to_its_parent(tiny_model_dir, capsys):
+    """It said "no finished models in MODEL_DIR; run train.py first" of a finished model's own folder."""
+    one_line_error(capsys, leaderboard.main([str(tiny_model_dir)]), "is one model's folder",
+                   f"({tiny_model_dir.parent})")
+
+
+def test_features_of_other_parameters_name_what_differs(tiny_model_dir, tmp_path, capsys):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
+    record = json.loads((dataset / "features" / "features.json").read_text())
+    record["params"]["hop_size"] = record["params"]["hop_size"] // 2
+    (dataset / "features" / "features.json").write_text(json.dumps(record))
+    model = copy_model(tiny_model_dir, tmp_path / "model")
+    one_line_error(capsys, evaluate.main([str(model), "--dataset", str(dataset), "-q"]),
+                   "(hop_size 1024 there, 2048 the model's): the model cannot read them")
+    assert not (model / "evaluation" / "dataset").exists()
