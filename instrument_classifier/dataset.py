@@ -87,6 +87,8 @@ class SingleToneDataset:
         self.path = Path(path)
         csv_path = self.path / PARAMETERS_CSV
         if not csv_path.is_file():
+            if self.path.is_file():
+                raise UserError(f"{self.path} is a file: give the dataset folder that holds {PARAMETERS_CSV}")
             raise UserError(f"{self.path} is not a dataset: {PARAMETERS_CSV} not found")
         try:
             parameters = pd.read_csv(csv_path)

@@ -417,6 +417,11 @@ def test_bad_input_is_one_line_and_writes_nothing(dataset, capsys, breakage, mes
     assert after == before
 
 
+def test_a_file_given_as_the_dataset_is_named_as_such(dataset, capsys):
+    assert extract_features.main([str(dataset / "parameters.csv"), "-q"]) == 2
+    assert "parameters.csv is a file: give the dataset folder that holds parameters.csv" in capsys.readouterr().err
+
+
 def test_command_line(dataset, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         extract_features.main(["--help"])
