@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("give a model directory or --best")
     from instrument_classifier.dataset import PARAMETERS_CSV
     from instrument_classifier.evaluation import evaluate_model
+    from instrument_classifier.feature_store import FEATURES_DIR, FEATURES_JSON
 
     # Every argument checked before anything is written: a failed run changes no model folder.
     for model_dir in models:
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.dataset or []:
         if not (Path(dataset) / PARAMETERS_CSV).is_file():
             raise UserError(f"{dataset} is not a dataset: {PARAMETERS_CSV} not found")
+        if not (Path(dataset) / FEATURES_DIR / FEATURES_JSON).is_file():
+            raise UserError(f"{dataset} has no features: run extract_features.py {dataset} first")
     if args.report:
         blocker = next((p for p in [Path(args.report), *Path(args.report).parents] if p.exists()), None)
         if blocker is not None and not blocker.is_dir():

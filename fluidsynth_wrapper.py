@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.input or (args.set_default and args.show_default):
             raise UserError("--set-default and --show-default each work alone: give no MIDI file and not both")
         if args.set_default:
+            if args.set_default.strip().lower() == "all":
+                raise UserError("--set-default stores one SoundFont: give its name or path")
             font = resolve_soundfont(args.set_default)  # a catalogue name or a path
             if font.builtin:
                 raise UserError(f"{font.name} is our own synthesiser, not a SoundFont file: it cannot be the default")

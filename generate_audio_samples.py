@@ -31,8 +31,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from instrument_classifier.cli import ArgumentParser, entry_point, positive_int, seed_type
+from instrument_classifier.cli import ArgumentParser, UserError, entry_point, positive_int, seed_type
 from instrument_classifier.defaults import DEFAULT_FAMILIES, DEFAULT_SEED, WORKING_DIR
 from instrument_classifier.generation import FORMATS, GenerationSettings, generate_dataset
 from instrument_classifier.instruments import load_instruments, select_instruments
@@ -81,6 +82,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def default_output_dir(args: argparse.Namespace, settings: GenerationSettings) -> Path:
+    """The folder of the seed's recipe (``single-notes-COUNT``) or the default one (``multi-font-COUNT``).
+
+    Only those two recipes have a default folder, named as the README's
+    commands name them; anything else needs ``-o``, so that a run never fills
+    a standard dataset's folder with other clips.
+    """
+    plain = args.seed == DEFAULT_SEED and not args.vary and not args.families and not args.instruments \
+        and settings.audio_format == "flac"
+    if plain and not args.soundfont and args.variation == "none":
+        return WORKING_DIR / f"single-notes-{settings.count}"
+    if plain and settings.soundfonts == resolve_soundfonts(["all"]) and args.variation == "realistic":
+        return WORKING_DIR / f"multi-font-{settings.count}"
+    raise UserError("give the output folder with -o: only the seed's recipe (one default font, --variation none) and "
+                    "the default one (--soundfont all --variation realistic), seed and options as they come, have "
+                    "a default folder")
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -88,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(count=args.count, seed=args.seed, audio_format=args.format.lower(),
                                   soundfonts=resolve_soundfonts(args.soundfont), instruments=instruments,
                                   recipe=get_recipe(args.variation, args.vary))
-    # The default folder names what it holds, so that a bare run never fills the default dataset's folder
-    # with something else.
-    output_dir = args.output_dir if args.output_dir is not None else \
-        WORKING_DIR / f"{'multi-font' if len(settings.soundfonts) > 1 else 'single-notes'}-{settings.count}"
+    output_dir = args.output_dir if args.output_dir is not None else default_output_dir(args, settings)
     parameters = generate_dataset(settings, output_dir, jobs=args.jobs, scheduler=args.scheduler,
                                   overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {len(parameters)} clips to {output_dir}")

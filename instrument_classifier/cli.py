@@ -214,11 +214,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     path = Path(path)
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")
-    make_parent(path)
+    created = make_parent(path)
     suffix = path.suffix if suffix is None else suffix
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     except OSError as error:
+        _remove_empty(created)
         raise _named(error, path) from None
     os.fchmod(fd, 0o666 & ~UMASK)  # as open() would create it; mkstemp's 0600 would hide it from other users
     os.close(fd)
@@ -228,9 +229,19 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
+        _remove_empty(created)
         if isinstance(error, OSError) and str(tmp) in str(error.filename or ""):
             raise _named(error, path) from None
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the parent folders a failed write made (deepest first), as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _named(error: OSError, path: Path) -> UserError:
@@ -253,6 +264,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
     except OSError as error:
+        _remove_empty(created)
         raise _named(error, path) from None
     tmp.chmod(0o777 & ~UMASK)
     try:
@@ -268,11 +280,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
             os.replace(tmp, path)
     except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # the parents this run made, if still empty: a failed run leaves nothing
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        _remove_empty(created)  # the parents this run made: a failed run leaves nothing
         if isinstance(error, OSError) and str(tmp) in str(error.filename or ""):
             raise _named(error, path) from None
         raise
@@ -377,32 +385,33 @@ def check_replaceable_dir(path: str | os.PathLike, *, own_files: tuple[str, ...]
 
 
 def check_output_dir(path: str | os.PathLike, *, overwrite: bool, marker: str | None = None,
-                     keep: tuple[str, ...] = ()) -> Path:
+                     protected: Callable[[Path], str | None] | None = None) -> Path:
     """Refuse an existing non-empty output folder unless ``overwrite``; check it is writable.
 
     With ``marker`` (a file the stage writes into its folder), ``overwrite``
     replaces only a folder that holds it, i.e. an earlier output of the
-    stage, and never one with a non-empty entry named in ``keep`` (what a
+    stage, and never one where ``protected(folder)`` names something (what a
     later stage made there that costs more than it, such as trained models):
-    a stage must not destroy what it did not write.  The current folder is
-    never an output folder.
+    a stage must not destroy what it did not write.  Neither the current
+    folder nor one that holds it is ever an output folder.
     """
     if not str(path).strip():
         raise UserError("the output folder is an empty path")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"output path exists and is not a directory: {path}")
-    if path.is_dir() and path.resolve() == Path.cwd().resolve():
-        raise UserError(f"the output folder {path} is the current folder; name a folder of its own")
+    if path.is_dir() and Path.cwd().resolve().is_relative_to(path.resolve()):
+        where = "is the current folder" if Path.cwd().resolve() == path.resolve() else "the current folder lies in it"
+        raise UserError(f"the output folder {path} {where}; name a folder of its own")
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise UserError(f"output directory {path} is not empty (use --overwrite to replace it)")
         if marker is not None and not (path / marker).is_file():
             raise UserError(f"{path} holds files this stage did not write (no {marker}); choose another output folder")
-        kept = [name for name in keep if (path / name).is_dir() and any((path / name).iterdir())]
+        kept = protected(path) if protected is not None else None
         if kept:
-            raise UserError(f"{path} holds {kept[0]}/ that --overwrite would delete; move it away or choose "
-                            "another output folder")
+            raise UserError(f"{path} holds {kept} that --overwrite would delete; move it away or choose another "
+                            "output folder")
     parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
     if not parent.is_dir():
         raise UserError(f"{parent} is a file, not a folder: the output folder cannot be made under it")

@@ -52,8 +52,8 @@ from tqdm import tqdm
 
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, write_json
 from .dataset import PARAMETERS_CSV
-from .model_files import MODELS_DIR
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
+from .model_files import is_model_dir
 from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 from .soundfonts import SoundFont
 from .synthesis import Renderer, midi_file_bytes
@@ -229,6 +229,15 @@ def worker_problem(out_dir: Path, soundfonts: tuple[SoundFont, ...]) -> str | No
     return None
 
 
+def trained_models(dataset_dir: Path) -> str | None:
+    """The first model folder in ``dataset_dir`` (``models/<id>/``, or another ``--models-dir`` there), or None."""
+    for folder in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+        for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+            if is_model_dir(candidate):
+                return f"the trained model {candidate.relative_to(dataset_dir)}/"
+    return None
+
+
 def check_disk_space(settings: GenerationSettings, output_dir: Path) -> None:
     """Refuse, before any work, a dataset that would not fit on the output's disk (estimated generously)."""
     per_clip = (AUDIO_BYTES_PER_SAMPLE[settings.audio_format] * round(settings.clip_seconds * settings.sample_rate)
@@ -253,7 +262,8 @@ def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike
     """
     check_jobs(jobs, scheduler)
     # --overwrite replaces an earlier dataset (its features and splits go with its clips), never trained models.
-    output_dir = check_output_dir(output_dir, overwrite=overwrite, marker=RUN_RECORD, keep=(MODELS_DIR,)).absolute()
+    output_dir = check_output_dir(output_dir, overwrite=overwrite, marker=RUN_RECORD,
+                                  protected=trained_models).absolute()
     check_disk_space(settings, output_dir)
     shards = [range(start, min(start + settings.shard_size, settings.count))
               for start in range(0, settings.count, settings.shard_size)]

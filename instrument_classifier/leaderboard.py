@@ -37,8 +37,7 @@ def resolve_models_dir(path: str | os.PathLike) -> Path:
         raise UserError(f"models directory not found: {path}")
     if is_model_dir(path):
         raise UserError(f"{path} is one model's folder: give the folder of models that holds it ({path.parent})")
-    if not is_model_dir(path) and not any(is_model_dir(p) for p in path.iterdir() if p.is_dir()) \
-            and (path / MODELS_DIR).is_dir():
+    if not any(is_model_dir(p) for p in path.iterdir() if p.is_dir()) and (path / MODELS_DIR).is_dir():
         return path / MODELS_DIR
     return path
 

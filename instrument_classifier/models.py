@@ -16,6 +16,7 @@ trained model folder: :mod:`model_bundle`.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable
 
 import keras
@@ -391,7 +392,7 @@ ARCHITECTURES = {name: NETWORKS[network] for name, (network, _) in ARCHITECTURE_
 OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "filters": (1, None), "span": (1, None), "positions": (1, None), "frames_per_template": (1, None),
     "template_hop": (1, None), "max_shift": (0, None), "max_cut_db": (0, None), "max_boost_db": (0, None),
-    "relative_db": (1, None), "dense_units": (1, None), "dropout": (0, 0.95), "eq_tilt_db": (0, None),
+    "relative_db": (0, None), "dense_units": (1, None), "dropout": (0, 0.95), "eq_tilt_db": (0, None),
     "eq_bump_db": (0, None), "bn_momentum": (0, 0.999), "eq_jitter_db": (0, None),
     "lowpass_probability": (0, 1), "lowest_cutoff": (0, None),
 }
@@ -410,9 +411,10 @@ def check_options(arch: str, options: dict, input_shape) -> dict:
             raise UserError(f"architecture {arch} has no option {name!r} "
                             f"(its options: {', '.join(known) if known else 'none'})")
         default = parameters[name].default
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not numeric and not (value is None and default is None):
-            raise UserError(f"option {name} of architecture {arch} must be a number, got {value!r}")
+            raise UserError(f"option {name} of architecture {arch} must be a finite number"
+                            f"{' (or null: off)' if default is None else ''}, got {value!r}")
         if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
             raise UserError(f"option {name} of architecture {arch} must be a whole number, got {value!r}")
         low, high = OPTION_BOUNDS.get(name, (None, None))

@@ -34,7 +34,7 @@ import pandas as pd
 
 import keras
 
-from .cli import UserError, atomic_dir, library_versions, signals_between_steps, write_json
+from .cli import UserError, atomic_dir, library_versions, signals_between_steps, warn, write_json
 from .defaults import DEFAULT_SEED
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
@@ -354,10 +354,14 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
                                   verbose=verbose)
     for key in ("loss", "val_loss"):  # the validation loss shows weights or batch-norm statistics gone bad
         bad = [epoch for epoch, loss in enumerate(history.history.get(key, []), start=1) if not np.isfinite(loss)]
-        if bad:
-            raise UserError(f"training diverged: the {key.replace('_', 'idation ')} became "
-                            f"{history.history[key][bad[0] - 1]} in epoch {bad[0]} (a lower --learning-rate, now "
+        if not bad:
+            continue
+        what = f"the {key.replace('_', 'idation ')} became {history.history[key][bad[0] - 1]} in epoch {bad[0]}"
+        if not np.isfinite(best_weights.best_loss):
+            raise UserError(f"training diverged: {what} (a lower --learning-rate, now "
                             f"{run.settings['learning_rate']:g}, may train)")
+        warn(f"training diverged: {what}; the model is epoch {best_weights.best_epoch}, the best before it")
+        break
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 

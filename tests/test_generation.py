@@ -2,6 +2,7 @@
 
 import filecmp
 import os
+import shutil
 from pathlib import Path
 
 import mido
@@ -15,6 +16,7 @@ from conftest import TINY_COUNT, make_dataset
 from instrument_classifier.cli import atomic_dir
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.instruments import load_instruments
+from instrument_classifier.model_files import MODEL_FOLDER_FILES
 from instrument_classifier.synthesis import bundled_soundfont, default_soundfont
 
 COLUMNS = ["sample_id", "instrument_id", "midi_program", "instrument_name", "family_name", "midi_number", "volume",
@@ -99,12 +101,17 @@ def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli"]  # no temporary folder left behind
 
 
-def test_the_default_folder_names_what_it_holds(tmp_path, monkeypatch):
+def test_only_the_seeds_and_the_default_recipe_have_a_default_folder(tmp_path, monkeypatch, capsys):
     """A bare run once wrote 2000 clean clips of one font into multi-font-10000, the default dataset's folder."""
     monkeypatch.setattr(generate_audio_samples, "WORKING_DIR", tmp_path)
-    args = ["-c", "2", "-j", "1", "-q", "--families", "brass"]
+    args = ["-c", "2", "-j", "1", "-q"]
     assert generate_audio_samples.main(args) == 0
-    assert generate_audio_samples.main([*args, "--soundfont", "FluidR3_GM", "TimGM6mb"]) == 0
+    assert generate_audio_samples.main([*args, "--soundfont", "all", "--variation", "realistic"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-font-2", "single-notes-2"]
+    for other in (["--variation", "realistic"], ["--soundfont", "all"], ["-s", "7"], ["--families", "brass"],
+                  ["--soundfont", "FluidR3_GM", "TimGM6mb", "--variation", "realistic"]):
+        assert generate_audio_samples.main([*args, *other]) == 2
+        assert "give the output folder with -o" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-font-2", "single-notes-2"]
 
 
@@ -119,16 +126,27 @@ def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(
 
     dataset = tmp_path / "dataset"
     assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 0
-    (dataset / "models" / "20260101-000000-harmonic-s42").mkdir(parents=True)
-    assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 2
-    assert "holds models/ that --overwrite would delete" in capsys.readouterr().err
-    assert (dataset / "models" / "20260101-000000-harmonic-s42").is_dir()
+    for models in ("models", "models-without-gs"):  # the default models folder, or another --models-dir in it
+        model = dataset / models / "20260101-000000-harmonic-s42"
+        model.mkdir(parents=True)
+        for name in MODEL_FOLDER_FILES:
+            (model / name).write_text("x")
+        assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 2
+        assert f"holds the trained model {models}/20260101-000000-harmonic-s42/ that --overwrite would delete" \
+            in capsys.readouterr().err
+        assert (model / "model.keras").is_file()
+        shutil.rmtree(dataset / models)
+    assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 0  # its own earlier dataset: replaced
 
-    monkeypatch.chdir(dataset)  # an empty -o is the current folder: never replaced
-    for output in ("", "."):
+    here = tmp_path / "here"  # a dataset without models: only the rule for the current folder protects it
+    assert generate_audio_samples.main([*args, "-o", str(here)]) == 0
+    monkeypatch.chdir(here)
+    for output, message in (("", "the output folder is an empty path"), (".", "is the current folder"),
+                            ("..", "the current folder lies in it")):
         assert generate_audio_samples.main([*args, "-o", output]) == 2
-        assert capsys.readouterr().err.count("\n") == 1
-    assert (dataset / "models").is_dir() and (dataset / "parameters.csv").is_file()
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert (here / "parameters.csv").is_file() and (papers / "docs" / "thesis.txt").is_file()
 
 
 @pytest.mark.parametrize("extra, message", [

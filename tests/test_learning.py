@@ -608,8 +608,11 @@ def test_evaluate_checks_every_argument_before_it_writes(model_dir, tmp_path, ca
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("evaluation"))
     (tmp_path / "file.txt").write_text("x")
+    no_features = tmp_path / "no-features"
+    shutil.copytree(model_dir.parent.parent, no_features, ignore=shutil.ignore_patterns("features", "models"))
     for argv, message in [([copy, tmp_path / "missing"], "model directory not found"),
                           ([copy, "--dataset", tmp_path], "is not a dataset: parameters.csv not found"),
+                          ([copy, "--dataset", no_features], "has no features: run extract_features.py"),
                           ([copy, "--report", tmp_path / "file.txt" / "report"], "file.txt is a file, not a folder")]:
         assert_one_line_error(*run_script(evaluate, argv, capsys)[::2], message)
         assert not (copy / "evaluation").exists()

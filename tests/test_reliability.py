@@ -28,6 +28,7 @@ import analyze_errors
 import evaluate
 import extract_features
 import fluidsynth_wrapper
+import generate_audio_samples
 import generate_chords
 import leaderboard
 import predict
@@ -434,8 +435,11 @@ def test_a_blank_cell_in_parameters_is_one_line(dataset, capsys, column):
     ("bn_momentum=2", "bn_momentum .* must be in 0 to 0.999"),  # was a NaN loss, then a traceback
     ("positions=200", "positions .* must be in 1 to 115"),
     ("lowpass_probability=2", "lowpass_probability .* must be in 0 to 1"),
-    ("relative_db=-60", "relative_db .* must be in 1 to inf"),  # was a model that answers one class
-    ("filters=true", "filters of architecture relative-harmonic must be a number, got True"),
+    ("relative_db=-60", "relative_db .* must be in 0 to inf"),  # was a model that answers one class
+    ("filters=true", "filters of architecture relative-harmonic must be a finite number, got True"),
+    ("filters=Infinity", "must be a finite number, got inf"),    # was an OverflowError
+    ("dropout=NaN", "must be a finite number, got nan"),        # passed the range check
+    ("relative_db=\"x\"", r"must be a finite number \(or null: off\), got 'x'"),
     ("filters=64.5", "must be a whole number"),
     ("bogus=1", r"has no option 'bogus' \(its options: filters, span, positions"),
     ("seed=5", "has no option 'seed'"),                        # --seed sets it
@@ -458,6 +462,16 @@ def test_a_diverging_training_is_one_line_and_leaves_no_models_folder(tiny_model
                                         "--no-evaluate", "-q"], capsys)
     assert_one_line_error(status, err, "training diverged: the ", "lower --learning-rate")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_atomic_write_removes_the_folders_it_made_and_only_those(tmp_path):
+    (tmp_path / "kept").mkdir()
+    for writer, target in ((atomic_path, tmp_path / "kept" / "a" / "b" / "file.txt"),
+                           (atomic_dir, tmp_path / "kept" / "c" / "d" / "folder")):
+        with pytest.raises(RuntimeError):
+            with writer(target):
+                raise RuntimeError("the work failed")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
 
 
 def test_atomic_writes_get_the_modes_open_and_mkdir_give(tmp_path):
@@ -527,7 +541,7 @@ def test_a_truncated_splits_file_is_one_short_line(tiny_model_dir, tmp_path, cap
 
 def test_help_shows_real_defaults_only(capsys):
     """A setting that is off (nan) showed "(default: nan)"; a default of 0 was hidden, as if there were none."""
-    for script in (render_note, generate_chords):
+    for script in (render_note, generate_audio_samples, generate_chords):
         with pytest.raises(SystemExit):
             script.main(["--help"])
         text = capsys.readouterr().out

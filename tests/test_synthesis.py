@@ -93,6 +93,7 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     (lambda d, m: [str(d), str(d / "o.wav")], "is not a file"),
     (lambda d, m: [str(m), str(d / "o.wav"), "--set-default", "FluidR3_GM"], "each work alone"),  # converted nothing
     (lambda d, m: ["--set-default", "additive"], "our own synthesiser, not a SoundFont file"),
+    (lambda d, m: ["--set-default", "all"], "--set-default stores one SoundFont"),
     (lambda d, m: ["-s", "nope", str(m), str(d / "o.wav")], "give a path or a name from soundfonts.csv"),
 ])
 def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, make_args, message):
