@@ -24,7 +24,7 @@ import pandas as pd
 from .cli import UserError, warn
 from .defaults import DEFAULT_DATASET_DIR
 from .metrics import read_final_metrics
-from .model_files import CONFIG_JSON, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
+from .model_files import CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
 
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
@@ -73,7 +73,10 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "created": config.get("created", ""),
                 "path": str(path),
             }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except KeyError as error:
+            warn(f"skipping model {path}: its {FINAL_METRICS_CSV} lacks {error.args[0]!r}")
+            continue
+        except (OSError, ValueError, TypeError, AttributeError) as error:
             warn(f"skipping model {path}: cannot read its {CONFIG_JSON} or final metrics ({error})")
             continue
         rows.append(row)

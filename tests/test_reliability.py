@@ -308,6 +308,11 @@ def test_the_leaderboard_says_which_folders_it_skips(tiny_model_dir, tmp_path, c
     out, err = capsys.readouterr()
     assert "best 1 of 1 models" in out and good.is_dir()
     assert err.count("\n") == 1 and f"warning: skipping model {bad}: cannot read its config.json" in err, err
+    (bad / "config.json").write_text((good / "config.json").read_text())
+    metrics = pd.read_csv(bad / "final_metrics.csv")
+    metrics[metrics["split"] != "test"].to_csv(bad / "final_metrics.csv", index=False)
+    assert leaderboard.main([str(models)]) == 0
+    assert f"skipping model {bad}: its final_metrics.csv lacks 'test'" in capsys.readouterr().err
 
 
 def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, capsys):
