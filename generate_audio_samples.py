@@ -47,14 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv. "
                f"SoundFonts by name (data/soundfonts.csv): {', '.join(f.name for f in load_catalogue())}. "
                "--vary keys (KEY=VALUE for a probability, KEY=LOW:HIGH for a range; see "
-               f"instrument_classifier/variation.py): {', '.join(key for key in Recipe().to_json() if key != 'name')}.")
+               f"instrument_classifier/variation.py): {', '.join(k for k in Recipe().to_json() if k != 'name')}.")
     parser.add_argument("-c", "--count", type=int, default=2000, help="number of clips")
     parser.add_argument("-s", "--seed", type=seed_type, default=DEFAULT_SEED, help="random seed")
     parser.add_argument("-o", "--output-dir",
-                        help="dataset folder to create (default: "
-                             f"{os.path.relpath(WORKING_DIR)}/single-notes-COUNT, or "
-                             "multi-font-COUNT with several SoundFonts: the seed's and the default dataset's "
-                             "names when made as the README makes them)")
+                        help="dataset folder to create; needed unless the recipe is the seed's (default: "
+                             f"{os.path.relpath(WORKING_DIR)}/single-notes-COUNT) or the default one (--soundfont "
+                             "all --variation realistic: multi-font-COUNT), with the default seed and options")
     parser.add_argument("-f", "--format", default="flac", help=f"audio format: {' or '.join(FORMATS)}")
     parser.add_argument("-j", "--jobs", type=positive_int, default=None,
                         help="worker processes on this machine (default: all cores; not with --scheduler)")

@@ -39,6 +39,7 @@ from .defaults import DEFAULT_SEED
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
+from .losses import AllowedSetCrossEntropy, allowed_targets, crossentropy_metric, group_accuracy
 from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
 from .scaling import to_model_input
@@ -100,66 +101,8 @@ def fine_classes(data: TrainingData) -> tuple[list[str], np.ndarray, np.ndarray]
     return fine_names, groups, fine_y
 
 
-def allowed_targets(classes: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """0/1 masks over the fine classes [shape=(n, n_fine)]: those of group ``classes[i]``."""
-    return (groups[None, :] == np.asarray(classes)[:, None]).astype(np.float32)
-
-
-@keras.saving.register_keras_serializable(package="instrument_classifier")
-class AllowedSetCrossEntropy(keras.losses.Loss):
-    """Cross-entropy against a set of allowed classes: ``-log sum(y_true * y_pred)``.
-
-    ``y_true`` is a 0/1 mask.  With a one-hot mask this is the usual
-    categorical cross-entropy; with the mask of a family's instruments it is
-    the cross-entropy of the family, whose probability is the sum of its
-    instruments'.  So one loss serves instrument targets in training and
-    family targets in validation.  Label smoothing eps mixes in the
-    cross-entropy against the uniform distribution, as Keras' does:
-    ``(1 - eps) * loss + eps * mean_k(-log y_pred_k)``.
-    """
-
-    def __init__(self, label_smoothing: float = 0.0, name: str = "allowed_set_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.label_smoothing = float(label_smoothing)
-
-    def call(self, y_true, y_pred):
-        eps = keras.backend.epsilon()
-        y_pred = keras.ops.clip(y_pred, eps, 1.0)
-        mass = keras.ops.clip(keras.ops.sum(y_true * y_pred, axis=-1), eps, 1.0)
-        loss = -keras.ops.log(mass)
-        if self.label_smoothing:
-            uniform = -keras.ops.mean(keras.ops.log(y_pred), axis=-1)
-            loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
-        return loss
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
-
-
-def crossentropy_metric() -> keras.metrics.Metric:
-    """The plain cross-entropy of the classes (no label smoothing), as a metric named "crossentropy".
-
-    The loss carries the label smoothing, which rewards spreading probability
-    over all fine classes; epochs are chosen on this metric instead, the
-    validation clips' cross-entropy of their true class.
-    """
-    return keras.metrics.MeanMetricWrapper(AllowedSetCrossEntropy().call, name="crossentropy")  # per clip
-
-
 PREDICT_BATCH = 256  # clips per prediction batch
 MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
-
-
-def group_accuracy(groups: np.ndarray, n_classes: int) -> keras.metrics.Metric:
-    """Accuracy of the class the fine probabilities add up to, as a metric named "accuracy"."""
-    matrix = np.eye(n_classes, dtype=np.float32)[groups]  # (n_fine, n_classes)
-
-    def accuracy(y_true, y_pred):
-        true_class = keras.ops.argmax(keras.ops.matmul(y_true, matrix), axis=-1)
-        predicted = keras.ops.argmax(keras.ops.matmul(y_pred, matrix), axis=-1)
-        return keras.ops.cast(keras.ops.equal(true_class, predicted), "float32")
-
-    return keras.metrics.MeanMetricWrapper(accuracy, name="accuracy")
 
 
 # ---------------------------------------------------------------------------
@@ -352,16 +295,15 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
             history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
                                   batch_size=run.settings["batch_size"], shuffle=True, callbacks=callbacks,
                                   verbose=verbose)
-    for key in ("loss", "val_loss"):  # the validation loss shows weights or batch-norm statistics gone bad
-        bad = [epoch for epoch, loss in enumerate(history.history.get(key, []), start=1) if not np.isfinite(loss)]
-        if not bad:
-            continue
-        what = f"the {key.replace('_', 'idation ')} became {history.history[key][bad[0] - 1]} in epoch {bad[0]}"
+    # The validation loss shows weights or batch-norm statistics gone bad where the training loss may not.
+    bad = next(((key, epoch, value) for key in ("loss", "val_loss")
+                for epoch, value in enumerate(history.history.get(key, []), start=1) if not np.isfinite(value)), None)
+    if bad is not None:
+        what = f"the {bad[0].replace('_', 'idation ')} became {bad[2]} in epoch {bad[1]}"
         if not np.isfinite(best_weights.best_loss):
             raise UserError(f"training diverged: {what} (a lower --learning-rate, now "
                             f"{run.settings['learning_rate']:g}, may train)")
         warn(f"training diverged: {what}; the model is epoch {best_weights.best_epoch}, the best before it")
-        break
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 

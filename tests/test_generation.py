@@ -170,7 +170,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, messa
 def test_unwritable_output_directory_is_one_line(capsys):
     status = generate_audio_samples.main(["-c", "2", "-o", "/proc/no-such-dataset", "-q"])
     err = capsys.readouterr().err
-    assert status == 2 and "cannot write /proc/no-such-dataset: No such file or directory" in err and err.count("\n") == 1
+    assert status == 2 and err.count("\n") == 1
+    assert "cannot write /proc/no-such-dataset: No such file or directory" in err
 
 
 @pytest.mark.parametrize("signal_name, status, message", [("SIGTERM", 143, "terminated"),

@@ -201,7 +201,7 @@ def test_fine_labels_sum_into_families():
     import keras
 
     from instrument_classifier.models import GroupSum
-    from instrument_classifier.training import AllowedSetCrossEntropy, allowed_targets, group_accuracy
+    from instrument_classifier.losses import AllowedSetCrossEntropy, allowed_targets, group_accuracy
 
     groups = np.array([0, 0, 1, 2, 2, 2])                 # six instruments in three families
     p = np.array([[0.1, 0.2, 0.3, 0.1, 0.1, 0.2]], np.float32)
