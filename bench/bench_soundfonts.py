@@ -13,6 +13,12 @@ default families:
    long-term spectrum, 50 Hz - 16 kHz) averaged over the programs.  Renders
    of one recording correlate near 1, unlike instruments far lower.
 
+And what each font's samples are (sample headers): their length, the
+attack before the loop, the loop's length.  The small gs banks store most
+notes as ~30 ms of attack and a loop of a few waveform cycles, so past
+their first frame their spectrum never changes; the fluid banks loop after
+~0.4 s of recording (README, *Generalisation*).
+
     python -m bench.bench_soundfonts
 """
 
@@ -26,6 +32,7 @@ import numpy as np
 
 from bench.common import write_results
 from instrument_classifier.instruments import load_instruments, select_instruments
+from instrument_classifier.sf3 import uncompressed
 from instrument_classifier.soundfonts import installed, load_catalogue
 from instrument_classifier.synthesis import Renderer
 
@@ -51,6 +58,31 @@ def _chunks(data: bytes, start: int, end: int):
 
 def preset_samples(path: Path) -> dict[int, set[str]]:
     """Bank-0 program -> the names of every sample its preset plays (SF2 ``pdta`` chunks)."""
+    ids, headers = preset_sample_headers(path)
+    return {program: {_sample_name(headers[i]) for i in found} for program, found in ids.items()}
+
+
+def _sample_name(header: bytes) -> str:
+    return header[:20].split(b"\0")[0].decode("latin-1").strip()
+
+
+def sample_loops(path: Path, programs) -> dict[str, float]:
+    """Medians over the samples the ``programs`` play: length, attack before the loop (s), short loops' share.
+
+    ``path`` must hold PCM samples (an .sf2; an .sf3's decoded copy), whose
+    header offsets count sample frames.
+    """
+    ids, headers = preset_sample_headers(path)
+    used = sorted(set().union(*(ids.get(p, set()) for p in programs)))
+    start, end, loop_start, loop_end, rate = np.array([struct.unpack("<5I", headers[i][20:40]) for i in used],
+                                                      dtype=float).T
+    return {"samples": len(used), "median_length_s": round(float(np.median((end - start) / rate)), 3),
+            "median_attack_before_loop_s": round(float(np.median((loop_start - start) / rate)), 3),
+            "loops_under_20ms": round(float(np.mean((loop_end - loop_start) / rate < 0.020)), 3)}
+
+
+def preset_sample_headers(path: Path) -> tuple[dict[int, set[int]], list[bytes]]:
+    """Bank-0 program -> the indices of every sample its preset plays, and the sample headers (``shdr``)."""
     data = path.read_bytes()
     tables: dict[bytes, bytes] = {}
     for name, offset, size in _chunks(data, 12, len(data)):
@@ -64,7 +96,7 @@ def preset_samples(path: Path) -> dict[int, set[str]]:
 
     presets, pbags, pgens = records(b"phdr", 38), records(b"pbag", 4), records(b"pgen", 4)
     insts, ibags, igens = records(b"inst", 22), records(b"ibag", 4), records(b"igen", 4)
-    samples = [record[:20].split(b"\0")[0].decode("latin-1").strip() for record in records(b"shdr", 46)]
+    headers = records(b"shdr", 46)
 
     def generators(bags: list[bytes], gens: list[bytes], first_bag: int, last_bag: int, operator: int) -> set[int]:
         found = set()
@@ -77,7 +109,7 @@ def preset_samples(path: Path) -> dict[int, set[str]]:
                     found.add(amount)
         return found
 
-    out: dict[int, set[str]] = {}
+    out: dict[int, set[int]] = {}
     for i, record in enumerate(presets[:-1]):
         program, bank, bag = struct.unpack("<HHH", record[20:26])
         if bank != 0:
@@ -87,9 +119,9 @@ def preset_samples(path: Path) -> dict[int, set[str]]:
         for instrument in generators(pbags, pgens, bag, next_bag, 41):  # 41: instrument
             first = struct.unpack("<H", insts[instrument][20:22])[0]
             last = struct.unpack("<H", insts[instrument + 1][20:22])[0]
-            names |= {samples[s] for s in generators(ibags, igens, first, last, 53)}  # 53: sampleID
+            names |= generators(ibags, igens, first, last, 53)  # 53: sampleID
         out[program] = names
-    return out
+    return out, headers
 
 
 def log_spectrum(renderer: Renderer, program: int) -> np.ndarray:
@@ -106,7 +138,7 @@ def log_spectrum(renderer: Renderer, program: int) -> np.ndarray:
 
 
 def main() -> None:
-    fonts = [installed(font) for font in load_catalogue()]
+    fonts = [installed(font) for font in load_catalogue() if not font.builtin]  # our synthesiser has no samples
     programs = select_instruments(load_instruments())["midi_program"].tolist()
     names, spectra = {}, {}
     for font in fonts:
@@ -131,8 +163,14 @@ def main() -> None:
         print(f"{row['font_a']:18s} {row['font_b']:18s} {'yes' if same else 'no':>12s} "
               f"{row['shared_sample_names']:12.0%} {row['spectrum_correlation']:10.3f} "
               f"{row['programs_nearly_identical']:15d}")
+    loops = {font.name: sample_loops(uncompressed(font.path), programs) for font in fonts}
+    print(f"\n{'font':18s} {'lineage':>8s} {'samples':>8s} {'median length':>14s} {'attack before loop':>19s} "
+          f"{'loops < 20 ms':>14s}")
+    for name, row in loops.items():
+        print(f"{name:18s} {lineage[name]:>8s} {row['samples']:8d} {row['median_length_s']:12.3f} s "
+              f"{row['median_attack_before_loop_s']:17.3f} s {row['loops_under_20ms']:14.0%}")
     path = write_results("soundfonts", {"programs": len(programs), "pitches": list(PITCHES), "pairs": rows,
-                                        "lineage": lineage})
+                                        "lineage": lineage, "samples": loops})
     print(f"results: {path}")
 
 

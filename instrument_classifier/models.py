@@ -179,6 +179,65 @@ class RandomEqualiser(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
+class RandomSwellCut(layers.Layer):
+    """Augmentation: with ``probability``, a note reaches its full level right after its onset.
+
+    The recorded banks' bowed strings swell: from their onset they take a
+    median 7 frames (0.33 s) to come within 1 dB of their loudest.  The
+    small banks' strings take 1: they store a note as ~40 ms of attack and a
+    loop of a few waveform cycles (``bench/bench_soundfonts.py``), and a
+    player's hard bow stroke starts as fast.  The frames between the onset
+    frame and the first within ``peak_db`` of the loudest are dropped, but
+    for 0..``keep`` of them (uniform): the onset frame stays (its transient
+    is a cue the network needs; README, *Capacity and regularisation*), the
+    rest of the note moves earlier and the end fills with silence
+    (``floor``).  Onset: the first frame within ``onset_db`` of the loudest.
+    A note that starts at full level is left as it is.  Training only.
+    """
+
+    def __init__(self, probability: float = 0.0, keep: int = 2, onset_db: float = 20.0, peak_db: float = 1.0,
+                 db_step: float = 0.0, floor: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = float(probability)
+        self.keep = int(keep)
+        self.onset_db = float(onset_db)
+        self.peak_db = float(peak_db)
+        self.db_step = float(db_step)
+        self.floor = float(floor)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.probability == 0:
+            return inputs
+        batch, frames = ops.shape(inputs)[0], inputs.shape[1]
+        level = ops.max(inputs, axis=(2, 3))                                                # (B, T)
+        peak = ops.max(level, axis=1, keepdims=True)
+        onset = ops.cast(ops.argmax(ops.cast(level >= peak - self.onset_db * self.db_step, "int32"), axis=1),
+                         "int32")
+        full = ops.cast(ops.argmax(ops.cast(level >= peak - self.peak_db * self.db_step, "int32"), axis=1),
+                        "int32")
+        kept = ops.cast(keras.random.randint((batch,), 0, self.keep + 1, seed=self.seed_generator), "int32")
+        cut = ops.maximum(full - onset - 1 - kept, 0)                                       # frames dropped
+        chosen = keras.random.uniform((batch,), seed=self.seed_generator) < self.probability
+        cut = ops.where(chosen, cut, 0)[:, None]                                            # (B, 1)
+        time = ops.arange(frames, dtype="int32")[None, :]
+        source = ops.where(time > onset[:, None], time + cut, time)                         # (B, T)
+        inside = source < frames
+        source = ops.broadcast_to(ops.clip(source, 0, frames - 1)[:, :, None, None], ops.shape(inputs))
+        moved = ops.take_along_axis(inputs, source, axis=1)
+        return ops.where(inside[:, :, None, None], moved, ops.cast(self.floor, inputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "keep": self.keep,
+                "onset_db": self.onset_db, "peak_db": self.peak_db, "db_step": self.db_step, "floor": self.floor,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
 class RelativeLevel(layers.Layer):
     """Levels relative to each clip's loudest cell, floored ``range_db`` below it.
 
@@ -321,7 +380,7 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
              max_boost_db: float = 24.0, relative_db: float | None = None, dense_units: int = 64,
              dropout: float = 0.3, eq_tilt_db: float = 0.0, eq_bump_db: float = 0.0,
              bn_momentum: float = 0.99, eq_jitter_db: float = 0.0, lowpass_probability: float = 0.5,
-             lowest_cutoff: int = 100) -> keras.Model:
+             lowest_cutoff: int = 100, swell_cut_probability: float = 0.0) -> keras.Model:
     """The default: learnt harmonic templates, matched at every pitch, max over pitch.
 
     The chromagram's bins are semitones, so a note's harmonic series has the
@@ -334,7 +393,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
        random one between ``lowest_cutoff`` and the top is silenced; bin 100
        is MIDI 121, 8.9 kHz), so that a file's level and codec matter less.
        Cutting down to 4 kHz (bin 86) helps telephone-band files but costs
-       more on full-band ones (README, *Generalisation*).
+       more on full-band ones (README, *Generalisation*).  With
+       ``swell_cut_probability``, notes that swell reach their full level
+       right after their onset (:class:`RandomSwellCut`).
     2. ``filters`` templates, each ``frames_per_template`` frames (~0.37 s) by
        ``span`` semitones (the fundamental and three octaves above it, i.e.
        harmonics 1-8 and what lies between them), slid along time with hop
@@ -355,6 +416,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
     x = RandomLevel(max_cut_db, max_boost_db, db_step=db_step, floor=floor, ceiling=ceiling,
                     lowpass_probability=lowpass_probability, lowest_cutoff=lowest_cutoff, seed=next(seeds),
                     name="level")(x)
+    if swell_cut_probability:  # its own random stream, so that it leaves the other layers' draws as they were
+        x = RandomSwellCut(swell_cut_probability, db_step=db_step, floor=floor,
+                           seed=None if seed is None else (seed + 7907) % 2**32, name="swell_cut")(x)
     if eq_tilt_db or eq_bump_db:
         x = RandomEqualiser(eq_tilt_db, eq_bump_db, db_step=db_step, floor=floor, ceiling=ceiling, seed=next(seeds),
                             max_jitter_db=eq_jitter_db, name="equaliser")(x)
@@ -394,7 +458,7 @@ OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "template_hop": (1, None), "max_shift": (0, None), "max_cut_db": (0, None), "max_boost_db": (0, None),
     "relative_db": (0, None), "dense_units": (1, None), "dropout": (0, 0.95), "eq_tilt_db": (0, None),
     "eq_bump_db": (0, None), "bn_momentum": (0, 0.999), "eq_jitter_db": (0, None),
-    "lowpass_probability": (0, 1), "lowest_cutoff": (0, None),
+    "lowpass_probability": (0, 1), "lowest_cutoff": (0, None), "swell_cut_probability": (0, 1),
 }
 # Set by the training itself, never by an option.
 _NOT_OPTIONS = ("input_shape", "n_classes", "floor", "ceiling", "db_step", "seed")

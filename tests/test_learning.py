@@ -295,6 +295,35 @@ def test_random_equaliser_jitter_moves_each_semitone_on_its_own():
     np.testing.assert_allclose(y[:, 0], y[:, 30])                     # the same in every frame
 
 
+def test_swell_cut_brings_a_swelling_note_to_its_peak_after_its_onset():
+    """A bowed note that swells for 8 frames reaches its peak 1-3 frames after its onset frame, which stays."""
+    from instrument_classifier.models import RandomSwellCut
+
+    one_db, floor = 0.05, -3.0
+    x = np.full((64, 44, 115, 1), floor, np.float32)
+    swell = np.minimum(np.arange(30), 9) * 1.0 - 9.0                  # dB: -9 at the onset, the peak 9 frames on
+    for frame in range(30):
+        x[:, 4 + frame, 40:60, 0] = (swell[frame] - np.arange(20)) * one_db + 0.001 * frame  # frames distinct
+    layer = RandomSwellCut(0.5, keep=2, db_step=one_db, floor=floor, seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    y = np.asarray(layer(x, training=True))
+    level = y.max(axis=(2, 3))
+    peak_frame = np.argmax(level >= level.max(axis=1, keepdims=True) - 1 * one_db, axis=1)
+    cut = peak_frame < 12
+    assert 16 <= cut.sum() <= 48                                      # about half the examples
+    np.testing.assert_array_equal(y[~cut], x[~cut])                   # the others untouched
+    assert set(peak_frame[cut] - 4) <= {1, 2, 3} and len(set(peak_frame[cut])) > 1  # peak 1-3 frames on
+    np.testing.assert_array_equal(y[cut, :5], x[cut, :5])             # the onset frame stays
+    for before, after in zip(x[cut], y[cut]):                         # the rest moved earlier, silence after
+        dropped = int(np.argmax(np.all(before == after[5][None], axis=(1, 2)))) - 5
+        np.testing.assert_array_equal(after[5:44 - dropped], before[5 + dropped:])
+        assert (after[44 - dropped:] == floor).all()
+    from instrument_classifier.models import build_model
+
+    swell = build_model("relative-harmonic", (44, 115, 1), 7, options={"swell_cut_probability": 0.5})
+    assert swell.get_layer("swell_cut").probability == 0.5            # --model-option swell_cut_probability=0.5
+
+
 # ---------------------------------------------------------------------------
 # End to end
 
