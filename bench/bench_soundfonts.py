@@ -15,9 +15,9 @@ default families:
 
 And what each font's samples are (sample headers): their length, the
 attack before the loop, the loop's length.  The small gs banks store most
-notes as ~30 ms of attack and a loop of a few waveform cycles, so past
+notes as ~40 ms of attack and a loop of a few waveform cycles, so past
 their first frame their spectrum never changes; the fluid banks loop after
-~0.4 s of recording (README, *Generalisation*).
+~0.9 s of recording (README, *Generalisation*).
 
     python -m bench.bench_soundfonts
 """

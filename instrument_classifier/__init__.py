@@ -5,7 +5,8 @@ The importable work behind the top-level stage scripts, one job a module
 
     instruments, synthesis, additive, soundfonts, variation -> generation, dataset
         -> features (the transform), feature_store (a dataset's features), plots
-        -> scaling, training_data -> model_files, architectures, models, model_bundle, metrics, losses, training
+        -> scaling, training_data -> model_files, architectures, augmentation, models, model_bundle, metrics,
+           losses, training
         -> evaluation, generalisation, error_analysis, leaderboard
         -> audio, prediction -> webapp
 

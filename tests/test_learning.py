@@ -108,7 +108,8 @@ def test_instrument_split_holds_whole_instruments_out():
 
 
 def test_pitch_layers_transpose():
-    from instrument_classifier.models import PitchMax, PitchWindow, RandomPitchShift
+    from instrument_classifier.augmentation import RandomPitchShift
+    from instrument_classifier.models import PitchMax, PitchWindow
 
     x = np.zeros((2, 4, 60, 1), np.float32)
     x[:, :, 10, 0] = 1.0
@@ -135,7 +136,7 @@ def test_pitch_layers_transpose():
 
 
 def test_random_level_plays_louder_or_quieter_and_cuts_the_top():
-    from instrument_classifier.models import RandomLevel
+    from instrument_classifier.augmentation import RandomLevel
 
     rng = np.random.default_rng(0)
     x = np.full((64, 4, 20, 1), -2.0, np.float32)        # -2: silence
@@ -266,7 +267,7 @@ def test_the_default_network_hears_no_level():
 
 
 def test_random_equaliser_colours_sounding_cells_smoothly():
-    from instrument_classifier.models import RandomEqualiser
+    from instrument_classifier.augmentation import RandomEqualiser
 
     layer = RandomEqualiser(18.0, 9.0, db_step=0.05, floor=-3.0, ceiling=3.0, seed=2)
     x = np.full((8, 44, 115, 1), -3.0, np.float32)
@@ -282,7 +283,7 @@ def test_random_equaliser_colours_sounding_cells_smoothly():
 
 
 def test_random_equaliser_jitter_moves_each_semitone_on_its_own():
-    from instrument_classifier.models import RandomEqualiser
+    from instrument_classifier.augmentation import RandomEqualiser
 
     smooth = RandomEqualiser(0.0, 0.0, db_step=0.05, floor=-3.0, ceiling=3.0, seed=2, max_jitter_db=6.0)
     x = np.full((8, 44, 115, 1), -3.0, np.float32)
@@ -297,7 +298,7 @@ def test_random_equaliser_jitter_moves_each_semitone_on_its_own():
 
 def test_swell_cut_brings_a_swelling_note_to_its_peak_after_its_onset():
     """A bowed note that swells for 8 frames reaches its peak 1-3 frames after its onset frame, which stays."""
-    from instrument_classifier.models import RandomSwellCut
+    from instrument_classifier.augmentation import RandomSwellCut
 
     one_db, floor = 0.05, -3.0
     x = np.full((64, 44, 115, 1), floor, np.float32)
