@@ -14,20 +14,38 @@ import keras
 from keras import layers, ops
 
 
+class _Augmentation(layers.Layer):
+    """What the augmentations share: a seed generator, the input's shape out, and a config of the
+    constructor arguments named in ``CONFIG`` (saved with the model, so that it loads as trained)."""
+
+    CONFIG: tuple[str, ...] = ()
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **{name: getattr(self, name) for name in self.CONFIG}, "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="instrument_classifier")
-class RandomPitchShift(layers.Layer):
+class RandomPitchShift(_Augmentation):
     """Augmentation: transpose each example by a random whole number of semitones.
 
     Bins shifted in from outside the range get ``fill_value`` (the scaled
     silence floor).  Active only in training; the identity at inference.
     """
 
+    CONFIG = ("max_shift", "fill_value")
+
     def __init__(self, max_shift: int = 3, fill_value: float = 0.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.max_shift = int(max_shift)
         self.fill_value = float(fill_value)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=False):
         if not training or self.max_shift == 0:
@@ -41,15 +59,9 @@ class RandomPitchShift(layers.Layer):
         shifted = ops.take_along_axis(inputs, source, axis=2)
         return ops.where(inside[:, None, :, None], shifted, ops.cast(self.fill_value, inputs.dtype))
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "max_shift": self.max_shift, "fill_value": self.fill_value, "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
-class RandomLevel(layers.Layer):
+class RandomLevel(_Augmentation):
     """Augmentation: a random gain, and sometimes a random low-pass, per example.
 
     Real files are louder or quieter than the training clips (a normalised
@@ -63,10 +75,12 @@ class RandomLevel(layers.Layer):
     [lowest_cutoff, bins) upwards becomes silence.  Active only in training.
     """
 
+    CONFIG = ("max_cut_db", "max_boost_db", "db_step", "floor", "ceiling", "lowpass_probability", "lowest_cutoff")
+
     def __init__(self, max_cut_db: float = 24.0, max_boost_db: float = 24.0, db_step: float = 0.0,
                  floor: float = 0.0, ceiling: float = 1.0, lowpass_probability: float = 0.5,
                  lowest_cutoff: int = 100, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.max_cut_db = float(max_cut_db)
         self.max_boost_db = float(max_boost_db)
         self.db_step = float(db_step)
@@ -74,8 +88,6 @@ class RandomLevel(layers.Layer):
         self.ceiling = float(ceiling)
         self.lowpass_probability = float(lowpass_probability)
         self.lowest_cutoff = int(lowest_cutoff)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=False):
         if not training or self.db_step == 0:
@@ -91,18 +103,9 @@ class RandomLevel(layers.Layer):
         above = ops.reshape(ops.arange(bins, dtype="int32"), (1, 1, bins, 1)) >= ops.cast(cutoff, "int32")
         return ops.where(ops.logical_and(cut, above), floor, x)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "max_cut_db": self.max_cut_db, "max_boost_db": self.max_boost_db,
-                "db_step": self.db_step, "floor": self.floor, "ceiling": self.ceiling,
-                "lowpass_probability": self.lowpass_probability, "lowest_cutoff": self.lowest_cutoff,
-                "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
-class RandomEqualiser(layers.Layer):
+class RandomEqualiser(_Augmentation):
     """Augmentation: a random smooth equaliser curve over pitch, per example.
 
     A microphone, a room and a sound bank each colour a note with their own
@@ -119,10 +122,12 @@ class RandomEqualiser(layers.Layer):
     ``ceiling``.  Active only in training; a fresh curve every epoch.
     """
 
+    CONFIG = ("max_tilt_db", "max_bump_db", "bumps", "db_step", "floor", "ceiling", "max_jitter_db")
+
     def __init__(self, max_tilt_db: float = 12.0, max_bump_db: float = 9.0, bumps: int = 3, db_step: float = 0.0,
                  floor: float = 0.0, ceiling: float = 1.0, seed: int | None = None, max_jitter_db: float = 0.0,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.max_tilt_db = float(max_tilt_db)
         self.max_bump_db = float(max_bump_db)
         self.max_jitter_db = float(max_jitter_db)
@@ -130,8 +135,6 @@ class RandomEqualiser(layers.Layer):
         self.db_step = float(db_step)
         self.floor = float(floor)
         self.ceiling = float(ceiling)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=False):
         if not training or self.db_step == 0:
@@ -153,17 +156,9 @@ class RandomEqualiser(layers.Layer):
         shaped = ops.clip(inputs + ops.cast(curve * self.db_step, inputs.dtype), self.floor, self.ceiling)
         return ops.where(inputs > ops.cast(self.floor, inputs.dtype), shaped, inputs)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "max_tilt_db": self.max_tilt_db, "max_bump_db": self.max_bump_db,
-                "bumps": self.bumps, "db_step": self.db_step, "floor": self.floor, "ceiling": self.ceiling,
-                "seed": self.seed, "max_jitter_db": self.max_jitter_db}
-
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
-class RandomSwellCut(layers.Layer):
+class RandomSwellCut(_Augmentation):
     """Augmentation: with ``probability``, a note reaches its full level right after its onset.
 
     The recorded banks' bowed strings swell: from their onset they take a
@@ -179,17 +174,17 @@ class RandomSwellCut(layers.Layer):
     A note that starts at full level is left as it is.  Training only.
     """
 
+    CONFIG = ("probability", "keep", "onset_db", "peak_db", "db_step", "floor")
+
     def __init__(self, probability: float = 0.0, keep: int = 2, onset_db: float = 20.0, peak_db: float = 1.0,
                  db_step: float = 0.0, floor: float = 0.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.probability = float(probability)
         self.keep = int(keep)
         self.onset_db = float(onset_db)
         self.peak_db = float(peak_db)
         self.db_step = float(db_step)
         self.floor = float(floor)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=False):
         if not training or self.probability == 0:
@@ -212,10 +207,3 @@ class RandomSwellCut(layers.Layer):
         moved = ops.take_along_axis(inputs, source, axis=1)
         return ops.where(inside[:, :, None, None], moved, ops.cast(self.floor, inputs.dtype))
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "probability": self.probability, "keep": self.keep,
-                "onset_db": self.onset_db, "peak_db": self.peak_db, "db_step": self.db_step, "floor": self.floor,
-                "seed": self.seed}
