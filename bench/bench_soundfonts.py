@@ -17,7 +17,7 @@ And what each font's samples are (sample headers): their length, the
 attack before the loop, the loop's length.  The small gs banks store most
 notes as ~40 ms of attack and a loop of a few waveform cycles, so past
 their first frame their spectrum never changes; the fluid banks loop after
-~0.9 s of recording (README, *Generalisation*).
+~0.9 s of recording (docs/generalisation.md, *What the small banks are made of*).
 
     python -m bench.bench_soundfonts
 """

@@ -7,7 +7,7 @@ bells, and an independent gain for every semitone (``eq_jitter_db``).  It is
 what held up best on sound banks it never heard (README, *Generalisation*).
 A wider classifier or less dropout (``dense_units=128``, ``dropout=0.2``) is
 2-4 points better on new notes of the training fonts, but no better on a
-lineage it never heard (README, *Capacity and regularisation*): the
+lineage it never heard (docs/generalisation.md, *Capacity and regularisation*): the
 harmonic network's 64 units and dropout 0.3 stay.
 ``harmonic`` is the network of the seed's single-font experiment, on absolute
 levels; ``reference`` is the original 8-convolution network.
@@ -32,7 +32,7 @@ DEFAULT_ARCHITECTURE = "relative-harmonic"
 #   instrument labels as the training signal (training.fine_classes).  The
 #   relative one trains on the larger multi-font dataset: fewer epochs.  18 on
 #   the default dataset's 6000 training clips beat 30 on 3600 and 15 on 7200
-#   at the same training time (README, *More clips, fewer epochs*).
+#   at the same training time (docs/generalisation.md, *More clips, fewer epochs*).
 _HARMONIC = {"epochs": 40, "batch_size": 32, "learning_rate": 3e-3, "optimizer": "adamw", "schedule": "cosine",
              "label_smoothing": 0.05, "patience": 0, "fine_labels": True}
 TRAINING_DEFAULTS = {

@@ -117,7 +117,7 @@ class RandomEqualiser(_Augmentation):
     banks' recordings of one instrument differ partial by partial (harmonic
     3 of the gs violin lies 6 dB under fluid's, harmonic 4 16 dB), not only
     smoothly; a network that may not trust any one partial's level learns
-    the shape of the whole series (README, *Generalisation*).  As in
+    the shape of the whole series (docs/generalisation.md, *One change at a time*).  As in
     :class:`RandomLevel`, silent cells stay silent and cells saturate at
     ``ceiling``.  Active only in training; a fresh curve every epoch.
     """
@@ -168,7 +168,7 @@ class RandomSwellCut(_Augmentation):
     player's hard bow stroke starts as fast.  The frames between the onset
     frame and the first within ``peak_db`` of the loudest are dropped, but
     for 0..``keep`` of them (uniform): the onset frame stays (its transient
-    is a cue the network needs; README, *Capacity and regularisation*), the
+    is a cue the network needs; docs/generalisation.md, *Capacity and regularisation*), the
     rest of the note moves earlier and the end fills with silence
     (``floor``).  Onset: the first frame within ``onset_db`` of the loudest.
     A note that starts at full level is left as it is.  Training only.

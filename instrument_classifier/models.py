@@ -188,7 +188,7 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
        random one between ``lowest_cutoff`` and the top is silenced; bin 100
        is MIDI 121, 8.9 kHz), so that a file's level and codec matter less.
        Cutting down to 4 kHz (bin 86) helps telephone-band files but costs
-       more on full-band ones (README, *Generalisation*).  With
+       more on full-band ones (docs/generalisation.md, *Band-limited files*).  With
        ``swell_cut_probability``, notes that swell reach their full level
        right after their onset (:class:`RandomSwellCut`).
     2. ``filters`` templates, each ``frames_per_template`` frames (~0.37 s) by
