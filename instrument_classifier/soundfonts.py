@@ -13,8 +13,8 @@
     notes     what the lineage rests on
 
 Fonts share samples, so a font is not an independent sound bank:
-``bench/soundfont_lineage.py`` counts the sample names two fonts share and
-compares their renders of the same notes (README, *SoundFonts*).
+``bench/bench_soundfonts.py`` counts the sample names two fonts share and
+compares their renders of the same notes (README, *The SoundFont catalogue*).
 
 >>> [font.name for font in resolve_soundfonts(["all"])]
 ['FluidR3_GM', 'FluidR3Mono', 'MuseScore_General', 'TimGM6mb', 'sf_GMbank', 'additive']
