@@ -103,6 +103,31 @@ class PitchMax(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="instrument_classifier")
+class HarmonicTemplates(layers.Conv2D):
+    """A 'valid' Conv2D over a one-channel chromagram, computed as a Conv1D along pitch over stacked frames.
+
+    The same layer, weights and result as ``layers.Conv2D`` (up to the order
+    of float sums): each output frame's ``kernel_size[0]`` input frames become
+    the channels of a 1-D convolution along pitch.  Measured on 2 CPU cores
+    (TensorFlow, batch 32, the default network): half the time of the
+    one-channel Conv2D, whose im2col dominates a training step.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        frames, span, channels, filters = kernel.shape
+        if (channels != 1 or self.padding != "valid" or self.strides[1] != 1 or tuple(self.dilation_rate) != (1, 1)
+                or self.data_format != "channels_last" or self.groups != 1):
+            return super().convolution_op(inputs, kernel)
+        hop, bins = self.strides[0], inputs.shape[2]
+        outputs = (inputs.shape[1] - frames) // hop + 1
+        windows = [[o * hop + f for f in range(frames)] for o in range(outputs)]
+        x = ops.take(inputs[..., 0], ops.convert_to_tensor(windows, dtype="int32"), axis=1)  # (B, O, frames, bins)
+        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2)), (-1, bins, frames))                 # (B * O, bins, frames)
+        y = ops.conv(x, ops.transpose(kernel[:, :, 0, :], (1, 0, 2)), strides=1, padding="valid")
+        return ops.reshape(y, (-1, outputs, bins - span + 1, filters))                       # (B, O, positions, F)
+
+
+@keras.saving.register_keras_serializable(package="instrument_classifier")
 class GroupSum(layers.Layer):
     """Probabilities of fine classes -> probabilities of the groups they belong to.
 
@@ -196,7 +221,9 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
        harmonics 1-8 and what lies between them), slid along time with hop
        ``template_hop`` and matched at each of ``positions`` candidate
        fundamentals (bins 0-87, MIDI 21-108, by default): one large 'valid'
-       convolution, cheap on a CPU because it is one big matrix product.
+       convolution (:class:`HarmonicTemplates`: the frames of a template as
+       the channels of a 1-D convolution along pitch, which trains faster on
+       a CPU than a one-channel 2-D one).
     3. Max over the candidate fundamentals: how well each template fits the
        note, wherever it is; the same for a transposed note.
        (B, 10, 88, F) -> (B, 10, F).  Then batch norm and ELU, on the small
@@ -222,8 +249,8 @@ def harmonic(input_shape, n_classes: int, *, floor: float = 0.0, ceiling: float 
         floor = -relative_db * db_step
     register = layers.Flatten(name="register")(layers.AveragePooling2D((frames, 12), name="octave_levels")(x))
     x = PitchWindow(positions, span, fill_value=floor, name="pitch_window")(x)         # (B, 44, P + span - 1, 1)
-    x = layers.Conv2D(filters, (frames_per_template, span), strides=(template_hop, 1), padding="valid",
-                      name="harmonic_templates")(x)                                     # (B, 10, P, F)
+    x = HarmonicTemplates(filters, (frames_per_template, span), strides=(template_hop, 1), padding="valid",
+                          name="harmonic_templates")(x)                                    # (B, 10, P, F)
     x = PitchMax(name="max_over_pitch")(x)                                              # (B, 10, F)
     x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.Activation("elu")(x)

@@ -135,6 +135,25 @@ def test_pitch_layers_transpose():
     assert set(shifts) == set(range(-3, 4)), sorted(set(shifts))  # every transposition of +-3 occurs
 
 
+@pytest.mark.parametrize("kernel, strides, padding", [((8, 37), (4, 1), "valid"), ((3, 5), (2, 1), "valid"),
+                                                      ((8, 37), (4, 1), "same")])
+def test_harmonic_templates_compute_the_conv2d_they_replace(kernel, strides, padding):
+    """The fast template layer is Conv2D with the same weights (the fast path, and the fallback for 'same')."""
+    import keras
+
+    from instrument_classifier.models import HarmonicTemplates
+
+    x = np.random.default_rng(0).normal(size=(3, 44, 124, 1)).astype(np.float32)
+    reference = keras.layers.Conv2D(6, kernel, strides=strides, padding=padding)
+    fast = HarmonicTemplates(6, kernel, strides=strides, padding=padding)
+    expected = np.asarray(reference(x))
+    fast.build(x.shape)
+    fast.set_weights(reference.get_weights())
+    got = np.asarray(fast(x))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_random_level_plays_louder_or_quieter_and_cuts_the_top():
     from instrument_classifier.augmentation import RandomLevel
 
