@@ -42,8 +42,9 @@ def networks(dataset: Path):
 
     from instrument_classifier import models
     from instrument_classifier.architectures import DEFAULT_ARCHITECTURE
-    from instrument_classifier.training import (_compiled_network, _Run, enable_determinism, load_training_data,
-                                                training_settings)
+    # train.py's own (private) steps, so that both networks are built and compiled exactly as it does.
+    from instrument_classifier.training import _compiled_network, _Run, enable_determinism, training_settings
+    from instrument_classifier.training_data import load_training_data
 
     data = load_training_data(dataset)
     settings = training_settings(DEFAULT_ARCHITECTURE)
