@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import glob
+import hashlib
 import importlib.metadata
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -217,7 +219,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     created = make_parent(path)
     suffix = path.suffix if suffix is None else suffix
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path.stem), suffix=f".tmp{suffix}",
+                                        dir=path.parent)
     except OSError as error:
         _remove_empty(created)
         raise _named(error, path) from None
@@ -254,15 +257,16 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     """Yield a temporary folder beside ``path``; move it onto ``path`` on success.
 
     With ``overwrite`` an existing ``path`` is replaced only once the new one is
-    complete.  On an exception the temporary folder is removed; the temporary
-    folders of runs that were killed outright (SIGKILL, a power cut) are
-    removed by the next run (:func:`remove_stale_temporaries`).
+    complete (two renames, no signal between them).  On an exception the
+    temporary folder is removed; what runs killed outright (SIGKILL, a power
+    cut) left beside ``path`` is cleared by the next run
+    (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     created = make_parent(path)
-    remove_stale_temporaries(path)
+    remove_stale_temporaries(path.parent)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path.name), suffix=".tmp", dir=path.parent))
     except OSError as error:
         _remove_empty(created)
         raise _named(error, path) from None
@@ -272,9 +276,14 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         if path.exists():
             if not overwrite:
                 raise UserError(f"{path} already exists")
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
+            old = path.with_name(f"{_temporary_prefix(path.name)}old.tmp")
+            with signals_between_steps():  # a signal waits for the swap: never neither folder at ``path``
+                os.replace(path, old)
+                try:
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.replace(old, path)  # the previous one back
+                    raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
@@ -297,7 +306,8 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", suffix=".tmp", dir=out_dir))
+    remove_stale_temporaries(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=_temporary_prefix("report"), suffix=".tmp", dir=out_dir))
     try:
         yield staging
         names = sorted(p.name for p in staging.iterdir() if p.name != last)
@@ -307,20 +317,53 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporary folders of :func:`atomic_dir` beside ``path`` whose process is gone; return them.
+# The temporaries of atomic_dir, atomic_path and atomic_files: ".NAME.PID-HOST-XXXX.tmp" (".tmp.EXT" for a
+# file), and the replaced folder while atomic_dir swaps, ".NAME.PID-HOST-old.tmp": PID is the writing
+# process's id, HOST a tag of its machine (a folder on a shared filesystem may be written from several).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-(?P<tag>[a-z0-9_]+)\.tmp"
+                        r"(\.[A-Za-z0-9]+)?")
 
-    Their names hold the writing process's id (``.NAME.PID-XXXX.tmp``); one of
-    a process that no longer runs on this machine was left by a killed run.
+
+@functools.cache
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _temporary_prefix(name: str) -> str:
+    """The start of a temporary's name for ``name`` (see :data:`_TEMPORARY`)."""
+    return f".{name}.{os.getpid()}-{_host_tag()}-"
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Clear what killed runs left in ``folder``; return the paths removed or restored.
+
+    A temporary file or folder of :func:`atomic_dir`, :func:`atomic_path` or
+    :func:`atomic_files` written on this machine by a process that no longer
+    runs is removed; a replaced
+    folder that a run killed in the middle of its swap left hidden is put
+    back under its name if nothing took its place, else removed.
     """
-    path = Path(path)
-    removed = []
-    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
-        pid_text = candidate.name[len(path.name) + 2:].split("-", 1)[0]
-        if candidate.is_dir() and pid_text.isdigit() and not _process_alive(int(pid_text)):
-            shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
-    return removed
+    cleared = []
+    try:
+        candidates = sorted(Path(folder).iterdir())
+    except OSError:
+        return cleared
+    for candidate in candidates:
+        match = _TEMPORARY.fullmatch(candidate.name)
+        if match is None or match["host"] != _host_tag() or _process_alive(int(match["pid"])):
+            continue
+        target = candidate.with_name(match["name"])
+        try:
+            if match["tag"] == "old" and candidate.is_dir() and not target.exists():
+                os.replace(candidate, target)
+            elif candidate.is_dir():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+        except OSError:
+            continue
+        cleared.append(candidate)
+    return cleared
 
 
 def _process_alive(pid: int) -> bool:

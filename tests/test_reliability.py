@@ -479,6 +479,46 @@ def test_a_failed_atomic_write_removes_the_folders_it_made_and_only_those(tmp_pa
         assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
 
 
+def test_an_overwrite_that_fails_between_its_two_renames_keeps_the_old_folder(tmp_path, monkeypatch):
+    """The old folder was moved aside, then the new one's rename failed: the old one was lost from view."""
+    import os
+
+    target = tmp_path / "dataset"
+    target.mkdir()
+    (target / "clip.flac").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def replace(source, destination):
+        calls.append(source)
+        if len(calls) == 2:  # the new folder onto the target
+            raise OSError(5, "Input/output error")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError):
+        with atomic_dir(target, overwrite=True) as tmp:
+            (tmp / "clip.flac").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset"] and (target / "clip.flac").read_text() == "old"
+
+
+def test_a_folder_a_killed_swap_left_hidden_is_put_back(tmp_path):
+    """SIGKILL between the two renames of an overwrite: the next run finds the old folder and restores it."""
+    import subprocess
+    import sys
+
+    from instrument_classifier.cli import _host_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    hidden = tmp_path / f".dataset.{dead}-{_host_tag()}-old.tmp"
+    hidden.mkdir()
+    (hidden / "clip.flac").write_text("old")
+    with atomic_dir(tmp_path / "models"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "models"]
+    assert (tmp_path / "dataset" / "clip.flac").read_text() == "old"
+
+
 def test_atomic_writes_get_the_modes_open_and_mkdir_give(tmp_path):
     """Not tempfile's private 0600/0700: a dataset written by one user's workers is read by others."""
     with atomic_path(tmp_path / "file.txt") as tmp:
