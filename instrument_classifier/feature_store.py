@@ -337,6 +337,19 @@ def load_features(dataset_dir: str | os.PathLike, *, verify: bool = True
     return chromagrams, sample_id, record["params"]
 
 
+def features_fingerprint(dataset_dir: str | os.PathLike) -> str | None:
+    """The fingerprint features.json records: a hash of parameters.csv, the clips' files, the extractor's
+    parameters and :data:`~features.ALGORITHM_VERSION` (None where there is none to read).
+
+    Later stages record it, to tell features extracted again or another dataset from the ones they used.
+    """
+    try:
+        record = json.loads((Path(dataset_dir) / FEATURES_DIR / FEATURES_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("fingerprint") if isinstance(record, dict) else None
+
+
 def _features_layout(features_dir: Path) -> str | None:
     """"chunked" where features/chromagrams/ is, else "npz" where the npz is, else None."""
     if (features_dir / CHROMAGRAMS_DIR).is_dir():

@@ -80,3 +80,21 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
         raise UserError(f"cannot load {model_dir / MODEL_FILE}: not a Keras model (a .keras file is a zip archive; "
                         "truncated or overwritten?)")
     return ModelRecords(model_dir, preprocessing, config, class_names, feature_params)
+
+
+def own_dataset_changed(config: dict, fingerprint: str | None) -> bool:
+    """Whether the model's dataset no longer holds the clips it was trained and tested on.
+
+    ``fingerprint`` is the dataset's now (:func:`feature_store.features_fingerprint`); config.json keeps
+    the one of training (models trained before it was kept are taken as unchanged).
+    """
+    recorded = config.get("features_fingerprint")
+    return recorded is not None and recorded != fingerprint
+
+
+def check_own_dataset(config: dict, fingerprint: str | None) -> None:
+    """UserError where :func:`own_dataset_changed`."""
+    if own_dataset_changed(config, fingerprint):
+        raise UserError(f"the model's dataset {config.get('dataset')} changed since the model was trained "
+                        "(generated or its features extracted again): its predictions.csv no longer describes "
+                        "those clips; train again, or score the new clips with evaluate.py MODEL --dataset DATASET")

@@ -360,6 +360,7 @@ def _config_record(model_id: str, arch: str, dataset_dir: Path, data: TrainingDa
         "dataset": str(dataset_dir.resolve()),
         "dataset_name": dataset_dir.resolve().name,
         "training_data": str(data.training_dir.resolve()),
+        "features_fingerprint": data.record.get("features_fingerprint"),
         "target": data.target,
         "split": data.record.get("split"),
         "seed": seed,

@@ -31,7 +31,7 @@ import pandas as pd
 from .chunked_array import ChunkedArray
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
 from .defaults import DEFAULT_SEED
-from .feature_store import load_dataset_features
+from .feature_store import features_fingerprint, load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
 
@@ -254,6 +254,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         "class_names": class_names,
         "scaler": scaler.to_dict(),
         "features": feature_params,
+        "features_fingerprint": features_fingerprint(dataset_dir),
         "input_shape": list(chromagrams.shape[1:]),
         "counts": {name: {label: int(counts.loc[label, name]) for label in class_names} for name in SPLITS},
         "versions": library_versions("numpy", "pandas"),
@@ -317,19 +318,27 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
                        ) -> TrainingData:
     """Load what ``prepare_training.py`` wrote, joined with features and parameters.
 
-    Raises UserError when the folder is missing or the features changed since
-    the split was made (the scaler would no longer fit them).
+    Raises UserError when the folder is missing, or was prepared from other
+    features than the dataset's (another dataset, or clips or features made
+    again since the split: the splits and the scaler would not fit them).
     """
     dataset_dir = Path(dataset_dir)
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
     if not dataset_dir.is_dir():
         raise UserError(f"dataset folder not found: {dataset_dir}")
+    where = "" if training_dir == dataset_dir / TRAINING_DATA_DIR else f" -o {training_dir}"
     if not (training_dir / TRAINING_RECORD_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
-        raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir} first")
+        raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir}{where} "
+                        "first")
     record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")
     chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != record.get("features"):
         raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
+    recorded = record.get("features_fingerprint")  # absent from records written before it was kept
+    if recorded is not None and recorded != features_fingerprint(dataset_dir):
+        raise UserError(f"the training data in {training_dir} was prepared from other features than those of "
+                        f"{dataset_dir} (another dataset, or clips or features made again since); run "
+                        f"prepare_training.py {dataset_dir}{where} --overwrite")
     try:
         splits = pd.read_csv(training_dir / SPLITS_CSV)
         missing = np.setdiff1d(sample_id, splits["sample_id"].to_numpy())

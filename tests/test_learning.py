@@ -736,3 +736,30 @@ def test_instrument_split_end_to_end(dataset, tmp_path, capsys):
     per_instrument = pd.Series(data.split).groupby(data.parameters["instrument_id"].to_numpy()).nunique()
     assert (per_instrument == 1).all()
     assert (pd.crosstab(data.y, data.split) > 0).all().all()  # every family in every split
+
+
+def test_a_regenerated_dataset_is_not_taken_for_the_one_trained_on(model_dir, tmp_path, capsys):
+    """Splits, scaler and predictions.csv belong to the clips they were made from: a dataset generated
+    again under the same path (other clips, same sample ids) was trained on and listened to, silently."""
+    from conftest import make_dataset
+    from instrument_classifier.feature_store import extract_dataset
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
+    model = tmp_path / "models" / model_dir.name
+    shutil.copytree(model_dir, model, ignore=shutil.ignore_patterns("evaluation"))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "dataset": str(dataset)}))
+    training_data = tmp_path / "splits"
+    shutil.move(dataset / "training-data", training_data)
+    assert run_script(analyze_errors, [model, "-q"], capsys)[0] == 0  # the same clips: fine
+
+    shutil.rmtree(dataset)
+    extract_dataset(make_dataset(dataset, seed=8), quiet=True, jobs=1)  # other clips, the same 56 ids
+    assert_one_line_error(*run_script(train, [dataset, "--training-data", training_data, "--epochs", "1"],
+                                      capsys)[::2], "prepared from other features", f"-o {training_data}")
+    assert_one_line_error(*run_script(analyze_errors, [model], capsys)[::2], "changed since the model was trained")
+    # Its new clips are scored as any other dataset's; the report of the model's own splits stays as it was.
+    assert run_script(evaluate, [model, "--dataset", dataset, "-q"], capsys)[0] == 0
+    assert len(pd.read_csv(model / "evaluation" / "dataset" / "predictions.csv")) == 56
+    assert run_script(evaluate, [model, "-q"], capsys)[0] == 0

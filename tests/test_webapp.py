@@ -397,3 +397,16 @@ def test_script_argument_errors(tmp_path, capsys):
     assert predict_webapp.main(["-m", str(tmp_path / "nope"), "--port", "0"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "--port" in err[0] and "model directory not found" in err[1]
+
+
+def test_an_example_clip_gone_since_start_up_is_a_404(predictor, clips, tmp_path):
+    from instrument_classifier.webapp import Example, create_app
+
+    path = tmp_path / "example.flac"
+    path.write_bytes(clips[0][1])
+    client = create_app(predictor, examples=[Example("7", predictor.class_names[0], "an example", path)]).test_client()
+    assert client.get("/examples/7").status_code == 200
+    path.unlink()  # the dataset regenerated or removed while the server runs
+    for response in (client.get("/examples/7"), client.post("/", data={"example": "7"})):
+        assert response.status_code == 404
+        assert b"no longer on the server" in response.data

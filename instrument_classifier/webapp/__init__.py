@@ -50,7 +50,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from ..dataset import PARAMETERS_CSV
-from ..model_files import PREDICTIONS_CSV
+from ..model_files import PREDICTIONS_CSV, own_dataset_changed
 from ..plots import colormap_table, note_name, octave_ticks
 from ..audio import SUPPORTED_EXTENSIONS, AudioError
 from ..prediction import Prediction, PreparedClip, Predictor
@@ -239,6 +239,16 @@ def security_headers(response):
     return response
 
 
+def existing_example(sample_id: str) -> "Example":
+    """The example clip of that id, or a 404: unknown, or its file gone since the server started."""
+    example = service().examples_by_id.get(sample_id)
+    if example is None:
+        raise ApiError(404, f"no example {sample_id!r}")
+    if not example.path.is_file():
+        raise ApiError(404, f"the example clip {example.path.name} is no longer on the server")
+    return example
+
+
 @blueprint.get("/")
 def index():
     return upload_page()
@@ -250,10 +260,12 @@ def index_post():
     try:
         example_id = form_parts()[0].get("example")
         if example_id:
-            example = service().examples_by_id.get(example_id)
-            if example is None:
-                raise ApiError(404, f"no example {example_id!r}")
-            prediction = classify_bytes(example.path.read_bytes(), example.path.name)
+            example = existing_example(example_id)
+            try:
+                data = example.path.read_bytes()
+            except OSError:
+                raise ApiError(404, f"the example clip {example.path.name} is no longer on the server") from None
+            prediction = classify_bytes(data, example.path.name)
             name, audio_src = example.title, f"/examples/{example.sample_id}"
         else:
             # No player for an upload: the reply would carry the file back
@@ -285,9 +297,7 @@ def model_api():
 
 @blueprint.get("/examples/<sample_id>")
 def example_audio(sample_id: str):
-    example = service().examples_by_id.get(sample_id)
-    if example is None:
-        raise ApiError(404, f"no example {sample_id!r}")
+    example = existing_example(sample_id)
     return send_file(example.path, mimetype=example.mimetype, download_name=example.path.name, max_age=3600)
 
 
@@ -336,8 +346,13 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
     if not dataset or not Path(dataset).is_dir():
         return []
     dataset = Path(dataset)
+    from ..feature_store import features_fingerprint
+
+    sources = [Path(predictor.model_dir) / PREDICTIONS_CSV, dataset / PARAMETERS_CSV]
+    if own_dataset_changed(predictor.bundle.config, features_fingerprint(dataset)):
+        sources = sources[1:]  # generated again since training: the predictions are of other clips
     table = None
-    for path in (Path(predictor.model_dir) / PREDICTIONS_CSV, dataset / PARAMETERS_CSV):
+    for path in sources:
         try:
             table = pd.read_csv(path)
             break
