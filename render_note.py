@@ -4,9 +4,10 @@
 Writes the audio (format from the extension: .flac, .wav, .ogg) and the MIDI
 file the note was rendered from (the audio's name with .mid, or --midi).
 Every variation setting of generate_audio_samples.py --variation realistic
-is an option here, named as its column of parameters.csv; unset ones are off,
-so the plain command gives the seed's clean note.  Listen to what one setting
-does by rendering the same note with and without it.
+is an option here, named as its column of parameters.csv (but for the note
+length, column ``duration``: --note-seconds); unset ones are off, so the
+plain command gives the seed's clean note.  Listen to what one setting does
+by rendering the same note with and without it.
 
 Examples:
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, seed_type
+from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, seed_type, warn
 from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfont
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pitch", default="C4", help="MIDI number or a name like C4, F#3, Bb2")
     level = parser.add_mutually_exclusive_group()
     level.add_argument("--velocity", type=int, default=None, help="MIDI velocity 1-127 (default: 100)")
-    level.add_argument("--volume", type=float, default=None, help="volume 0-1 (velocity = round(127 volume))")
+    level.add_argument("--volume", type=float, default=None, help="volume 0.004-1 (velocity = round(127 volume))")
     parser.add_argument("--soundfont", default=None, help="a name, or a .sf2/.sf3 path (default: the default SoundFont)")
     parser.add_argument("--bank", type=int, default=0,
                         help="MIDI bank: with --soundfont additive, which of its random instruments (0-16383)")
@@ -85,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     instrument = select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]
     pitch = pitch_number(args.pitch)
     if args.volume is not None:
-        if not 0 < args.volume <= 1:
-            raise UserError(f"--volume must be within (0, 1], got {args.volume}")
-        velocity = round(127 * args.volume)
+        velocity = round(127 * args.volume) if math.isfinite(args.volume) else 0
+        if not (0 < args.volume <= 1 and velocity >= 1):
+            raise UserError(f"--volume must be within 0.004..1 (velocity = round(127 volume), at least 1), "
+                            f"got {args.volume}")
     else:
         velocity = 100 if args.velocity is None else args.velocity
     if not 1 <= velocity <= 127:
@@ -117,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_bytes(midi_file_bytes(events, SAMPLE_RATE))
         write_audio(output, audio, SAMPLE_RATE)
     peak = float(np.abs(audio).max())
+    if peak > 1.0:
+        warn(f"{int(np.count_nonzero(np.abs(audio) > 1.0))} samples past full scale were clipped (the note peaks at "
+             f"{20 * math.log10(peak):+.1f} dBFS): lower --level-dbfs, --noise-db or --hum-db")
+        peak = 1.0
     level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "silent: the font has no sound for this note"
     print(f"wrote {output} and {midi_path}: {instrument['name']} {args.pitch} velocity {velocity}, "
           f"{font.name}, {level}")

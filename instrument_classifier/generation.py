@@ -50,7 +50,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from .cli import UserError, atomic_dir, check_output_dir, library_versions, write_json
+from .cli import UserError, atomic_dir, check_output_dir, library_versions, warn, write_json
 from .dataset import PARAMETERS_CSV
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .model_files import is_model_dir
@@ -302,6 +302,11 @@ def _generate(settings: GenerationSettings, output_dir: Path, shards: list[range
                         shutil.rmtree(tmp / folder, ignore_errors=True)
                     raise
         parameters = pd.DataFrame(rows).sort_values("sample_id").reset_index(drop=True)
+        full_scale = parameters["peak_dbfs"] >= 0.0  # written clipped to [-1, 1]: peak_dbfs 0.0
+        if full_scale.any():
+            warn(f"{int(full_scale.sum())} of {len(parameters)} clips reach full scale and are clipped there "
+                 f"(sample {int(parameters.loc[full_scale, 'sample_id'].iloc[0])} first): the level, noise, "
+                 "hum or room of their variation push them past 0 dBFS")
         parameters.to_csv(tmp / PARAMETERS_CSV, index=False)
         write_json(tmp / RUN_RECORD, _run_record(settings, parameters, scheduler, jobs, workers,
                                                  time.perf_counter() - started))

@@ -128,8 +128,9 @@ class Variation:
             raise UserError(f"noise_color must be one of {', '.join(NOISE_SLOPES)}, got {self.noise_color!r}")
         if self.codec not in CODECS:
             raise UserError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
-        if self.room_rt60 > 0 and not (self.room_size_m > 0 and self.mic_distance_m > 0):
-            raise UserError("a room (room_rt60 > 0) needs room_size_m and mic_distance_m")
+        if self.room_rt60 > 0 and not (self.room_size_m >= MIN_ROOM_M and self.mic_distance_m > 0):
+            raise UserError(f"a room (room_rt60 > 0) needs room_size_m of at least {MIN_ROOM_M:g} m and "
+                            "mic_distance_m above 0")
         return self
 
 
@@ -155,6 +156,8 @@ VALUE_LIMITS: dict[str, tuple[float, float]] = {
     "hum_hz": (40.0, 70.0),
     "codec_quality": (0, 9),
 }
+# The smallest room (its length, m): the source and microphone stand half a metre from its walls.
+MIN_ROOM_M = 2.0
 # Values where NaN means "off".
 OPTIONAL_VALUES = ("level_dbfs", "noise_db", "hum_db")
 
@@ -305,7 +308,7 @@ RECIPE_LIMITS = {
     "volume": (0.01, 1.0),
     "eq_shelf_db": VALUE_LIMITS["eq_low_shelf_db"],
     "room_rt60": (0.05, 3.0),
-    "room_size_m": (2.0, 50.0),
+    "room_size_m": (MIN_ROOM_M, 50.0),
     "mic_distance_m": (0.1, 20.0),
     "eq_highpass_hz": (10.0, 2000.0),
     "eq_lowpass_hz": (1000.0, 22050.0),

@@ -304,6 +304,9 @@ def test_pitch_names(text, number):
     (["--instrument", "violin", "--velocity", "300"], "--velocity must be within 1..127"),
     (["--instrument", "violin", "--room-rt60", "0.5"], "a room (room_rt60 > 0) needs"),
     (["--instrument", "violin", "--noise-db", "3"], "noise_db must be within"),
+    (["--instrument", "violin", "--room-rt60", "0.5", "--room-size-m", "0.5", "--mic-distance-m", "1"],
+     "room_size_m of at least 2 m"),  # was pyroomacoustics' traceback: the microphone outside the room
+    (["--instrument", "violin", "--volume", "0.001"], "--volume must be within 0.004..1"),  # named --velocity
     (["--instrument", "violin", "--soundfont", "Nope"], "unknown SoundFont 'Nope'"),
 ])
 def test_render_note_bad_input(tmp_path, capsys, argv, message):
@@ -311,3 +314,16 @@ def test_render_note_bad_input(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_clipping_is_said_not_silent(tmp_path, capsys):
+    """Noise at the note's own level on a note at -1 dBFS peaks past full scale: the files were clipped, silently."""
+    loud = ["--instrument", "violin", "--level-dbfs", "-1", "--noise-db", "0"]
+    assert render_note.main([*loud, "-o", str(tmp_path / "loud.wav")]) == 0
+    out, err = capsys.readouterr()
+    assert "samples past full scale were clipped" in err and "peak 0.0 dBFS" in out
+    assert render_note.main([*loud[:2], "-o", str(tmp_path / "quiet.wav")]) == 0
+    assert capsys.readouterr().err == ""
+    make_dataset(tmp_path / "dataset", count=3, vary=["level_probability=1", "level_dbfs=-1:-1",
+                                                      "noise_probability=1", "noise_db=0:0"])
+    assert "3 of 3 clips reach full scale and are clipped" in capsys.readouterr().err
