@@ -34,7 +34,7 @@ REQUIRED_COLUMNS = ("sample_id", "family_name", "midi_number", "audio_file")
 
 
 def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> np.ndarray:
-    """Read one dataset clip as float32 of shape (length,), checking rate and length."""
+    """Read one dataset clip as float32 of shape (length,), checking rate, length and that every sample is finite."""
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=False)
     except (OSError, RuntimeError, sf.LibsndfileError) as error:
@@ -45,6 +45,8 @@ def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length
         raise UserError(f"clip {path} has {audio.shape[1]} channels, expected mono")
     if len(audio) != length:
         raise UserError(f"clip {path} has {len(audio)} samples, expected {length}")
+    if not np.isfinite(audio).all():  # a float file can hold them; no chromagram can
+        raise UserError(f"clip {path} holds NaN or infinite samples")
     return audio
 
 

@@ -391,6 +391,12 @@ def break_length(folder):
     sf.write(folder / "audio/clip_002.flac", np.zeros(CLIP_SAMPLES // 2), SAMPLE_RATE, subtype="PCM_16")
 
 
+def break_nan(folder):  # a float file holds NaN; FLAC cannot, so a WAV under the clip's name
+    samples = np.zeros(CLIP_SAMPLES, dtype=np.float32)
+    samples[1000] = np.nan
+    sf.write(folder / "audio/clip_002.flac", samples, SAMPLE_RATE, subtype="FLOAT", format="WAV")
+
+
 def break_dataset(folder):
     (folder / "parameters.csv").unlink()
 
@@ -400,6 +406,7 @@ def break_dataset(folder):
     (break_unreadable, "cannot read audio clip"),
     (break_rate, "sample rate 22050 Hz, expected 44100 Hz"),
     (break_length, "44100 samples, expected 88200"),
+    (break_nan, "holds NaN or infinite samples"),  # was a traceback
     (break_dataset, "is not a dataset"),
 ])
 @pytest.mark.parametrize("had_features", [False, True])
