@@ -24,6 +24,7 @@ same order as the in-memory path, hence the same model.
 from __future__ import annotations
 
 import datetime
+import glob
 import os
 import time
 from pathlib import Path
@@ -48,11 +49,16 @@ from .training_data import SPLITS, TrainingData, load_training_data
 
 
 def new_model_id(arch: str, seed: int, models_dir: Path) -> str:
-    """``YYYYMMDD-HHMMSS-<arch>-s<seed>``: sorts by start time; a suffix if taken."""
+    """``YYYYMMDD-HHMMSS-<arch>-s<seed>``: sorts by start time; a suffix if taken.
+
+    Taken: by a finished model, or by a run still training (its hidden
+    temporary folder), so that two runs started in the same second do not
+    both finish onto one name.
+    """
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{arch}-s{seed}"
     model_id, n = base, 1
-    while (models_dir / model_id).exists():
+    while (models_dir / model_id).exists() or any(models_dir.glob(f".{glob.escape(model_id)}.*.tmp")):
         n += 1
         model_id = f"{base}-{n}"
     return model_id

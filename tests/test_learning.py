@@ -763,3 +763,14 @@ def test_a_regenerated_dataset_is_not_taken_for_the_one_trained_on(model_dir, tm
     assert run_script(evaluate, [model, "--dataset", dataset, "-q"], capsys)[0] == 0
     assert len(pd.read_csv(model / "evaluation" / "dataset" / "predictions.csv")) == 56
     assert run_script(evaluate, [model, "-q"], capsys)[0] == 0
+
+
+def test_two_runs_started_in_the_same_second_get_two_names(tmp_path):
+    """The second of two runs of one seed started in the same second finished onto the first's name, and failed."""
+    from instrument_classifier.cli import atomic_dir
+    from instrument_classifier.training import new_model_id
+
+    first = new_model_id("harmonic", 3, tmp_path)
+    with atomic_dir(tmp_path / first):  # the first run, still training
+        second = new_model_id("harmonic", 3, tmp_path)
+    assert second != first
