@@ -21,7 +21,8 @@ SEED := 42
 GENERATE_ARGS := --soundfont all --variation realistic
 TRAIN_ARGS :=
 # The seed's single-font experiment (README, Results): `make single-font`.
-SINGLE_FONT := DATASET=data/working/single-notes-2000 COUNT=2000 GENERATE_ARGS= TRAIN_ARGS="--arch harmonic"
+# (FluidR3_GM named, so that a default SoundFont a user stored, fluidsynth_wrapper.py --set-default, changes nothing.)
+SINGLE_FONT := DATASET=data/working/single-notes-2000 COUNT=2000 GENERATE_ARGS="--soundfont FluidR3_GM" TRAIN_ARGS="--arch harmonic"
 
 .PHONY: setup apt-packages pipeline single-font dataset features training-data model train test bench clean-venv
 

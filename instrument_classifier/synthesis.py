@@ -63,7 +63,11 @@ def default_soundfont() -> Path:
     stored = DEFAULT_SOUNDFONT_FILE.expanduser()
     if stored.is_file():
         path = Path(stored.read_text().strip()).expanduser()
-        return check_soundfont(path)
+        try:
+            return check_soundfont(path)
+        except UserError as error:
+            raise UserError(f"{error} (the default stored in {stored}: store another with "
+                            f"fluidsynth_wrapper.py --set-default FONT, or remove that file)") from None
     for candidate in (*SYSTEM_SOUNDFONTS, bundled_soundfont()):
         if candidate.is_file():
             return candidate

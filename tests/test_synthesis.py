@@ -79,6 +79,12 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip().endswith("TimGM6mb.sf2")
     assert fluidsynth_wrapper.main(["--set-default", "FluidR3_GM"]) == 0  # a catalogue name, as -s takes
     assert (tmp_path / ".fluidsynth" / "default_sound_font").read_text().strip().endswith("FluidR3_GM.sf2")
+    # A stored default that went away: the error says where it was stored, or every tool just said "not found".
+    (tmp_path / ".fluidsynth" / "default_sound_font").write_text(str(tmp_path / "gone.sf2"))
+    capsys.readouterr()
+    assert fluidsynth_wrapper.main(["--show-default"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gone.sf2" in err and "default_sound_font" in err and "--set-default" in err
 
 
 @pytest.mark.parametrize("make_args, message", [
