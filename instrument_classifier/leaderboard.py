@@ -95,6 +95,22 @@ def _number(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _which(every: pd.DataFrame, target: str | None, split: str | None) -> str:
+    """" of target family and split random" for the filters given, where there are models at all."""
+    which = " and ".join(f"{key} {value}" for key, value in (("target", target), ("split", split)) if value)
+    return f" of {which}" if which and not every.empty else ""
+
+
+def _none_found(models_dir, every: pd.DataFrame, target: str | None, split: str | None) -> UserError:
+    """No model passes the filters: say so, and what there is where there are others."""
+    which = _which(every, target, split)
+    if not which:
+        return UserError(f"no finished models in {resolve_models_dir(models_dir)}; run train.py first")
+    there = ", ".join(sorted({f"target {t}, split {s}" for t, s in zip(every["target"], every["split"])}))
+    return UserError(f"no finished models{which} in {resolve_models_dir(models_dir)} (there are {len(every)} "
+                     f"of {there})")
+
+
 def _filtered(table: pd.DataFrame, target: str | None, split: str | None) -> pd.DataFrame:
     if target is not None:
         table = table[table["target"] == target]
@@ -130,10 +146,9 @@ def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAUL
     """
     every = collect_models(models_dir)
     table = _filtered(every, target, split)
-    which = " and ".join(f"{key} {value}" for key, value in (("target", target), ("split", split)) if value)
-    which = f" of {which}" if which and not every.empty else ""
+    which = _which(every, target, split)
     if table.empty:
-        raise UserError(f"no finished models{which} in {resolve_models_dir(models_dir)}; run train.py first")
+        raise _none_found(models_dir, every, target, split)
     for path in table["path"]:
         problem = load_problem(Path(path))
         if problem is None:
@@ -177,10 +192,15 @@ def load_problem(model_dir: Path) -> str | None:
 def format_leaderboard(models_dir: str | os.PathLike, *, top: int = 10, latest: int = 3,
                        target: str | None = None, split: str | None = None) -> str:
     """The ``top`` best models as a table, then the rank of the ``latest`` newest ones."""
-    table = _filtered(collect_models(models_dir), target, split)
+    every = collect_models(models_dir)
+    table = _filtered(every, target, split)
     if table.empty:
-        raise UserError(f"no finished models in {resolve_models_dir(models_dir)}; run train.py first")
+        raise _none_found(models_dir, every, target, split)
     table = table.assign(rank=range(1, len(table) + 1))
+    for path in table.head(top)["path"]:  # ranked by their records; say which of them would not load
+        problem = load_problem(Path(path))
+        if problem is not None:
+            warn(f"model {path} is ranked but cannot be loaded: {problem}")
     shown = table.head(top)[list(COLUMNS)].copy()
     for column in ("valid_error", "test_error"):
         shown[column] = shown[column].map(lambda v: f"{v:.2%}")

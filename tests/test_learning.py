@@ -633,6 +633,17 @@ def test_leaderboard_ranks_by_validation_error(model_dir, tmp_path):
     assert best_model_dir(tmp_path, target=None).name == other.name
 
 
+def test_leaderboard_says_what_it_filters_out_and_what_will_not_load(model_dir, tmp_path, capsys):
+    """'run train.py first' of a folder full of models of another target; a junk model.keras ranked first, unsaid."""
+    copy = tmp_path / model_dir.name
+    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("evaluation"))
+    status, _, err = run_script(leaderboard, [tmp_path, "--target", "instrument"], capsys)
+    assert_one_line_error(status, err, "no finished models of target instrument", "there are 1 of target family")
+    (copy / "model.keras").write_text("junk")
+    status, out, err = run_script(leaderboard, [tmp_path], capsys)
+    assert status == 0 and copy.name in out and f"model {copy} is ranked but cannot be loaded" in err
+
+
 # ---------------------------------------------------------------------------
 # Bad input: one line, exit status 2, nothing half-written
 
