@@ -43,7 +43,7 @@ from instrument_classifier.variation import RECIPES, Recipe, get_recipe
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
-        description=__doc__.split("\n\n")[0] + ".",
+        description=__doc__.split("\n\n")[0],
         epilog="Instruments and families are the `name` and `family_name` columns of instruments.csv. "
                f"SoundFonts by name (data/soundfonts.csv): {', '.join(f.name for f in load_catalogue())}. "
                "--vary keys (KEY=VALUE for a probability, KEY=LOW:HIGH for a range; see "

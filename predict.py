@@ -36,9 +36,8 @@ from instrument_classifier.defaults import PREDICT_BATCH_SIZE
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Exit status: 0 all files classified, 1 some file failed, 2 bad arguments or model. "
-               "See the module docstring (head -30 predict.py) for the input handling.")
+        description=" ".join(__doc__.split("\n\n")[:2]),  # what it does, and what files it takes
+        epilog="Exit status: 0 all files classified, 1 some file failed, 2 bad arguments or model.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files to classify")
     parser.add_argument("-m", "--model-dir", default=None,
                         help="model folder written by train.py (default: the best model of the default "

@@ -25,6 +25,7 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, seed_type
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_SEED
+from instrument_classifier.soundfonts import load_catalogue
 from instrument_classifier.training_data import (SPLIT_METHODS, TARGETS, TEST_FRACTION, VALID_FRACTION,
                                                  load_training_data, prepare_training_data)
 
@@ -46,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share for testing")
     parser.add_argument("--test-fonts", nargs="+", metavar="FONT", help="--split soundfont: fonts held out for test")
     parser.add_argument("--test-lineage", nargs="+", metavar="LINEAGE",
-                        help="--split soundfont: lineages (fluid, gs, ...) whose fonts are held out for test")
+                        help="--split soundfont: lineages whose fonts are held out for test "
+                             f"({', '.join(sorted({font.lineage for font in load_catalogue()}))})")
     parser.add_argument("--valid-fonts", nargs="+", metavar="FONT",
                         help="--split soundfont: fonts held out for validation (default: a random share of the rest)")
     parser.add_argument("-o", "--output-dir", default=None,

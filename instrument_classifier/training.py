@@ -181,7 +181,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
     with atomic_dir(models_dir / model_id) as tmp:
         if verbose:
             print(f"training {model_id}: {arch}, {network.count_params():,} parameters, "
-                  f"{run.n_train} train / {run.n_valid} valid samples, {settings['epochs']} epochs"
+                  f"{run.n_train} train / {run.n_valid} valid samples, {settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''}"
                   + (", streamed from chunked features" if data.streamed else "")
                   + (f", {len(run.fine_names)} instruments as fine classes" if settings["fine_labels"] else ""),
                   flush=True)
