@@ -72,7 +72,8 @@ class RandomLevel(_Augmentation):
     pushed above ``ceiling`` (0 dB) saturate, as the extractor's would.  g is
     uniform in [-max_cut_db, +max_boost_db]; with probability
     ``lowpass_probability`` every bin from a random one in
-    [lowest_cutoff, bins) upwards becomes silence.  Active only in training.
+    [lowest_cutoff, bins] upwards becomes silence (a draw of ``bins`` cuts
+    nothing: 1 in 16 at the defaults).  Active only in training.
     """
 
     CONFIG = ("max_cut_db", "max_boost_db", "db_step", "floor", "ceiling", "lowpass_probability", "lowest_cutoff")

@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -129,8 +128,7 @@ class ChunkedArray:
 
     ``array[i]``, ``array[a:b]``, ``array[[i, j, ...]]`` and ``array[mask]``
     read just those rows (in the order asked) into a new ndarray;
-    ``np.asarray(array)`` reads everything.  :meth:`iter_chunks` walks the
-    array chunk by chunk.  Safe to read from several threads.  Build it with
+    ``np.asarray(array)`` reads everything.  Safe to read from several threads.  Build it with
     :func:`open_chunked`, which checks the folder.
     """
 
@@ -169,6 +167,8 @@ class ChunkedArray:
             out = self._read_rows(np.arange(*key.indices(len(self))))
         else:
             rows = np.asarray(key)
+            if rows.size == 0 and rows.ndim == 1 and rows.dtype != bool:
+                rows = rows.astype(np.intp)  # [] is a float array to numpy
             if rows.dtype == bool:
                 if rows.shape != (len(self),):
                     raise IndexError(f"boolean index of shape {rows.shape} for {len(self)} rows")
@@ -182,15 +182,11 @@ class ChunkedArray:
             return out
         return out[rest] if isinstance(key, (int, np.integer)) else out[(slice(None), *rest)]
 
-    def iter_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, rows) of each chunk in turn; memory holds one chunk."""
-        for k in range(len(self._files)):
-            start = k * self.chunk_rows
-            yield start, self._read_rows(np.arange(start, min(start + self.chunk_rows, len(self))))
-
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (non-negative, any order), one ``pread`` per run of consecutive rows of a chunk."""
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        if not len(rows):
+            return out
         flat = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), self._row_bytes)
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]

@@ -48,5 +48,7 @@ DEFAULT_SEED = 42
 # Clips per feature-and-network batch when predicting many files: large enough
 # to amortise the network call, small enough (32 x 88,200 samples) to keep memory flat.
 PREDICT_BATCH_SIZE = 32
+# Chromagrams per network call when scoring a dataset (a trained model's own splits, evaluate.py --dataset).
+SCORING_BATCH_SIZE = 256
 # Request threads of the web app's waitress server (predict_webapp.py --threads).
 SERVER_THREADS = 8

@@ -24,6 +24,7 @@ import keras
 
 from . import models  # noqa: F401 (registers the custom layers that model.keras names)
 from .cli import UserError
+from .defaults import SCORING_BATCH_SIZE
 from .features import ChromagramExtractor
 from .model_files import MODEL_FILE, PREPROCESSING_JSON, read_model_records
 from .scaling import ChromagramScaler, to_model_input
@@ -64,7 +65,8 @@ class ModelBundle:
             raise UserError(f"chromagrams of shape {tuple(shape[:2])} do not fit the model "
                             f"(expects {expected[:2]}); were they extracted with other parameters?")
 
-    def predict_proba(self, chromagrams, *, rows: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, chromagrams, *, rows: np.ndarray | None = None,
+                      batch_size: int = SCORING_BATCH_SIZE) -> np.ndarray:
         """Probabilities [shape=(n, n_classes)] of ``chromagrams[rows]`` (default: all).
 
         An ndarray is scaled whole; chunked features (a ``ChunkedArray``) are

@@ -80,10 +80,6 @@ class ChromagramBatches(keras.utils.PyDataset):
         self._order: np.ndarray | None = None
 
     @property
-    def num_samples(self) -> int:
-        return len(self.rows)
-
-    @property
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one example of model input: (frames, bins, 1)."""
         return (*self.chromagrams.shape[1:], 1)

@@ -163,7 +163,11 @@ class Renderer:
             gain=GAIN, samplerate=float(self.sample_rate), channels=16,
             **{"synth.chorus.active": 0, "synth.reverb.active": int(reverb),
                "synth.cpu-cores": 1, "synth.verbose": 0})
-        self._sfid = self._synth.sfload(str(uncompressed(self.soundfont, decoded_copies)))
+        try:
+            self._sfid = self._synth.sfload(str(uncompressed(self.soundfont, decoded_copies)))
+        except BaseException:  # a font that will not decode, Ctrl-C: the synth goes with it
+            self.close()
+            raise
         if self._sfid < 0:
             self.close()
             raise UserError(f"FluidSynth could not load SoundFont {self.soundfont}")

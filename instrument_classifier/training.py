@@ -36,7 +36,7 @@ import pandas as pd
 import keras
 
 from .cli import UserError, atomic_dir, library_versions, signals_between_steps, warn, write_json
-from .defaults import DEFAULT_SEED
+from .defaults import DEFAULT_SEED, SCORING_BATCH_SIZE
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
@@ -107,7 +107,6 @@ def fine_classes(data: TrainingData) -> tuple[list[str], np.ndarray, np.ndarray]
     return fine_names, groups, fine_y
 
 
-PREDICT_BATCH = 256  # clips per prediction batch
 MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
 
 
@@ -343,11 +342,11 @@ def _save_best_model(network: keras.Model, run: _Run, weights: list, path: Path)
 def _write_predictions(model: keras.Model, data: TrainingData, out_dir: Path) -> pd.DataFrame:
     """Predict every sample with the model as saved: predictions.csv and final_metrics.csv; return the metrics."""
     if data.streamed:
-        x_all = ChromagramBatches(data.chromagrams, data.scaler, batch_size=PREDICT_BATCH)
+        x_all = ChromagramBatches(data.chromagrams, data.scaler, batch_size=SCORING_BATCH_SIZE)
         proba = np.asarray(model.predict(keras_input(x_all), verbose=0), dtype=np.float64)
     else:
         x_all = to_model_input(data.chromagrams, data.scaler)
-        proba = np.asarray(model.predict(x_all, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float64)
+        proba = np.asarray(model.predict(x_all, batch_size=SCORING_BATCH_SIZE, verbose=0), dtype=np.float64)
     if not np.isfinite(proba).all():
         raise UserError("training diverged: the model's outputs are not numbers (a lower --learning-rate may train)")
     predictions = predictions_table(data.parameters, data.split, data.y, proba, data.class_names)

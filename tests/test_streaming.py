@@ -191,6 +191,8 @@ def test_batches_read_the_rows_asked(both_layouts):
     assert np.concatenate([batches[i][1] for i in range(3)]).tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(IndexError):
         batches[3]
+    for empty in ([], np.array([], dtype=int), np.zeros(len(lazy), dtype=bool)):  # no rows: an empty array
+        assert lazy[empty].shape == (0, 44, 115) and lazy[empty].dtype == x.dtype
 
 
 def test_a_failed_chunked_extraction_leaves_the_features_as_they_were(both_layouts, tmp_path, capsys):
