@@ -115,6 +115,10 @@ def test_each_413_says_what_was_too_large(server, clips):
         assert message in json.loads(body)["error"], (case, body)
     status, _, body = post_form(server, "/", fields={"example": "a" * 2_000_000})  # the page, with the message
     assert status == 413 and "text field over 256 kB" in body.decode()
+    # The form post of a body the server refuses before the app sees it: a page too (it was raw JSON).
+    status, headers, body = send_headers_only(server, 17_000_000, path="/")
+    assert status == 413 and headers["Content-Type"].startswith("text/html")
+    assert "request too large: 16.2 MB" in body.decode() and 'href="/"' in body.decode()
 
 
 def test_latin1_file_name_is_a_clear_400(server, clips):

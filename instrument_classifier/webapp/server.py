@@ -7,6 +7,7 @@ lock others out; bodies and replies stay in memory, never spooled to disk.
 
 from __future__ import annotations
 
+import html
 import json
 
 from flask import Flask
@@ -62,7 +63,7 @@ def make_server(app: Flask, *, host: str = "127.0.0.1", port: int = 5000, thread
 
 
 class JsonErrorTask(ErrorTask):
-    """waitress's own error replies as the app's ``{"error", "status"}`` JSON.
+    """waitress's own error replies as the app's ``{"error", "status"}`` JSON (a short page to the form post).
 
     waitress answers some requests itself, before the app sees them: a body
     over ``max_request_body_size`` (413, from the Content-Length, before the
@@ -76,9 +77,18 @@ class JsonErrorTask(ErrorTask):
             message = request_too_large_message(getattr(self.request, "content_length", None))
         else:
             message = f"{error.reason.lower()}: {error.body}" if error.body else error.reason.lower()
-        body = json.dumps({"error": message, "status": error.code}).encode()
+        if getattr(self.request, "command", None) == "POST" and getattr(self.request, "path", None) == "/":
+            # The page's plain form post (no JavaScript) shows a page, not JSON; the app's own one needs the
+            # app, which this reply comes before, so a short one with the way back.
+            body = (f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{error.code} {error.reason}</title>'
+                    f'<p role="alert">{html.escape(message)}</p><p><a href="/">Back to the page</a></p></html>'
+                    ).encode()
+            content_type = "text/html; charset=utf-8"
+        else:
+            body = json.dumps({"error": message, "status": error.code}).encode()
+            content_type = "application/json"
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.extend([("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")])
+        self.response_headers.extend([("Content-Type", content_type), ("X-Content-Type-Options", "nosniff")])
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
