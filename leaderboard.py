@@ -22,7 +22,8 @@ from instrument_classifier.cli import ArgumentParser, entry_point, non_negative_
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
 from instrument_classifier.model_files import MODELS_DIR
 from instrument_classifier.training_data import SPLIT_METHODS, TARGETS
-from instrument_classifier.leaderboard import DEFAULT_MODEL_TARGET, best_model_dir, format_leaderboard
+from instrument_classifier.leaderboard import (DEFAULT_MODEL_SPLIT, DEFAULT_MODEL_TARGET, best_model_dir,
+                                                format_leaderboard)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("models_dir", nargs="?", default=str(DEFAULT_DATASET_DIR / MODELS_DIR),
                         help="folder of model folders (or a dataset folder)")
     parser.add_argument("--best", action="store_true",
-                        help="print only the best model's directory (of --target, default family)")
+                        help="print only the best model's directory (of --target, default family, and --split, "
+                             "default random): the model predict.py, the web app and evaluate.py --best use")
     parser.add_argument("--top", type=positive_int, default=10, help="how many of the best to list")
     parser.add_argument("--latest", type=non_negative_int, default=3, help="how many of the newest to rank")
     parser.add_argument("--target", default=None, choices=TARGETS, help="only models of this target")
@@ -42,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.best:
-        print(best_model_dir(args.models_dir, target=args.target or DEFAULT_MODEL_TARGET, split=args.split))
+        print(best_model_dir(args.models_dir, target=args.target or DEFAULT_MODEL_TARGET,
+                             split=args.split or DEFAULT_MODEL_SPLIT))
     else:
         print(format_leaderboard(args.models_dir, top=args.top, latest=args.latest, target=args.target,
                                  split=args.split))

@@ -74,7 +74,7 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
         "options": ", ".join(f"{key}={value}" for key, value in sorted(options.items())) or "-",
         "split": config.get("split"),
         "trained_on": " ".join(trained_on),
-        "in_distribution_error": float(1 - correct[own["split"] == "valid"].mean()),
+        "in_distribution_error": _in_distribution_error(own, correct, trained_on),
         "test_error": float(1 - correct[own["split"] == "test"].mean()),
     }
     if config.get("split") == "soundfont":
@@ -94,6 +94,17 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
             label = item.name if item.group == "soundfont" else f"{item.name} lineage"
             row[f"{name}: {label}"] = item.error
     return row
+
+
+def _in_distribution_error(own: pd.DataFrame, correct: pd.Series, trained_on: list[str]) -> float:
+    """The error on the validation clips of fonts the training split holds (NaN where there are none).
+
+    With ``--valid-fonts`` the validation split holds fonts out too: its error is not in distribution.
+    """
+    valid = own["split"] == "valid"
+    if "soundfont" in own:
+        valid &= own["soundfont"].isin(trained_on)
+    return float(1 - correct[valid].mean()) if valid.any() else float("nan")
 
 
 def unheard_parts(model_dirs: list[str | os.PathLike],

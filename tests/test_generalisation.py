@@ -154,3 +154,13 @@ def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
     for argv, message in cases:
         assert_one_line_error(*run_script(prepare_training, [fonts_dataset, *argv, "-o", out], capsys)[::2], message)
         assert not out.exists()
+
+
+def test_in_distribution_error_counts_only_the_fonts_trained_on():
+    """With --valid-fonts the validation split holds a font out: its error was reported as 'in distribution'."""
+    from instrument_classifier.generalisation import _in_distribution_error
+
+    own = pd.DataFrame({"split": ["train", "valid", "valid", "valid", "test"],
+                        "soundfont": ["A", "A", "B", "B", "C"], "correct": [True, True, False, False, False]})
+    assert _in_distribution_error(own, own["correct"], ["A"]) == 0.0  # B, held out for validation, not counted
+    assert np.isnan(_in_distribution_error(own, own["correct"], ["D"]))

@@ -631,6 +631,10 @@ def test_leaderboard_ranks_by_validation_error(model_dir, tmp_path):
     metrics.to_csv(other / "final_metrics.csv", index=False)
     assert best_model_dir(tmp_path).name == "20990101-000001-x-s1"
     assert best_model_dir(tmp_path, target=None).name == other.name
+    # Nor is a better model that held fonts out (--split soundfont): it never heard them.
+    (other / "config.json").write_text(json.dumps({**config, "target": "family", "split": "soundfont"}))
+    assert best_model_dir(tmp_path).name == "20990101-000001-x-s1"
+    assert best_model_dir(tmp_path, split=None).name == other.name
 
 
 def test_leaderboard_says_what_it_filters_out_and_what_will_not_load(model_dir, tmp_path, capsys):

@@ -106,7 +106,7 @@ def test_leaderboard_options_choose_the_rows(models_dir, capsys, argv, expected,
 
 
 @pytest.mark.parametrize("argv, expected", [
-    ([], B),                                   # the default model: the best of target family, any split
+    ([], B),                                   # the default model: the best of target family, random split
     (["--target", "instrument"], C),
     (["--split", "instrument"], D),
     (["--target", "family", "--split", "random"], B),
