@@ -338,7 +338,7 @@ def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, ca
     assert leaderboard.main([str(models), "--best"]) == 2
     *warnings, error = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == 2 and "model.keras lacks model.weights.h5" in warnings[1]
-    assert error.endswith(f"error: no model of target family in {models} can be loaded (see the warnings)")
+    assert error.endswith(f"error: no model of target family and split random in {models} can be loaded (see the warnings)")
 
 
 def test_predict_with_stdout_closed_fails(tiny_model_dir):
