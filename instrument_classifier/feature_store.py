@@ -325,6 +325,10 @@ def load_features(dataset_dir: str | os.PathLike, *, verify: bool = True
     record = read_json(record_path, what="features record")
     if not (isinstance(record, dict) and isinstance(record.get("params"), dict)):
         raise UserError(f"{record_path} has no extractor parameters: run extract_features.py --overwrite")
+    version = record.get("algorithm_version", 1)  # absent from the first records: version 1
+    if version != ALGORITHM_VERSION:
+        raise UserError(f"the features of {dataset_dir} were computed by version {version} of the chromagram "
+                        f"algorithm, this code's is {ALGORITHM_VERSION}: run extract_features.py again")
     if layout == "npz":
         chromagrams, sample_id, source = _load_npz(features_dir, record, verify=verify)
     else:

@@ -37,6 +37,7 @@ import keras
 
 from .cli import UserError, atomic_dir, library_versions, signals_between_steps, warn, write_json
 from .defaults import DEFAULT_SEED, SCORING_BATCH_SIZE
+from .features import ALGORITHM_VERSION
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
                           MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
@@ -398,6 +399,7 @@ def _preprocessing_record(data: TrainingData) -> dict:
         "class_names": data.class_names,
         "scaler": data.scaler.to_dict(),
         "features": data.feature_params,
+        "algorithm_version": ALGORITHM_VERSION,
         "input_shape": list(data.chromagrams.shape[1:]) + [1],
         "model_input": "scaler.transform(chromagrams)[..., None]",
         "split": record.get("split"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -358,6 +359,26 @@ def test_cli_bad_model_dir(tmp_path, clip_files, capsys):
     assert predict.main(["-m", str(tmp_path / "nope"), str(clip_files / "one.wav")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "model directory not found" in err
+
+
+def test_a_model_or_features_of_another_chromagram_algorithm_are_refused(tiny_model_dir, tmp_path, clip_files,
+                                                                          capsys):
+    """The algorithm's version was recorded but never read: an old model would have read new chromagrams."""
+    import prepare_training
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("evaluation"))
+    preprocessing = json.loads((model / "preprocessing.json").read_text())
+    (model / "preprocessing.json").write_text(json.dumps({**preprocessing, "algorithm_version": 0}))
+    assert predict.main(["-m", str(model), str(clip_files / "one.wav")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "algorithm version 0; this code computes version 1" in err
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models", "training-data"))
+    record = json.loads((dataset / "features" / "features.json").read_text())
+    (dataset / "features" / "features.json").write_text(json.dumps({**record, "algorithm_version": 0}))
+    assert prepare_training.main([str(dataset)]) == 2
+    assert "computed by version 0 of the chromagram algorithm" in capsys.readouterr().err
 
 
 def test_cli_script_end_to_end(tiny_model_dir, predictor, clip_files):
