@@ -8,6 +8,8 @@ MIDI range; see the README for where the ranges come from).
 
 from __future__ import annotations
 
+import difflib
+
 import os
 import re
 from collections.abc import Iterable
@@ -46,21 +48,26 @@ def select_instruments(
 ) -> pd.DataFrame:
     """Rows of the instruments that play in a dataset.
 
-    ``instruments`` (names or ids 1-128) wins over ``families``; with neither,
-    the default seven harmonic families are used.  Unknown names raise
-    ``UserError`` listing what is known.
+    ``instruments`` (names or ids 1-128; a name in any case, with spaces or
+    hyphens for its underscores) wins over ``families``; with neither, the
+    default seven harmonic families are used.  Unknown names raise
+    ``UserError``, with the closest names.
     """
     if instruments:
         by_name = dict(zip(table["name"], table.index))
         chosen = []
         for item in instruments:
             key = str(item).strip()
+            name = "_".join(key.lower().replace("-", " ").split())  # "Acoustic Grand Piano" is acoustic_grand_piano
             if key.isdigit() and 1 <= int(key) <= len(table):
                 chosen.append(int(key) - 1)
-            elif key in by_name:
-                chosen.append(by_name[key])
+            elif name in by_name:
+                chosen.append(by_name[name])
             else:
-                raise UserError(f"unknown instrument {key!r} (use a name from instruments.csv or an id 1-128)")
+                close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                raise UserError(f"unknown instrument {key!r} (use a name from instruments.csv or an id "
+                                f"1-128{hint})")
         return table.loc[sorted(set(chosen))].reset_index(drop=True)
     families = list(DEFAULT_FAMILIES if not families else families)
     known = family_names(table)

@@ -36,12 +36,16 @@ def test_default_selection_is_the_seven_harmonic_families():
 def test_select_by_name_id_and_family():
     table = load_instruments()
     assert list(select_instruments(table, instruments=["violin", "1"])["name"]) == ["acoustic_grand_piano", "violin"]
+    # As people write them, and as instruments.csv's desc column does: "Violin" was refused.
+    assert list(select_instruments(table, instruments=["Violin", "Acoustic Grand Piano", "electric-piano-1"])["name"]) \
+        == ["acoustic_grand_piano", "electric_piano_1", "violin"]
     assert set(select_instruments(table, families=["bass"])["family_name"]) == {"bass"}
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"families": ["kazoo"]}, "unknown family 'kazoo'"),
     ({"instruments": ["theremin"]}, "unknown instrument 'theremin'"),
+    ({"instruments": ["violine"]}, "did you mean violin or viola?"),
     ({"instruments": ["129"]}, "unknown instrument '129'"),
 ])
 def test_unknown_selection_is_a_clear_error(kwargs, message):
