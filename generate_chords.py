@@ -5,7 +5,7 @@ Examples:
 
     python generate_chords.py -o chords.mid                       # I-vi-IV-V-I in C major
     python generate_chords.py -o chords.mid --key D --audio chords.flac
-    python generate_chords.py -o chords.mid --progression I IV V I --instrument 40
+    python generate_chords.py -o chords.mid --progression I IV V I --instrument violin
 
 With --audio the MIDI file is also rendered through fluidsynth_wrapper's
 renderer (the default SoundFont, or --soundfont).
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point
 from instrument_classifier.defaults import SAMPLE_RATE
+from instrument_classifier.instruments import load_instruments, select_instruments
 from instrument_classifier.soundfonts import resolve_soundfont
 from instrument_classifier.synthesis import MAX_MIDI_SECONDS, check_audio_path, write_audio
 
@@ -57,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--key", default="C", help="key, e.g. C, a (minor), E-")
     parser.add_argument("--beats", type=float, default=2.0, help="quarter notes per chord")
     parser.add_argument("--tempo", type=int, default=100, help="beats per minute")
-    parser.add_argument("--instrument", type=int, default=0, help="GM program 0-127")
+    parser.add_argument("--instrument", default="1",
+                        help="GM instrument, as the other scripts take it: a name of instruments.csv or an id 1-128 "
+                             "(default: 1, acoustic grand piano)")
     parser.add_argument("--audio", metavar="FILE", help="also render to this audio file (.wav/.flac/.ogg)")
     parser.add_argument("-s", "--soundfont",
                         help="SoundFont for --audio: a name from data/soundfonts.csv or a path "
@@ -68,8 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not 0 <= args.instrument <= 127:
-        raise UserError(f"--instrument must be a GM program 0-127, got {args.instrument}")
+    program = int(select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]["midi_program"])
     if not (math.isfinite(args.beats) and args.beats > 0) or args.tempo <= 0:
         raise UserError("--beats and --tempo must be positive numbers")
     seconds = len(args.progression) * args.beats * 60 / args.tempo
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.audio:  # before anything is written
         check_audio_path(args.audio)
         font = resolve_soundfont(args.soundfont)
-    part = chord_stream(args.progression, key=args.key, beats=args.beats, program=args.instrument,
+    part = chord_stream(args.progression, key=args.key, beats=args.beats, program=program,
                         tempo=args.tempo)
     # The MIDI file appears only once the audio, rendered from it, is written: nothing half-done.
     try:

@@ -586,12 +586,13 @@ def test_a_truncated_splits_file_is_one_short_line(tiny_model_dir, tmp_path, cap
 
 def test_help_shows_real_defaults_only(capsys):
     """A setting that is off (nan) showed "(default: nan)"; a default of 0 was hidden, as if there were none."""
+    texts = {}
     for script in (render_note, generate_audio_samples, generate_chords):
         with pytest.raises(SystemExit):
             script.main(["--help"])
-        text = capsys.readouterr().out
+        texts[script] = text = capsys.readouterr().out
         assert "default: nan" not in text and "default: []" not in text
-    assert "(default: 0)" in text  # generate_chords --instrument
+    assert "--bank BANK" in texts[render_note] and "(0-16383) (default: 0)" in texts[render_note]
 
 
 def test_the_leaderboard_of_one_model_folder_points_to_its_parent(tiny_model_dir, capsys):

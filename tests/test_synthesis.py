@@ -127,8 +127,10 @@ def test_chord_example_writes_midi_and_audio(tmp_path):
     import mido
 
     midi_path, audio_path = tmp_path / "chords.mid", tmp_path / "chords.flac"
-    assert generate_chords.main(["-o", str(midi_path), "--progression", "I", "IV", "V", "I",
+    assert generate_chords.main(["-o", str(midi_path), "--progression", "I", "IV", "V", "I", "--instrument", "violin",
                                  "--audio", str(audio_path)]) == 0
+    programs = {m.program for m in mido.MidiFile(midi_path) if m.type == "program_change"}
+    assert programs == {40}  # violin: id 41 of instruments.csv, as every script names it; GM program 40
     notes_on = [m for m in mido.MidiFile(midi_path) if m.type == "note_on" and m.velocity > 0]
     assert len(notes_on) == 12  # four triads
     first_chord = sorted(m.note % 12 for m in notes_on[:3])
@@ -139,7 +141,7 @@ def test_chord_example_writes_midi_and_audio(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--progression", "XQ"], "unknown chord"),
-    (["--instrument", "300"], "GM program"),
+    (["--instrument", "300"], "unknown instrument '300'"),
     (["--key", "H#"], "unknown key"),
 ])
 def test_chord_example_bad_input(tmp_path, capsys, args, message):
