@@ -305,7 +305,7 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
     folder is removed and ``out_dir`` is left as it was.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = make_parent(out_dir / last)
     remove_stale_temporaries(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=_temporary_prefix("report"), suffix=".tmp", dir=out_dir))
     try:
@@ -313,6 +313,10 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
         names = sorted(p.name for p in staging.iterdir() if p.name != last)
         for name in names + ([last] if (staging / last).exists() else []):
             os.replace(staging / name, out_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)  # a report folder this run made, left empty
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -355,10 +355,14 @@ def test_cli_classifies_huge_samples_beside_a_good_file(tiny_model_dir, clip_fil
     assert err.count("\n") == 1 and re.search(r"huge\.wav: peak level 7[34]\d\.\d dBFS is outside", err), err
 
 
-def test_cli_bad_model_dir(tmp_path, clip_files, capsys):
+def test_cli_bad_model_dir(tiny_model_dir, tmp_path, clip_files, capsys):
     assert predict.main(["-m", str(tmp_path / "nope"), str(clip_files / "one.wav")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "model directory not found" in err
+    # The model's file for its folder: it said "not found" of a file that is there.
+    assert predict.main(["-m", str(tiny_model_dir / "model.keras"), str(clip_files / "one.wav")]) == 2
+    assert f"is a file: give the model's folder (the one holding model.keras), here {tiny_model_dir}" in \
+        capsys.readouterr().err
 
 
 def test_a_model_or_features_of_another_chromagram_algorithm_are_refused(tiny_model_dir, tmp_path, clip_files,

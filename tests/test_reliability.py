@@ -37,7 +37,8 @@ import prepare_training
 import render_note
 import train
 from conftest import assert_one_line_error, run_script
-from instrument_classifier.cli import UMASK, Terminated, UserError, atomic_dir, atomic_path, signals_between_steps
+from instrument_classifier.cli import (UMASK, Terminated, UserError, atomic_dir, atomic_files, atomic_path,
+                                      signals_between_steps)
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.feature_store import load_features
 
@@ -477,6 +478,10 @@ def test_a_failed_atomic_write_removes_the_folders_it_made_and_only_those(tmp_pa
             with writer(target):
                 raise RuntimeError("the work failed")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+    with pytest.raises(RuntimeError):  # a report's folder (train.py killed while it evaluates): left empty
+        with atomic_files(tmp_path / "kept" / "model" / "evaluation", last="index.html"):
+            raise RuntimeError("the work failed")
+    assert not any((tmp_path / "kept").iterdir())
 
 
 def test_an_overwrite_that_fails_between_its_two_renames_keeps_the_old_folder(tmp_path, monkeypatch):
