@@ -54,8 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def format_line(path: str, prediction, *, proba: bool) -> str:
-    """``FILE<TAB>LABEL``, with ``proba`` then ``class=p`` for every class."""
-    line = f"{path}\t{prediction.label}"
+    """``FILE<TAB>LABEL``, with ``proba`` then ``class=p`` for every class.
+
+    A tab, newline, carriage return or backslash in FILE is written as
+    ``\\t``, ``\\n``, ``\\r``, ``\\\\``, so that every file is one line of
+    tab-separated fields.
+    """
+    shown = path.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    line = f"{shown}\t{prediction.label}"
     if proba:
         line += "\t" + " ".join(f"{name}={p:.4f}" for name, p in prediction.probabilities.items())
     return line

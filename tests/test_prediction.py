@@ -304,7 +304,7 @@ def clip_files(tmp_path):
     return tmp_path
 
 
-def test_cli_prints_one_label_per_file(tiny_model_dir, predictor, clip_files, capsys):
+def test_cli_prints_one_label_per_file(tiny_model_dir, predictor, clip_files, tmp_path, capsys):
     files = [str(clip_files / "one.wav"), str(clip_files / "two.flac")]
     assert predict.main(["-m", str(tiny_model_dir), *files]) == 0
     out, err = capsys.readouterr()
@@ -321,6 +321,11 @@ def test_cli_prints_one_label_per_file(tiny_model_dir, predictor, clip_files, ca
         pairs = [pair.split("=") for pair in probabilities.split()]
         assert [name for name, _ in pairs] == predictor.class_names
         assert [float(p) for _, p in pairs] == pytest.approx(list(result.probabilities.values()), abs=1e-4)
+    # A tab or newline in a file's name split its line into more fields and lines.
+    odd = tmp_path / "a\tb\nc.wav"
+    shutil.copy(files[0], odd)
+    assert predict.main(["-m", str(tiny_model_dir), str(odd)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{tmp_path}/a\\tb\\nc.wav\t{expected[0].label}"]
 
 
 def test_cli_json(tiny_model_dir, predictor, clip_files, capsys):
