@@ -541,14 +541,19 @@ def test_analyze_errors_is_rerunnable(model_dir, capsys):
     assert len(list(model_dir.parent.parent.joinpath("audio").glob("*.flac"))) == 56  # originals untouched
 
 
-def test_analyze_errors_refuses_a_clip_that_is_not_audio(model_dir, tmp_path, capsys):
-    """A clip turned to text was copied onto the listening page, silently."""
-    dataset = tmp_path / "dataset"
+def copy_with_its_dataset(model_dir: Path, dataset: Path, models: Path) -> tuple[Path, Path]:
+    """Copies of a model's dataset (without its models) and of the model, the model's config pointing at the copy."""
     shutil.copytree(model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
-    model = dataset / "models" / model_dir.name
+    model = models / model_dir.name
     shutil.copytree(model_dir, model, ignore=shutil.ignore_patterns("evaluation"))
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "dataset": str(dataset)}))
+    return dataset, model
+
+
+def test_analyze_errors_refuses_a_clip_that_is_not_audio(model_dir, tmp_path, capsys):
+    """A clip turned to text was copied onto the listening page, silently."""
+    dataset, model = copy_with_its_dataset(model_dir, tmp_path / "dataset", tmp_path / "dataset" / "models")
     parameters = pd.read_csv(dataset / "parameters.csv").set_index("sample_id")
     for sample_id in pd.read_csv(model / "predictions.csv").query("not correct")["sample_id"]:
         (dataset / parameters.loc[sample_id, "audio_file"]).write_text("text")
@@ -759,12 +764,7 @@ def test_a_regenerated_dataset_is_not_taken_for_the_one_trained_on(model_dir, tm
     from conftest import make_dataset
     from instrument_classifier.feature_store import extract_dataset
 
-    dataset = tmp_path / "dataset"
-    shutil.copytree(model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
-    model = tmp_path / "models" / model_dir.name
-    shutil.copytree(model_dir, model, ignore=shutil.ignore_patterns("evaluation"))
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "dataset": str(dataset)}))
+    dataset, model = copy_with_its_dataset(model_dir, tmp_path / "dataset", tmp_path / "models")
     training_data = tmp_path / "splits"
     shutil.move(dataset / "training-data", training_data)
     assert run_script(analyze_errors, [model, "-q"], capsys)[0] == 0  # the same clips: fine
