@@ -48,7 +48,7 @@ def networks(dataset: Path):
 
     data = load_training_data(dataset)
     settings = training_settings(DEFAULT_ARCHITECTURE)
-    run = _Run(data, settings)
+    run = _Run(data, settings, DEFAULT_SEED)
     built = {}
     templates = models.HarmonicTemplates
     try:
@@ -76,10 +76,11 @@ def main() -> None:
     load_before = os.getloadavg()
     built, run = networks(args.dataset)
     batch_size = run.settings["batch_size"]
+    from instrument_classifier.streaming import keras_input
 
     def epoch(network) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        network.fit(*run.train, validation_data=run.valid, epochs=1, batch_size=batch_size, shuffle=True, verbose=0)
+        network.fit(keras_input(run.train), validation_data=keras_input(run.valid), epochs=1, shuffle=False, verbose=0)
         return time.perf_counter() - wall, time.process_time() - cpu
 
     first = {case: epoch(network) for case, network in built.items()}

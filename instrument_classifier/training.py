@@ -175,7 +175,7 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
         settings["fine_labels"] = False  # the default, where it does not apply
     enable_determinism(seed)
 
-    run = _Run(data, settings)
+    run = _Run(data, settings, seed)
     network = _compiled_network(run, arch, seed, model_options)
     model_id = new_model_id(arch, seed, models_dir)
     with atomic_dir(models_dir / model_id) as tmp:
@@ -224,12 +224,12 @@ class _Run:
     The network's softmax is over the fine classes (``fine_names``): the
     instruments with ``fine_labels``, else the classes themselves; ``groups``
     maps each to its class.  Validation is always scored on the classes.
-    In memory, ``train`` and ``valid`` are (x, targets) arrays; for chunked
-    features (``data.streamed``) they are :class:`streaming.ChromagramBatches`
-    that read and scale a batch at a time.
+    ``train`` and ``valid`` are :class:`streaming.ChromagramBatches` that read
+    and scale a batch at a time, in memory or from chunked features alike;
+    ``train`` visits its clips in a new order every epoch, drawn from ``seed``.
     """
 
-    def __init__(self, data: TrainingData, settings: dict):
+    def __init__(self, data: TrainingData, settings: dict, seed: int):
         self.settings = settings
         train_rows, valid_rows = np.flatnonzero(data.split == "train"), np.flatnonzero(data.split == "valid")
         self.n_train, self.n_valid = len(train_rows), len(valid_rows)
@@ -243,14 +243,10 @@ class _Run:
             self.train_targets = allowed_targets(data.y[train_rows], self.groups)
         self.valid_targets = allowed_targets(data.y[valid_rows], self.groups)
         batch_size = settings["batch_size"]
-        if data.streamed:
-            self.train = ChromagramBatches(data.chromagrams, data.scaler, rows=train_rows, targets=self.train_targets,
-                                           batch_size=batch_size, shuffle=True)
-            self.valid = ChromagramBatches(data.chromagrams, data.scaler, rows=valid_rows, targets=self.valid_targets,
-                                           batch_size=batch_size)
-        else:
-            self.train = (data.arrays("train")[0], self.train_targets)
-            self.valid = (data.arrays("valid")[0], self.valid_targets)
+        self.train = ChromagramBatches(data.chromagrams, data.scaler, rows=train_rows, targets=self.train_targets,
+                                       batch_size=batch_size, shuffle=True, seed=seed)
+        self.valid = ChromagramBatches(data.chromagrams, data.scaler, rows=valid_rows, targets=self.valid_targets,
+                                       batch_size=batch_size)
         # The scaled silence floor, 0 dB and the scaled size of one dB, for the augmentations.
         db_range = data.feature_params["top_db"] - data.feature_params["floor_db"]
         self.floor, one_db, self.ceiling = (
@@ -293,14 +289,10 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
                 network.stop_training = True
 
         callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=stop, on_test_batch_end=stop))
-        if isinstance(run.train, ChromagramBatches):  # streamed: the batches shuffle as the array path does
-            history = network.fit(keras_input(run.train), validation_data=keras_input(run.valid),
-                                  epochs=run.settings["epochs"], shuffle=False,
-                                  callbacks=callbacks, verbose=verbose)
-        else:
-            history = network.fit(*run.train, validation_data=run.valid, epochs=run.settings["epochs"],
-                                  batch_size=run.settings["batch_size"], shuffle=True, callbacks=callbacks,
-                                  verbose=verbose)
+        epochs = run.settings["epochs"]
+        history = network.fit(keras_input(run.train, epochs=epochs), steps_per_epoch=len(run.train), epochs=epochs,
+                              validation_data=keras_input(run.valid), shuffle=False, callbacks=callbacks,
+                              verbose=verbose)
     # The validation loss shows weights or batch-norm statistics gone bad where the training loss may not.
     bad = next(((key, epoch, value) for key in ("loss", "val_loss")
                 for epoch, value in enumerate(history.history.get(key, []), start=1) if not np.isfinite(value)), None)

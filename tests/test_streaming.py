@@ -149,13 +149,7 @@ def _train(dataset: Path, models: Path) -> Path:
 
 
 def test_streamed_training_equals_in_memory_training(both_layouts, tmp_path):
-    """Same seed, same weights, curves and predictions, bit for bit.
-
-    Where the training split is a multiple of the batch size, Keras's array
-    path gives TensorFlow a fixed batch dimension and the compiled step may
-    add in another order (measured: the 7th digit of the loss); a PyDataset's
-    batch dimension is always open.  Hence batches of 10 for 32 clips here.
-    """
+    """Same seed, same weights, curves and predictions, bit for bit: in memory or chunked, one path."""
     in_memory, chunked = both_layouts
     first, second = _train(in_memory, tmp_path / "a"), _train(chunked, tmp_path / "b")
     prepared = [json.loads((d / "training-data" / "preprocessing.json").read_text()) for d in both_layouts]
@@ -177,6 +171,26 @@ def test_streamed_training_equals_in_memory_training(both_layouts, tmp_path):
     # Other batches, other sums inside TensorFlow's kernels: the same to float precision.
     assert np.allclose(bundle.predict_proba(load_features(chunked)[0], rows=rows, batch_size=3), in_memory_proba,
                        rtol=1e-5, atol=1e-7)
+
+
+def test_each_epoch_visits_the_clips_in_its_own_order():
+    """Keras's in-memory fit(shuffle=True) visited them in one order every epoch on TensorFlow."""
+    from instrument_classifier.streaming import keras_input
+
+    chromagrams, targets = np.zeros((10, 44, 115), dtype=np.float32), np.arange(10, dtype=np.float32)[:, None]
+    batches = ChromagramBatches(chromagrams, ChromagramScaler().fit(chromagrams + 1), targets=targets,
+                                batch_size=4, shuffle=True, seed=5)
+    orders = [batches.order(epoch) for epoch in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    again = ChromagramBatches(chromagrams, batches.scaler, targets=targets, batch_size=4, shuffle=True, seed=5)
+    assert np.array_equal(again.order(1), orders[1])  # same seed, same orders
+    # What fit reads: three epochs of three batches from one pipeline, each epoch in its order.
+    fed = [y for _, y in keras_input(batches, epochs=3)]
+    assert len(fed) == 9
+    for epoch in range(3):
+        seen = np.concatenate([np.asarray(y)[:, 0] for y in fed[3 * epoch:3 * epoch + 3]])
+        assert np.array_equal(seen, orders[epoch])
 
 
 def test_batches_read_the_rows_asked(both_layouts):
