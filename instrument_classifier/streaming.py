@@ -19,7 +19,7 @@ In training (:mod:`training`), through :func:`keras_input`::
 
     batches = ChromagramBatches(chromagrams, scaler, rows=train_rows, targets=y, batch_size=32, shuffle=True, seed=42)
     model.fit(keras_input(batches, epochs=30), steps_per_epoch=len(batches), epochs=30, shuffle=False,
-              validation_data=keras_input(valid_batches))
+              validation_data=keras_input(valid_batches), callbacks=[EpochOrder(batches)])
     proba = model.predict(keras_input(ChromagramBatches(chromagrams, scaler, batch_size=256)))
 """
 
@@ -61,7 +61,7 @@ class ChromagramBatches(keras.utils.PyDataset):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.targets, self.batch_size, self.shuffle, self.seed = targets, batch_size, shuffle, int(seed)
-        self.epoch = 0  # the epoch whose order __getitem__ follows: on_epoch_end moves it on
+        self.epoch = 0  # the epoch whose order __getitem__ follows (EpochOrder sets it)
         self._orders: dict[int, np.ndarray] = {}
 
     @property
@@ -91,8 +91,23 @@ class ChromagramBatches(keras.utils.PyDataset):
             self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))}
         return self._orders[epoch]
 
-    def on_epoch_end(self) -> None:  # Keras calls it after each epoch of a PyDataset (the other backends)
-        self.epoch += 1
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Tells ``batches`` which epoch begins, so that a ``PyDataset`` read by Keras serves that epoch's order.
+
+    Keras reads a ``PyDataset`` (on backends other than TensorFlow) lazily,
+    after ``on_epoch_begin``; it also calls ``on_epoch_end`` on it outside of
+    any epoch (``EpochIterator.reset``), so counting those would be off by one.
+    On TensorFlow :func:`keras_input` carries the epoch itself; this does no harm there.
+    """
+
+    def __init__(self, batches: ChromagramBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = int(epoch)
 
 
 def keras_input(batches: ChromagramBatches, *, epochs: int = 1):
@@ -104,7 +119,8 @@ def keras_input(batches: ChromagramBatches, *, epochs: int = 1):
     epoch from the one iterator and no callback has to tell the pipeline
     which epoch it is in (Keras creates an epoch's iterator before the epoch's
     callbacks run, and the pipeline prefetches).  Other backends get the
-    ``PyDataset``, whose ``on_epoch_end`` moves to the next order.
+    ``PyDataset`` itself: give ``fit`` an :class:`EpochOrder` of it among its
+    callbacks.
 
     Keras hands a ``PyDataset`` to TensorFlow through
     ``tf.data.Dataset.from_generator``.  Measured here (3000 clips, the

@@ -45,7 +45,7 @@ from .losses import AllowedSetCrossEntropy, allowed_targets, crossentropy_metric
 from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
 from .scaling import to_model_input
-from .streaming import ChromagramBatches, keras_input
+from .streaming import ChromagramBatches, EpochOrder, keras_input
 from .training_data import SPLITS, TrainingData, load_training_data
 
 
@@ -279,7 +279,7 @@ class _Fitted(NamedTuple):
 def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
     """Train; keep the best epoch's weights in memory, the learning rate and time of each epoch."""
     epoch_log, best_weights = _EpochLog(), _BestWeights()
-    callbacks = [best_weights, epoch_log, keras.callbacks.TerminateOnNaN()]
+    callbacks = [best_weights, epoch_log, keras.callbacks.TerminateOnNaN(), EpochOrder(run.train)]
     if run.settings["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, patience=run.settings["patience"]))
     started, cpu_started = time.perf_counter(), time.process_time()
