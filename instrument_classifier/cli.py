@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -226,7 +227,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         raise _named(error, path) from None
     os.fchmod(fd, 0o666 & ~UMASK)  # as open() would create it; mkstemp's 0600 would hide it from other users
     os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _mine(tmp_name)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -266,7 +267,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     created = make_parent(path)
     remove_stale_temporaries(path.parent)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path.name), suffix=".tmp", dir=path.parent))
+        tmp = _mine(tempfile.mkdtemp(prefix=_temporary_prefix(path.name), suffix=".tmp", dir=path.parent))
     except OSError as error:
         _remove_empty(created)
         raise _named(error, path) from None
@@ -276,15 +277,19 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         if path.exists():
             if not overwrite:
                 raise UserError(f"{path} already exists")
-            old = path.with_name(f"{_temporary_prefix(path.name)}old.tmp")
-            with signals_between_steps():  # a signal waits for the swap: never neither folder at ``path``
-                os.replace(path, old)
-                try:
-                    os.replace(tmp, path)
-                except BaseException:
-                    os.replace(old, path)  # the previous one back
-                    raise
-            shutil.rmtree(old, ignore_errors=True)
+            old = _new_temporary_name(path, "old")
+            trash = _new_temporary_name(path, "del")
+            try:
+                with signals_between_steps():  # a signal waits for the swap: never neither folder at ``path``
+                    os.replace(path, old)
+                    try:
+                        os.replace(tmp, path)
+                    except BaseException:
+                        os.replace(old, path)  # the previous one back
+                        raise
+                    os.replace(old, trash)  # from here on it is only to be deleted, never put back
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, path)
     except BaseException as error:
@@ -307,7 +312,7 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
     out_dir = Path(out_dir)
     created = make_parent(out_dir / last)
     remove_stale_temporaries(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=_temporary_prefix("report"), suffix=".tmp", dir=out_dir))
+    staging = _mine(tempfile.mkdtemp(prefix=_temporary_prefix("report"), suffix=".tmp", dir=out_dir))
     try:
         yield staging
         names = sorted(p.name for p in staging.iterdir() if p.name != last)
@@ -322,10 +327,14 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
 
 
 # The temporaries of atomic_dir, atomic_path and atomic_files: ".NAME.PID-HOST-XXXX.tmp" (".tmp.EXT" for a
-# file), and the replaced folder while atomic_dir swaps, ".NAME.PID-HOST-old.tmp": PID is the writing
-# process's id, HOST a tag of its machine (a folder on a shared filesystem may be written from several).
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-(?P<tag>[a-z0-9_]+)\.tmp"
+# file); while atomic_dir swaps, the replaced folder is ".NAME.PID-HOST-oldXXXX.tmp", then, once the new one
+# is in place, ".NAME.PID-HOST-delXXXX.tmp".  PID is the writing process's id, HOST a tag of its machine (a
+# folder on a shared filesystem may be written from several).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d{1,10})-(?P<host>[0-9a-f]{6})-(?P<tag>[a-z0-9_]+)\.tmp"
                         r"(\.[A-Za-z0-9]+)?")
+# The names of the temporaries this process made: another of its PID is a dead process's (a container's
+# processes often have the same PID run after run).
+_OURS: set[str] = set()
 
 
 @functools.cache
@@ -336,6 +345,17 @@ def _host_tag() -> str:
 def _temporary_prefix(name: str) -> str:
     """The start of a temporary's name for ``name`` (see :data:`_TEMPORARY`)."""
     return f".{name}.{os.getpid()}-{_host_tag()}-"
+
+
+def _mine(path: str | os.PathLike) -> Path:
+    """``path``, noted as a temporary of this process."""
+    _OURS.add(Path(path).name)
+    return Path(path)
+
+
+def _new_temporary_name(path: Path, tag: str) -> Path:
+    """A fresh temporary name beside ``path``, its tag starting with ``tag`` (nothing is created)."""
+    return _mine(path.with_name(f"{_temporary_prefix(path.name)}{tag}{secrets.token_hex(4)}.tmp"))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -354,11 +374,14 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return cleared
     for candidate in candidates:
         match = _TEMPORARY.fullmatch(candidate.name)
-        if match is None or match["host"] != _host_tag() or _process_alive(int(match["pid"])):
+        if match is None or match["host"] != _host_tag() or candidate.name in _OURS:
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and _process_alive(pid):
             continue
         target = candidate.with_name(match["name"])
         try:
-            if match["tag"] == "old" and candidate.is_dir() and not target.exists():
+            if re.fullmatch(r"old[0-9a-f]{8}", match["tag"]) and candidate.is_dir() and not target.exists():
                 os.replace(candidate, target)
             elif candidate.is_dir():
                 shutil.rmtree(candidate)
@@ -373,7 +396,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # another user's process
         return True

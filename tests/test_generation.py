@@ -246,11 +246,16 @@ def test_the_temporary_folder_of_a_killed_run_is_cleaned_up(tmp_path):
     from instrument_classifier.cli import _host_tag
 
     dead = process.pid
-    alive = tmp_path / f".dataset.{os.getpid()}-{_host_tag()}-keep.tmp"   # a live run's folder (this process)
+    running = subprocess.Popen(["sleep", "60"])  # a live run's folder: another process's, still running
+    alive = tmp_path / f".dataset.{running.pid}-{_host_tag()}-keep.tmp"
     other_machine = tmp_path / f".dataset.{dead}-{'0' * 6 if _host_tag() != '0' * 6 else '1' * 6}-abcd.tmp"
     killed_file = tmp_path / f".parameters.{dead}-{_host_tag()}-abcd.tmp.csv"  # any name, a file too
     for folder in (alive, other_machine):
         folder.mkdir()
     killed_file.write_text("half")
-    make_dataset(out, count=3)
+    try:
+        make_dataset(out, count=3)
+    finally:
+        running.kill()
+        running.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dataset", alive.name, other_machine.name])

@@ -507,21 +507,27 @@ def test_an_overwrite_that_fails_between_its_two_renames_keeps_the_old_folder(tm
 
 
 def test_a_folder_a_killed_swap_left_hidden_is_put_back(tmp_path):
-    """SIGKILL between the two renames of an overwrite: the next run finds the old folder and restores it."""
-    import subprocess
-    import sys
+    """SIGKILL between the two renames of an overwrite: the next run finds the old folder and restores it.
+
+    The killed run had this process's PID (a container's processes often do, run after run): its
+    folder is not this process's, so it is a dead run's; it was kept, and blocked every later overwrite.
+    """
+    import os
 
     from instrument_classifier.cli import _host_tag
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    hidden = tmp_path / f".dataset.{dead}-{_host_tag()}-old.tmp"
-    hidden.mkdir()
-    (hidden / "clip.flac").write_text("old")
+    prefix = f".dataset.{os.getpid()}-{_host_tag()}-"
+    hidden, half_deleted = tmp_path / f"{prefix}old0123abcd.tmp", tmp_path / f"{prefix}del0123abcd.tmp"
+    for folder in (hidden, half_deleted):
+        folder.mkdir()
+        (folder / "clip.flac").write_text(folder.name)
     with atomic_dir(tmp_path / "models"):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "models"]
-    assert (tmp_path / "dataset" / "clip.flac").read_text() == "old"
+    assert (tmp_path / "dataset" / "clip.flac").read_text() == hidden.name
+    with atomic_dir(tmp_path / "dataset", overwrite=True) as tmp:  # and it can be overwritten again
+        (tmp / "clip.flac").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "models"]
 
 
 def test_atomic_writes_get_the_modes_open_and_mkdir_give(tmp_path):
