@@ -59,8 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beats", type=float, default=2.0, help="quarter notes per chord")
     parser.add_argument("--tempo", type=int, default=100, help="beats per minute")
     parser.add_argument("--instrument", default="1",
-                        help="GM instrument, as the other scripts take it: a name of instruments.csv or an id 1-128 "
-                             "(default: 1, acoustic grand piano)")
+                        help="GM instrument, as the other scripts take it: a name of instruments.csv or an id 1-128, "
+                             "the GM program + 1 (until 2026-12 this option took the program, 0-127; "
+                             "default: 1, acoustic grand piano)")
     parser.add_argument("--audio", metavar="FILE", help="also render to this audio file (.wav/.flac/.ogg)")
     parser.add_argument("-s", "--soundfont",
                         help="SoundFont for --audio: a name from data/soundfonts.csv or a path "

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .cli import UserError, atomic_dir
 from .dataset import PARAMETERS_CSV
-from .feature_store import features_fingerprint, load_dataset_features
+from .feature_store import features_identity, load_dataset_features
 from .features import ChromagramExtractor
 from .metrics import read_predictions
 from .model_files import EVALUATION_DIR, INDEX_HTML, PREDICTIONS_CSV, check_own_dataset, read_model_records
@@ -145,7 +145,7 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
     if not (dataset_dir / PARAMETERS_CSV).is_file():
         raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")
     chromagrams, sample_ids, parameters, _ = load_dataset_features(dataset_dir)
-    check_own_dataset(bundle.config, features_fingerprint(dataset_dir))  # else the clips are not those predicted
+    check_own_dataset(bundle.config, features_identity(dataset_dir))  # else the clips are not those predicted
     parameters = parameters.set_index("sample_id", drop=False)
     row_of = {sid: i for i, sid in enumerate(sample_ids.tolist())}
     pitches = ChromagramExtractor.from_params(bundle.feature_params).bin_pitches()

@@ -39,7 +39,7 @@ from .model_bundle import ModelBundle, load_model_dir
 from .metrics import metrics_table, predictions_table, read_predictions
 from .model_files import (EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir,
                           own_dataset_changed)
-from .feature_store import features_fingerprint, load_dataset_features
+from .feature_store import features_identity, load_dataset_features
 from .pages import render_page
 from .plots import figure
 from .training_data import SPLITS, target_labels
@@ -301,7 +301,7 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
     bundle = load_model_dir(model_dir)  # also validates model.keras
     own_dataset = bundle.config.get("dataset")
     is_own = dataset_dir is None or (own_dataset and Path(dataset_dir).resolve() == Path(own_dataset).resolve())
-    if is_own and dataset_dir is not None and own_dataset_changed(bundle.config, features_fingerprint(dataset_dir)):
+    if is_own and dataset_dir is not None and own_dataset_changed(bundle.config, features_identity(dataset_dir)):
         is_own = False  # generated again since training: its clips are new to the model, scored as another dataset's
     if is_own:
         index = evaluate_on_own_dataset(bundle)

@@ -341,17 +341,23 @@ def load_features(dataset_dir: str | os.PathLike, *, verify: bool = True
     return chromagrams, sample_id, record["params"]
 
 
-def features_fingerprint(dataset_dir: str | os.PathLike) -> str | None:
-    """The fingerprint features.json records: a hash of parameters.csv, the clips' files, the extractor's
-    parameters and :data:`~features.ALGORITHM_VERSION` (None where there is none to read).
+def features_identity(dataset_dir: str | os.PathLike) -> str | None:
+    """What a dataset's features are of: a hash of its parameters.csv (the sha256 features.json records),
+    the extractor's parameters and the algorithm's version; None where there are no features.
 
-    Later stages record it, to tell features extracted again or another dataset from the ones they used.
+    Later stages record it, to tell another dataset, or one generated again with other clips, from the
+    one they were made from.  Features extracted again from the same clips keep it (the fingerprint,
+    which decides whether to extract again, also counts the clips' file times: a copy changes those).
     """
     try:
         record = json.loads((Path(dataset_dir) / FEATURES_DIR / FEATURES_JSON).read_text())
     except (OSError, ValueError):
         return None
-    return record.get("fingerprint") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not record.get("parameters_csv_sha256"):
+        return None
+    what = {key: record.get(key) for key in ("parameters_csv_sha256", "params")}
+    what["algorithm_version"] = record.get("algorithm_version", 1)
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
 def _features_layout(features_dir: Path) -> str | None:

@@ -199,6 +199,7 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
             name = f"sample_{sample_id:06d}"
             audio_file = f"audio/{name}.{settings.audio_format}"
             midi_file = f"midi/{name}.mid"
+            clipped = bool(np.abs(audio).max() > 1.0)
             audio = np.clip(audio, -1.0, 1.0)
             sf.write(out_dir / audio_file, audio, settings.sample_rate,
                      subtype=FORMATS[settings.audio_format], format=settings.audio_format.upper())
@@ -207,7 +208,8 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
             rows.append({"sample_id": sample_id, **note, **variation.columns(),
                          "soundfont": font.name, "lineage": font.lineage, "bank": bank,
                          "peak_dbfs": round(20 * np.log10(max(peak, 1e-10)), 2),
-                         "redraws": draws - 1, "audio_file": audio_file, "midi_file": midi_file})
+                         "redraws": draws - 1, "audio_file": audio_file, "midi_file": midi_file,
+                         "_clipped": clipped})  # for the warning, not a column
     finally:
         for renderer in renderers.values():
             renderer.close()
@@ -302,10 +304,10 @@ def _generate(settings: GenerationSettings, output_dir: Path, shards: list[range
                         shutil.rmtree(tmp / folder, ignore_errors=True)
                     raise
         parameters = pd.DataFrame(rows).sort_values("sample_id").reset_index(drop=True)
-        full_scale = parameters["peak_dbfs"] >= 0.0  # written clipped to [-1, 1]: peak_dbfs 0.0
-        if full_scale.any():
-            warn(f"{int(full_scale.sum())} of {len(parameters)} clips reach full scale and are clipped there "
-                 f"(sample {int(parameters.loc[full_scale, 'sample_id'].iloc[0])} first): the level, noise, "
+        clipped = parameters.pop("_clipped").astype(bool)
+        if clipped.any():
+            warn(f"{int(clipped.sum())} of {len(parameters)} clips went past full scale and were clipped "
+                 f"(sample {int(parameters.loc[clipped, 'sample_id'].iloc[0])} first): the level, noise, "
                  "hum or room of their variation push them past 0 dBFS")
         parameters.to_csv(tmp / PARAMETERS_CSV, index=False)
         write_json(tmp / RUN_RECORD, _run_record(settings, parameters, scheduler, jobs, workers,

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .cli import UserError, warn
 from .defaults import DEFAULT_DATASET_DIR
+from .features import ALGORITHM_VERSION
 from .metrics import read_final_metrics
 from .model_files import CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
 
@@ -179,6 +180,9 @@ def load_problem(model_dir: Path) -> str | None:
     missing = [key for key in ("class_names", "scaler", "features") if key not in records[PREPROCESSING_JSON]]
     if missing:
         return f"{PREPROCESSING_JSON} lacks {', '.join(missing)}"
+    version = records[PREPROCESSING_JSON].get("algorithm_version", 1)
+    if version != ALGORITHM_VERSION:
+        return f"trained on chromagrams of algorithm version {version}, this code computes {ALGORITHM_VERSION}"
     try:
         with zipfile.ZipFile(model_dir / MODEL_FILE) as archive:
             damaged = archive.testzip()

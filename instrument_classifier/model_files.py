@@ -85,19 +85,19 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
     return ModelRecords(model_dir, preprocessing, config, class_names, feature_params)
 
 
-def own_dataset_changed(config: dict, fingerprint: str | None) -> bool:
+def own_dataset_changed(config: dict, identity: str | None) -> bool:
     """Whether the model's dataset no longer holds the clips it was trained and tested on.
 
-    ``fingerprint`` is the dataset's now (:func:`feature_store.features_fingerprint`); config.json keeps
+    ``identity`` is the dataset's now (:func:`feature_store.features_identity`); config.json keeps
     the one of training (models trained before it was kept are taken as unchanged).
     """
-    recorded = config.get("features_fingerprint")
-    return recorded is not None and recorded != fingerprint
+    recorded = config.get("features_identity")
+    return recorded is not None and recorded != identity
 
 
-def check_own_dataset(config: dict, fingerprint: str | None) -> None:
+def check_own_dataset(config: dict, identity: str | None) -> None:
     """UserError where :func:`own_dataset_changed`."""
-    if own_dataset_changed(config, fingerprint):
+    if own_dataset_changed(config, identity):
         raise UserError(f"the model's dataset {config.get('dataset')} changed since the model was trained "
-                        "(generated or its features extracted again): its predictions.csv no longer describes "
+                        "(generated again): its predictions.csv no longer describes "
                         "those clips; train again, or score the new clips with evaluate.py MODEL --dataset DATASET")

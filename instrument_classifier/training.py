@@ -15,10 +15,10 @@ every file is written, so a crashed run leaves nothing that
 
 Same seed, same result on a CPU: ``keras.utils.set_random_seed`` seeds
 Python, NumPy and the backend, and TensorFlow's op determinism is switched on.
-Chunked features (``extract_features.py --layout chunked``) are streamed:
-training, validation and the predictions read them batch by batch through a
-``keras.utils.PyDataset`` (:mod:`streaming`), with the same batches in the
-same order as the in-memory path, hence the same model.
+Training, validation and the predictions read the chromagrams batch by
+batch through a ``keras.utils.PyDataset`` (:mod:`streaming`), in memory or
+chunked (``extract_features.py --layout chunked``) alike, hence the same
+model either way; the training batches follow a new order every epoch.
 """
 
 from __future__ import annotations
@@ -358,7 +358,7 @@ def _config_record(model_id: str, arch: str, dataset_dir: Path, data: TrainingDa
         "dataset": str(dataset_dir.resolve()),
         "dataset_name": dataset_dir.resolve().name,
         "training_data": str(data.training_dir.resolve()),
-        "features_fingerprint": data.record.get("features_fingerprint"),
+        "features_identity": data.record.get("features_identity"),
         "target": data.target,
         "split": data.record.get("split"),
         "seed": seed,

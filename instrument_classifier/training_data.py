@@ -31,7 +31,7 @@ import pandas as pd
 from .chunked_array import ChunkedArray
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
 from .defaults import DEFAULT_SEED
-from .feature_store import features_fingerprint, load_dataset_features
+from .feature_store import features_identity, load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
 
@@ -254,7 +254,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         "class_names": class_names,
         "scaler": scaler.to_dict(),
         "features": feature_params,
-        "features_fingerprint": features_fingerprint(dataset_dir),
+        "features_identity": features_identity(dataset_dir),
         "input_shape": list(chromagrams.shape[1:]),
         "counts": {name: {label: int(counts.loc[label, name]) for label in class_names} for name in SPLITS},
         "versions": library_versions("numpy", "pandas"),
@@ -319,8 +319,8 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     """Load what ``prepare_training.py`` wrote, joined with features and parameters.
 
     Raises UserError when the folder is missing, or was prepared from other
-    features than the dataset's (another dataset, or clips or features made
-    again since the split: the splits and the scaler would not fit them).
+    features than the dataset's (another dataset, or one generated again since
+    the split: the splits and the scaler would not fit them).
     """
     dataset_dir = Path(dataset_dir)
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
@@ -334,10 +334,10 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != record.get("features"):
         raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
-    recorded = record.get("features_fingerprint")  # absent from records written before it was kept
-    if recorded is not None and recorded != features_fingerprint(dataset_dir):
+    recorded = record.get("features_identity")  # absent from records written before it was kept
+    if recorded is not None and recorded != features_identity(dataset_dir):
         raise UserError(f"the training data in {training_dir} was prepared from other features than those of "
-                        f"{dataset_dir} (another dataset, or clips or features made again since); run "
+                        f"{dataset_dir} (another dataset, or one generated again since); run "
                         f"prepare_training.py {dataset_dir}{where} --overwrite")
     try:
         splits = pd.read_csv(training_dir / SPLITS_CSV)

@@ -7,6 +7,7 @@ Unit tests use synthetic arrays with known answers; one tiny end-to-end run
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -768,6 +769,14 @@ def test_a_regenerated_dataset_is_not_taken_for_the_one_trained_on(model_dir, tm
     training_data = tmp_path / "splits"
     shutil.move(dataset / "training-data", training_data)
     assert run_script(analyze_errors, [model, "-q"], capsys)[0] == 0  # the same clips: fine
+    # Copied without their times and extracted again (the fingerprint changes): still the same clips.
+    for clip in (dataset / "audio").iterdir():
+        os.utime(clip)
+    before = json.loads((dataset / "features" / "features.json").read_text())["fingerprint"]
+    extract_dataset(dataset, quiet=True, jobs=1)
+    assert json.loads((dataset / "features" / "features.json").read_text())["fingerprint"] != before
+    load_training_data(dataset, training_data)
+    assert run_script(analyze_errors, [model, "-q"], capsys)[0] == 0
 
     shutil.rmtree(dataset)
     extract_dataset(make_dataset(dataset, seed=8), quiet=True, jobs=1)  # other clips, the same 56 ids

@@ -382,6 +382,9 @@ def test_a_model_or_features_of_another_chromagram_algorithm_are_refused(tiny_mo
     assert predict.main(["-m", str(model), str(clip_files / "one.wav")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "algorithm version 0; this code computes version 1" in err
+    from instrument_classifier.leaderboard import load_problem
+
+    assert "algorithm version 0" in load_problem(model)  # so --best skips it for the next model
     dataset = tmp_path / "dataset"
     shutil.copytree(tiny_model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models", "training-data"))
     record = json.loads((dataset / "features" / "features.json").read_text())

@@ -326,4 +326,8 @@ def test_clipping_is_said_not_silent(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     make_dataset(tmp_path / "dataset", count=3, vary=["level_probability=1", "level_dbfs=-1:-1",
                                                       "noise_probability=1", "noise_db=0:0"])
-    assert "3 of 3 clips reach full scale and are clipped" in capsys.readouterr().err
+    assert "3 of 3 clips went past full scale and were clipped" in capsys.readouterr().err
+    # A note set to exactly full scale (level_dbfs 0, allowed), not past it: no warning, and no column added.
+    quiet = make_dataset(tmp_path / "full-scale", count=3, vary=["level_probability=1", "level_dbfs=0:0"])
+    assert "clipped" not in capsys.readouterr().err
+    assert "_clipped" not in pd.read_csv(quiet / "parameters.csv").columns

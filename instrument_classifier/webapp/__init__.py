@@ -346,10 +346,10 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
     if not dataset or not Path(dataset).is_dir():
         return []
     dataset = Path(dataset)
-    from ..feature_store import features_fingerprint
+    from ..feature_store import features_identity
 
     sources = [Path(predictor.model_dir) / PREDICTIONS_CSV, dataset / PARAMETERS_CSV]
-    if own_dataset_changed(predictor.bundle.config, features_fingerprint(dataset)):
+    if own_dataset_changed(predictor.bundle.config, features_identity(dataset)):
         sources = sources[1:]  # generated again since training: the predictions are of other clips
     table = None
     for path in sources:
