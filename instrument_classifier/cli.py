@@ -12,22 +12,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import hashlib
 import importlib.metadata
 import json
 import math
 import os
 import platform
-import re
-import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .temporaries import new_temporary_name, ours, remove_stale_temporaries, temporary_prefix
 
 
 class UserError(Exception):
@@ -220,14 +218,14 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     created = make_parent(path)
     suffix = path.suffix if suffix is None else suffix
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path.stem), suffix=f".tmp{suffix}",
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.stem), suffix=f".tmp{suffix}",
                                         dir=path.parent)
     except OSError as error:
         _remove_empty(created)
         raise _named(error, path) from None
     os.fchmod(fd, 0o666 & ~UMASK)  # as open() would create it; mkstemp's 0600 would hide it from other users
     os.close(fd)
-    tmp = _mine(tmp_name)
+    tmp = ours(tmp_name)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -267,7 +265,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     created = make_parent(path)
     remove_stale_temporaries(path.parent)
     try:
-        tmp = _mine(tempfile.mkdtemp(prefix=_temporary_prefix(path.name), suffix=".tmp", dir=path.parent))
+        tmp = ours(tempfile.mkdtemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent))
     except OSError as error:
         _remove_empty(created)
         raise _named(error, path) from None
@@ -277,8 +275,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         if path.exists():
             if not overwrite:
                 raise UserError(f"{path} already exists")
-            old = _new_temporary_name(path, "old")
-            trash = _new_temporary_name(path, "del")
+            old = new_temporary_name(path, "old")
+            trash = new_temporary_name(path, "del")
             try:
                 with signals_between_steps():  # a signal waits for the swap: never neither folder at ``path``
                     os.replace(path, old)
@@ -312,95 +310,18 @@ def atomic_files(out_dir: str | os.PathLike, *, last: str) -> Iterator[Path]:
     out_dir = Path(out_dir)
     created = make_parent(out_dir / last)
     remove_stale_temporaries(out_dir)
-    staging = _mine(tempfile.mkdtemp(prefix=_temporary_prefix("report"), suffix=".tmp", dir=out_dir))
+    staging = ours(tempfile.mkdtemp(prefix=temporary_prefix("report"), suffix=".tmp", dir=out_dir))
+    done = False
     try:
         yield staging
         names = sorted(p.name for p in staging.iterdir() if p.name != last)
         for name in names + ([last] if (staging / last).exists() else []):
             os.replace(staging / name, out_dir / name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_empty(created)  # a report folder this run made, left empty
-        raise
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-# The temporaries of atomic_dir, atomic_path and atomic_files: ".NAME.PID-HOST-XXXX.tmp" (".tmp.EXT" for a
-# file); while atomic_dir swaps, the replaced folder is ".NAME.PID-HOST-oldXXXX.tmp", then, once the new one
-# is in place, ".NAME.PID-HOST-delXXXX.tmp".  PID is the writing process's id, HOST a tag of its machine (a
-# folder on a shared filesystem may be written from several).
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d{1,10})-(?P<host>[0-9a-f]{6})-(?P<tag>[a-z0-9_]+)\.tmp"
-                        r"(\.[A-Za-z0-9]+)?")
-# The names of the temporaries this process made: another of its PID is a dead process's (a container's
-# processes often have the same PID run after run).
-_OURS: set[str] = set()
-
-
-@functools.cache
-def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
-
-
-def _temporary_prefix(name: str) -> str:
-    """The start of a temporary's name for ``name`` (see :data:`_TEMPORARY`)."""
-    return f".{name}.{os.getpid()}-{_host_tag()}-"
-
-
-def _mine(path: str | os.PathLike) -> Path:
-    """``path``, noted as a temporary of this process."""
-    _OURS.add(Path(path).name)
-    return Path(path)
-
-
-def _new_temporary_name(path: Path, tag: str) -> Path:
-    """A fresh temporary name beside ``path``, its tag starting with ``tag`` (nothing is created)."""
-    return _mine(path.with_name(f"{_temporary_prefix(path.name)}{tag}{secrets.token_hex(4)}.tmp"))
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Clear what killed runs left in ``folder``; return the paths removed or restored.
-
-    A temporary file or folder of :func:`atomic_dir`, :func:`atomic_path` or
-    :func:`atomic_files` written on this machine by a process that no longer
-    runs is removed; a replaced
-    folder that a run killed in the middle of its swap left hidden is put
-    back under its name if nothing took its place, else removed.
-    """
-    cleared = []
-    try:
-        candidates = sorted(Path(folder).iterdir())
-    except OSError:
-        return cleared
-    for candidate in candidates:
-        match = _TEMPORARY.fullmatch(candidate.name)
-        if match is None or match["host"] != _host_tag() or candidate.name in _OURS:
-            continue
-        pid = int(match["pid"])
-        if pid != os.getpid() and _process_alive(pid):
-            continue
-        target = candidate.with_name(match["name"])
-        try:
-            if re.fullmatch(r"old[0-9a-f]{8}", match["tag"]) and candidate.is_dir() and not target.exists():
-                os.replace(candidate, target)
-            elif candidate.is_dir():
-                shutil.rmtree(candidate)
-            else:
-                candidate.unlink()
-        except OSError:
-            continue
-        cleared.append(candidate)
-    return cleared
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        if not done:
+            _remove_empty(created)  # a report folder this run made, left empty
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -92,7 +92,6 @@ class ChromagramBatches(keras.utils.PyDataset):
         return self._orders[epoch]
 
 
-
 class EpochOrder(keras.callbacks.Callback):
     """Tells ``batches`` which epoch begins, so that a ``PyDataset`` read by Keras serves that epoch's order.
 

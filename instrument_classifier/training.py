@@ -24,7 +24,6 @@ model either way; the training batches follow a new order every epoch.
 from __future__ import annotations
 
 import datetime
-import glob
 import os
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from .metrics import metrics_table, predictions_table
 from .models import ARCHITECTURES, GroupSum, build_model
 from .scaling import to_model_input
 from .streaming import ChromagramBatches, EpochOrder, keras_input
+from .temporaries import being_written
 from .training_data import SPLITS, TrainingData, load_training_data
 
 
@@ -59,7 +59,7 @@ def new_model_id(arch: str, seed: int, models_dir: Path) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{arch}-s{seed}"
     model_id, n = base, 1
-    while (models_dir / model_id).exists() or any(models_dir.glob(f".{glob.escape(model_id)}.*.tmp")):
+    while (models_dir / model_id).exists() or being_written(models_dir / model_id):
         n += 1
         model_id = f"{base}-{n}"
     return model_id
@@ -181,7 +181,8 @@ def train_model(dataset_dir: str | os.PathLike, *, arch: str = DEFAULT_ARCHITECT
     with atomic_dir(models_dir / model_id) as tmp:
         if verbose:
             print(f"training {model_id}: {arch}, {network.count_params():,} parameters, "
-                  f"{run.n_train} train / {run.n_valid} valid samples, {settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''}"
+                  f"{run.n_train} train / {run.n_valid} valid samples, "
+                  f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''}"
                   + (", streamed from chunked features" if data.streamed else "")
                   + (f", {len(run.fine_names)} instruments as fine classes" if settings["fine_labels"] else ""),
                   flush=True)

@@ -243,13 +243,13 @@ def test_the_temporary_folder_of_a_killed_run_is_cleaned_up(tmp_path):
     process.wait(timeout=30)
     left = list(tmp_path.glob(".dataset.*.tmp"))
     assert len(left) == 1  # what SIGKILL leaves
-    from instrument_classifier.cli import _host_tag
+    from instrument_classifier.temporaries import host_tag
 
     dead = process.pid
     running = subprocess.Popen(["sleep", "60"])  # a live run's folder: another process's, still running
-    alive = tmp_path / f".dataset.{running.pid}-{_host_tag()}-keep.tmp"
-    other_machine = tmp_path / f".dataset.{dead}-{'0' * 6 if _host_tag() != '0' * 6 else '1' * 6}-abcd.tmp"
-    killed_file = tmp_path / f".parameters.{dead}-{_host_tag()}-abcd.tmp.csv"  # any name, a file too
+    alive = tmp_path / f".dataset.{running.pid}-{host_tag()}-keep.tmp"
+    other_machine = tmp_path / f".dataset.{dead}-{'0' * 6 if host_tag() != '0' * 6 else '1' * 6}-abcd.tmp"
+    killed_file = tmp_path / f".parameters.{dead}-{host_tag()}-abcd.tmp.csv"  # any name, a file too
     for folder in (alive, other_machine):
         folder.mkdir()
     killed_file.write_text("half")

@@ -514,9 +514,9 @@ def test_a_folder_a_killed_swap_left_hidden_is_put_back(tmp_path):
     """
     import os
 
-    from instrument_classifier.cli import _host_tag
+    from instrument_classifier.temporaries import host_tag
 
-    prefix = f".dataset.{os.getpid()}-{_host_tag()}-"
+    prefix = f".dataset.{os.getpid()}-{host_tag()}-"
     hidden, half_deleted = tmp_path / f"{prefix}old0123abcd.tmp", tmp_path / f"{prefix}del0123abcd.tmp"
     for folder in (hidden, half_deleted):
         folder.mkdir()
