@@ -31,7 +31,7 @@ import sys
 
 from instrument_classifier.cli import ArgumentParser, entry_point, positive_int
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.feature_store import IN_MEMORY_LIMIT_BYTES, LAYOUTS, extract_dataset
+from instrument_classifier.feature_extraction import IN_MEMORY_LIMIT_BYTES, LAYOUTS, extract_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -39,7 +39,7 @@ from bench.common import median, python, run_measured, write_results
 from instrument_classifier.cli import library_versions
 from instrument_classifier.dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
 from instrument_classifier.defaults import CLIP_SAMPLES, SAMPLE_RATE, SINGLE_FONT_DATASET_DIR
-from instrument_classifier.feature_store import READ_CHUNK
+from instrument_classifier.feature_extraction import READ_CHUNK
 from instrument_classifier.features import ChromagramExtractor
 
 TFR_SECONDS_2000 = 28.0  # the figure for the seed's tfr-based extractor

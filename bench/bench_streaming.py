@@ -39,7 +39,7 @@ import numpy as np
 from bench.common import median, python, run_measured, write_results
 from instrument_classifier.chunked_array import ChunkWriter, open_chunked
 from instrument_classifier.cli import library_versions
-from instrument_classifier.feature_store import READ_CHUNK
+from instrument_classifier.feature_extraction import READ_CHUNK
 
 FRAMES, BINS, CLASSES, BATCH = 44, 115, 7, 32
 GOALS = {"stream_vs_memory_throughput": 0.85}

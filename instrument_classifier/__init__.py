@@ -4,7 +4,7 @@ The importable work behind the top-level stage scripts, one job a module
 (README, *Layout*).  Data flows one way:
 
     instruments, synthesis, additive, soundfonts, variation -> generation, dataset
-        -> features (the transform), feature_store (a dataset's features), plots
+        -> features (the transform), feature_store (a dataset's features), feature_extraction, plots
         -> scaling, training_data -> model_files, architectures, augmentation, models, model_bundle, metrics,
            losses, training
         -> evaluation, generalisation, error_analysis, leaderboard

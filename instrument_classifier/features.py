@@ -64,7 +64,7 @@ from .chromagram_kernel import Kernel
 from .cli import UserError
 from .defaults import SAMPLE_RATE
 
-# Part of the features' fingerprint (feature_store): bump it whenever the numbers
+# Part of the features' fingerprint (feature_extraction): bump it whenever the numbers
 # the algorithm writes change, so that old features are recomputed rather than silently reused.
 ALGORITHM_VERSION = 1
 # Clips per transform chunk: ~5 MB of working memory per clip; small chunks

@@ -44,7 +44,7 @@ def tiny_dataset(tmp_path_factory):
 
 def train_tiny_model(base: Path, dataset: Path, *, epochs: int = 2) -> Path:
     """Copy ``dataset`` to ``base/dataset``, extract, prepare and train a model on it; return the model folder."""
-    from instrument_classifier.feature_store import extract_dataset
+    from instrument_classifier.feature_extraction import extract_dataset
     from instrument_classifier.training import train_model
     from instrument_classifier.training_data import prepare_training_data
 

@@ -21,8 +21,8 @@ import soundfile as sf
 import extract_features
 from instrument_classifier.cli import UserError
 from instrument_classifier.defaults import CLIP_SAMPLES, REPO_DIR, SAMPLE_RATE
-from instrument_classifier.feature_store import (CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PLOT_PNG,
-                                                 extract_dataset, load_features)
+from instrument_classifier.feature_extraction import extract_dataset
+from instrument_classifier.feature_store import CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PLOT_PNG, load_features
 from instrument_classifier.features import ChromagramExtractor
 from instrument_classifier.plots import note_name
 

@@ -15,7 +15,7 @@ import prepare_training
 import train
 from conftest import assert_one_line_error, make_dataset, run_script
 from instrument_classifier.cli import UserError
-from instrument_classifier.feature_store import extract_dataset
+from instrument_classifier.feature_extraction import extract_dataset
 from instrument_classifier.training_data import load_training_data, soundfont_split
 
 FONTS = ["FluidR3_GM", "TimGM6mb", "sf_GMbank"]

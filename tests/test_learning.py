@@ -37,7 +37,7 @@ MODEL_FILES = {"model.keras", "preprocessing.json", "config.json", "model_summar
 @pytest.fixture(scope="module")
 def dataset(tiny_dataset, tmp_path_factory) -> Path:
     """A writable copy of the tiny dataset, with features."""
-    from instrument_classifier.feature_store import extract_dataset
+    from instrument_classifier.feature_extraction import extract_dataset
 
     copy = tmp_path_factory.mktemp("learning") / "tiny-notes"
     shutil.copytree(tiny_dataset, copy)
@@ -738,7 +738,7 @@ def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
     parameters = pd.read_csv(small / "parameters.csv")
     keep = parameters[(parameters["family_name"] != "piano") | (parameters.groupby("family_name").cumcount() < 2)]
     keep.to_csv(small / "parameters.csv", index=False)  # only 2 piano clips: no room for valid and test
-    from instrument_classifier.feature_store import extract_dataset
+    from instrument_classifier.feature_extraction import extract_dataset
 
     extract_dataset(small, quiet=True, jobs=1, overwrite=True)
     assert_one_line_error(*run_script(prepare_training, [small], capsys)[::2], "piano")
@@ -763,7 +763,7 @@ def test_a_regenerated_dataset_is_not_taken_for_the_one_trained_on(model_dir, tm
     """Splits, scaler and predictions.csv belong to the clips they were made from: a dataset generated
     again under the same path (other clips, same sample ids) was trained on and listened to, silently."""
     from conftest import make_dataset
-    from instrument_classifier.feature_store import extract_dataset
+    from instrument_classifier.feature_extraction import extract_dataset
 
     dataset, model = copy_with_its_dataset(model_dir, tmp_path / "dataset", tmp_path / "models")
     training_data = tmp_path / "splits"

@@ -20,7 +20,8 @@ import predict
 import prepare_training
 import train
 from conftest import run_script
-from instrument_classifier.feature_store import extract_dataset, load_features
+from instrument_classifier.feature_extraction import extract_dataset
+from instrument_classifier.feature_store import load_features
 from instrument_classifier.features import ChromagramExtractor
 
 INSTRUMENTS = {"violin": "strings", "trumpet": "brass", "flute": "pipe"}

@@ -21,7 +21,7 @@ import numpy as np
 import extract_features
 import generate_audio_samples
 from conftest import make_dataset
-from instrument_classifier import feature_store, generation, scheduling
+from instrument_classifier import feature_extraction, feature_store, generation, scheduling
 from instrument_classifier.cli import UserError
 from instrument_classifier.defaults import REPO_DIR
 from instrument_classifier.loopback_cluster import loopback_cluster
@@ -155,7 +155,7 @@ def test_progress_locally_and_the_dashboard_address_on_a_cluster(cluster, tmp_pa
 @pytest.mark.parametrize("layout", ["npz", "chunked"])
 def test_features_on_a_cluster_equal_the_local_ones(cluster, local_dataset, tmp_path, monkeypatch, layout):
     """Shards of 4 clips as Dask tasks on two remote workers: the same chromagrams, bit for bit, as locally."""
-    monkeypatch.setattr(feature_store, "READ_CHUNK", 4)
+    monkeypatch.setattr(feature_extraction, "READ_CHUNK", 4)
     here, there = (shutil.copytree(local_dataset, tmp_path / name) for name in ("here", "there"))
     assert extract_features.main([str(here), "-q", "-j", "2", "--layout", layout]) == 0
     assert extract_features.main([str(there), "-q", "--layout", layout, "--scheduler", cluster.address]) == 0

@@ -22,10 +22,11 @@ import pytest
 import extract_features
 import prepare_training
 import train
-from instrument_classifier import feature_store
+from instrument_classifier import feature_extraction
 from instrument_classifier.chunked_array import ChunkWriter, open_chunked
 from instrument_classifier.cli import UserError
 from instrument_classifier.feature_store import CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, load_features
+from instrument_classifier.features import ChromagramExtractor
 from instrument_classifier.scaling import ChromagramScaler
 from instrument_classifier.streaming import ChromagramBatches, EpochOrder
 
@@ -40,7 +41,7 @@ def both_layouts(tiny_dataset, tmp_path_factory) -> tuple[Path, Path]:
     shutil.copytree(tiny_dataset, in_memory)
     shutil.copytree(tiny_dataset, chunked)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(feature_store, "READ_CHUNK", CHUNK)
+        patch.setattr(feature_extraction, "READ_CHUNK", CHUNK)
         assert extract_features.main([str(in_memory), "-q", "-j", "1"]) == 0
         assert extract_features.main([str(chunked), "-q", "-j", "1", "--layout", "chunked"]) == 0
     return in_memory, chunked
@@ -65,12 +66,12 @@ def test_chunked_features_equal_the_npz_byte_for_byte(both_layouts):
 
 
 def test_layout_by_size(monkeypatch):
-    extractor = feature_store.ChromagramExtractor()
-    assert feature_store.choose_layout(26_000, extractor) == "npz"
-    assert feature_store.choose_layout(27_000, extractor) == "chunked"
-    assert feature_store.choose_layout(10, extractor, "chunked") == "chunked"
+    extractor = ChromagramExtractor()
+    assert feature_extraction.choose_layout(26_000, extractor) == "npz"
+    assert feature_extraction.choose_layout(27_000, extractor) == "chunked"
+    assert feature_extraction.choose_layout(10, extractor, "chunked") == "chunked"
     with pytest.raises(UserError, match="unknown feature layout"):
-        feature_store.choose_layout(10, extractor, "zarr")
+        feature_extraction.choose_layout(10, extractor, "zarr")
 
 
 @pytest.mark.parametrize("n, block", [(1, 128), (57, 128), (57, 5000), (300, 77_777)])
@@ -233,7 +234,7 @@ def test_a_failed_chunked_extraction_leaves_the_features_as_they_were(both_layou
     clip = dataset / pd.read_csv(dataset / "parameters.csv")["audio_file"].iloc[40]
     sf.write(clip, np.zeros(1000, np.float32), 44100)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(feature_store, "READ_CHUNK", CHUNK)
+        patch.setattr(feature_extraction, "READ_CHUNK", CHUNK)
         assert extract_features.main([str(dataset), "--overwrite", "-q", "--layout", "chunked"]) == 2
     assert "expected 88200" in capsys.readouterr().err
     after = {p.relative_to(features_dir): p.read_bytes() for p in features_dir.rglob("*") if p.is_file()}
