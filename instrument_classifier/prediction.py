@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 import numpy as np
 
 from .audio import (MAX_DECODE_SAMPLES, MAX_READ_SECONDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, clip_window,
-                    find_onset, peak_dbfs, read_mono, resample, to_full_scale, to_mono)
+                    find_onset, peak_dbfs, read_mono, resample, to_full_scale, to_mono, tonal_fraction)
 from .cli import UserError
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
 from .metrics import read_final_metrics
@@ -44,6 +44,9 @@ from .model_bundle import load_model_dir
 SILENCE_DBFS = -90.0
 # Peak levels this far outside the training clips' range are scaled into it, with a warning.
 LEVEL_MARGIN_DB = 6.0
+# A window with less of its energy in partials than this is noise, not a note (audio.tonal_fraction:
+# every one of 1900 varied training-style clips has 0.09 or more, a steady noise 0.00).
+MIN_TONAL_FRACTION = 0.05
 
 
 @dataclass
@@ -186,6 +189,10 @@ class Predictor:
             else:
                 warnings.append("silent clip: there is no note to classify, the label means nothing")
         else:
+            tonal = tonal_fraction(window, self.sample_rate)
+            if tonal < MIN_TONAL_FRACTION:
+                warnings.append(f"no clear note: the clip sounds like noise ({tonal:.0%} of its energy in "
+                                f"partials), the label may mean nothing")
             remaining = (len(mono) - onset) / self.sample_rate
             if remaining < NOTE_SECONDS:
                 warnings.append(f"short clip: {remaining:.2f} s from the onset, padded with silence "

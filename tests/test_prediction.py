@@ -245,6 +245,21 @@ def test_silent_and_short_clips_get_warnings(predictor):
     assert any("sample rate" in w for w in predictor.predict(tone(1.0, rate=8000), 8000).warnings)
 
 
+def test_noise_is_no_note(predictor, confident_clip):
+    """Hiss, hum-free room noise or clicks get a label but a warning; a note, even in as much noise, none."""
+    rng = np.random.default_rng(0)
+    white = rng.standard_normal(2 * RATE).astype(np.float32) * 0.1
+    pink = np.fft.irfft(np.fft.rfft(white) / np.sqrt(np.arange(1, RATE + 2)), 2 * RATE).astype(np.float32)
+    clicks = (rng.random(2 * RATE) < 0.001).astype(np.float32) * 0.5
+    for noise in (white, pink, clicks):
+        warnings = predictor.predict(noise, RATE).warnings
+        assert any(w.startswith("no clear note: the clip sounds like noise") for w in warnings), warnings
+    note = tone(2.0)
+    noisy = note + white * np.float32(np.std(note) / np.std(white))  # equal power
+    for clip in (confident_clip[1], note, noisy):
+        assert not any("no clear note" in w for w in predictor.predict(clip, RATE).warnings)
+
+
 @pytest.mark.parametrize("peak", [1e37, 3e38, 1e300])
 def test_huge_finite_samples_are_scaled_into_the_training_levels(predictor, confident_clip, peak):
     path, clip = confident_clip
