@@ -8,6 +8,7 @@ the features themselves barely move.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -350,6 +351,28 @@ def test_cli_json(tiny_model_dir, predictor, clip_files, capsys):
     expected = predictor.predict_file(clip_files / "one.wav")
     assert record["model_id"] == predictor.model_id and record["label"] == expected.label
     assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+
+
+def test_cli_csv_is_a_table_a_spreadsheet_reads(tiny_model_dir, predictor, clip_files, capsys):
+    """One row per file in order, a failed one with its error; a comma or newline in a name stays in its cell."""
+    odd = clip_files / "a, \"b\"\nc.wav"
+    shutil.copy(clip_files / "one.wav", odd)
+    files = [str(odd), str(clip_files / "text.txt"), str(clip_files / "silent.wav")]
+    assert predict.main(["-m", str(tiny_model_dir), "--csv", *files]) == 1
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert list(table.columns) == ["file", "label", *(f"p_{name}" for name in predictor.class_names),
+                                   "onset_seconds", "duration_seconds", "sample_rate", "peak_dbfs",
+                                   "warnings", "error", "model_id"]
+    assert table["file"].tolist() == files and set(table["model_id"]) == {predictor.model_id}
+    expected = predictor.predict_file(odd)
+    assert table["label"][0] == expected.label and table["error"][0] == ""
+    assert table.loc[0, [f"p_{name}" for name in predictor.class_names]].astype(float).tolist() == \
+        pytest.approx(list(expected.probabilities.values()), abs=1e-5)
+    assert table["label"][1] == "" and "unsupported" in table["error"][1]
+    assert "silent" in table["warnings"][2]
+    with pytest.raises(SystemExit):  # one output format at a time
+        predict.main(["-m", str(tiny_model_dir), "--csv", "--json", files[0]])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_cli_bad_files_one_line_each_and_the_rest_classified(tiny_model_dir, clip_files, capsys):
