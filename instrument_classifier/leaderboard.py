@@ -6,7 +6,11 @@ under a hidden temporary name and renames it at the end, so a crashed run
 never shows up).  Ranking: validation error, then validation loss, then the
 older model first.  The default model of predict.py, the web app and
 ``evaluate.py --best`` is the best one of the default dataset
-(:func:`default_model_dir`).  Nothing here loads Keras: ranking stays fast.
+(:func:`default_model_dir`).  Models of one folder may have been validated on
+different clips (trained from training-data folders of other seeds or
+fractions, or of another dataset): the table then names each model's
+validation set, and ``--best`` says that it compared across them.  Nothing
+here loads Keras: ranking stays fast.
 
 >>> best_model_dir("data/working/single-notes-2000/models")
 PosixPath('data/working/single-notes-2000/models/20261125-142301-harmonic-s42')
@@ -14,6 +18,7 @@ PosixPath('data/working/single-notes-2000/models/20261125-142301-harmonic-s42')
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -25,7 +30,8 @@ from .cli import UserError, warn
 from .defaults import DEFAULT_DATASET_DIR
 from .features import ALGORITHM_VERSION
 from .metrics import read_final_metrics
-from .model_files import CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREPROCESSING_JSON, is_model_dir
+from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREDICTIONS_CSV,
+                          PREPROCESSING_JSON, is_model_dir)
 
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
@@ -48,7 +54,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
 
     Columns: rank, model_id, arch, target, split, parameters, epochs_run,
     train_seconds, valid_error, valid_loss, valid_auc, test_error, test_auc,
-    created, path.  Folders whose files cannot be read are skipped, with a warning on stderr.
+    created, path, valid_set (:func:`validation_set`).  Folders whose files cannot be read are skipped, with a warning on stderr.
     """
     models_dir = resolve_models_dir(models_dir)
     rows = []
@@ -73,6 +79,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "test_auc": _number(metrics["test"]["auc"]),
                 "created": config.get("created", ""),
                 "path": str(path),
+                "valid_set": validation_set(path, config.get("features_identity")),
             }
         except KeyError as error:
             warn(f"skipping model {path}: its {FINAL_METRICS_CSV} lacks {error.args[0]!r}")
@@ -82,13 +89,29 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
             continue
         rows.append(row)
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"]
-                         + ["valid_auc", "created", "path"])
+                         + ["valid_auc", "created", "path", "valid_set"])
     if table.empty:
         return table.assign(rank=pd.Series(dtype=int))
     table = table.sort_values(["valid_error", "valid_loss", "created", "model_id"],
                               na_position="last", kind="mergesort").reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
+
+
+def validation_set(model_dir: Path, features_identity: str | None) -> str:
+    """A short name of the clips a model was validated on: 8 hex digits of a hash of what its dataset's
+    features are of and of its validation clips' sample ids (its predictions.csv); "?" where unreadable.
+
+    Two models' validation errors compare only where this is the same.
+    """
+    try:
+        rows = pd.read_csv(model_dir / PREDICTIONS_CSV, usecols=["sample_id", "split"])
+    except (OSError, ValueError) as error:
+        warn(f"model {model_dir}: cannot read the validation clips of its {PREDICTIONS_CSV} ({error})")
+        return "?"
+    ids = sorted(rows.loc[rows["split"] == "valid", "sample_id"].astype(str))
+    what = json.dumps([features_identity, ids])
+    return hashlib.sha256(what.encode()).hexdigest()[:8]
 
 
 def _number(value: float | None) -> float:
@@ -154,6 +177,11 @@ def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAUL
     which = _which(every, target, split)
     if table.empty:
         raise _none_found(models_dir, every, target, split)
+    sets = table["valid_set"].nunique()  # 1: their validation errors compare
+    if sets > 1:
+        warn(f"the {len(table)} models{which} in {resolve_models_dir(models_dir)} were validated on {sets} "
+             f"different sets of clips (leaderboard.py names each): the best of them by validation error is "
+             f"not a comparison on the same clips")
     for path in table["path"]:
         problem = load_problem(Path(path))
         if problem is None:
@@ -209,13 +237,18 @@ def format_leaderboard(models_dir: str | os.PathLike, *, top: int = 10, latest: 
         problem = load_problem(Path(path))
         if problem is not None:
             warn(f"model {path} is ranked but cannot be loaded: {problem}")
-    shown = table.head(top)[list(COLUMNS)].copy()
+    sets = table["valid_set"].nunique()  # 1: their validation errors compare
+    shown = table.head(top)[list(COLUMNS) + (["valid_set"] if sets > 1 else [])].copy()
     for column in ("valid_error", "test_error"):
         shown[column] = shown[column].map(lambda v: f"{v:.2%}")
     for column in ("valid_loss", "test_auc"):
         shown[column] = shown[column].map(lambda v: f"{v:.4f}")
     lines = [f"best {len(shown)} of {len(table)} models in {resolve_models_dir(models_dir)} (by validation error):",
-             shown.to_string(index=False), "", "latest:"]
+             shown.to_string(index=False)]
+    if sets > 1:
+        lines.append(f"(validated on {sets} different sets of clips, valid_set: "
+                     "validation errors compare only between models of one set)")
+    lines += ["", "latest:"]
     newest = table.sort_values(["created", "model_id"], ascending=False).head(latest)
     for row in newest.itertuples():
         lines.append(f"  {row.model_id}: rank {row.rank} of {len(table)} "

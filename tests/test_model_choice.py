@@ -121,6 +121,34 @@ def test_leaderboard_filter_that_matches_nothing_is_one_line(models_dir, capsys)
     assert status == 2 and err.count("\n") == 1 and "no finished models" in err
 
 
+def test_models_validated_on_other_clips_are_named_and_best_says_so(tiny_model_dir, tmp_path, capsys):
+    """Trained from another split of the dataset, a model's validation error is of other clips."""
+    models = tmp_path / "models"
+    for name, error in ((A, 0.2), (B, 0.1)):
+        copy_model(tiny_model_dir, models / name, target_name="family", split="random", valid_error=error,
+                   created="2099-01-01T00:00:00")
+    status, out, err = run_script(leaderboard, [models], capsys)
+    assert status == 0 and "valid_set" not in out and err == ""
+    assert run_script(leaderboard, [models, "--best"], capsys) == (0, f"{models / B}\n", "")
+
+    other = copy_model(tiny_model_dir, models / E, target_name="family", split="random", valid_error=0.05,
+                       created="2099-01-01T00:00:01")
+    predictions = pd.read_csv(other / "predictions.csv")
+    first_valid, first_train = (predictions.index[predictions["split"] == name][0] for name in ("valid", "train"))
+    predictions.loc[[first_valid, first_train], "split"] = ["train", "valid"]  # another split of the same clips
+    predictions.to_csv(other / "predictions.csv", index=False)
+    status, out, err = run_script(leaderboard, [models], capsys)
+    assert status == 0 and err == ""
+    header, *rows = out.partition("\nlatest:")[0].splitlines()[1:5]
+    assert header.split()[-1] == "valid_set"
+    sets = {name: row.split()[-1] for row in rows for name in (A, B, E) if name in row}
+    assert sets[A] == sets[B] != sets[E]
+    assert "validated on 2 different sets of clips" in out
+    status, out, err = run_script(leaderboard, [models, "--best"], capsys)
+    assert status == 0 and out == f"{models / E}\n"
+    assert err.count("\n") == 1 and "were validated on 2 different sets of clips" in err
+
+
 # ---------------------------------------------------------------------------
 # The default model, in a checkout of its own
 
