@@ -3,13 +3,14 @@
 ``evaluate_model(MODEL_DIR)`` writes ``MODEL_DIR/evaluation/``::
 
     index.html                  everything below on one page (relative links; open it as a file)
-    metrics.csv                 per split: n, loss, error, accuracy, macro AUC
+    metrics.csv                 per split: n, loss, error, accuracy, macro AUC, calibration error (ECE)
     learning_curves.png         loss and error per epoch, train vs valid
     confusion_<split>.png/.csv  confusion matrix, counts and row-normalised
     per_class_metrics.csv       per split and class: precision, recall, F1, support
     per_class_<split>.png       the same as bars
     roc_<split>.png             one-vs-rest ROC curve of every class, with its AUC
     error_by_pitch.png/.csv     error rate per MIDI-number band, per split
+    calibration.png/.csv        reliability diagram: accuracy against top probability, per split
     error_by_soundfont.csv      error per split and SoundFont, and per lineage (multi-font datasets)
 
 On the model's own dataset it reads ``predictions.csv`` (written by
@@ -36,7 +37,7 @@ from markupsafe import Markup
 from .cli import UserError, atomic_files, atomic_path
 from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
-from .metrics import metrics_table, predictions_table, read_predictions
+from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
 from .model_files import (EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir,
                           own_dataset_changed)
 from .feature_store import features_identity, load_dataset_features
@@ -205,6 +206,38 @@ def plot_error_by_pitch(table: pd.DataFrame, splits: list[str], band: int, path:
     fig.savefig(path, dpi=90)
 
 
+def calibration_table(predictions: pd.DataFrame, class_names: list[str], splits: list[str]) -> pd.DataFrame:
+    """:func:`metrics.calibration_bins` of every split: split, low, high, n, confidence, accuracy."""
+    parts = []
+    for name in splits:
+        part = predictions[predictions["split"] == name]
+        if not part.empty:
+            y_true, y_pred, proba = _class_index(part, class_names)
+            parts.append(calibration_bins(y_true == y_pred, proba.max(axis=1)).assign(split=name))
+    columns = ["split", "low", "high", "n", "confidence", "accuracy"]
+    return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def plot_calibration(table: pd.DataFrame, ece: dict[str, float], path: Path) -> None:
+    """Reliability diagram: each split's accuracy against its mean top probability per bin, and the bins' clips."""
+    fig = figure(7, 7)
+    ax, count_ax = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label="calibrated")
+    for name, part in table.groupby("split", sort=False):
+        ax.plot(part["confidence"], part["accuracy"], marker="o", label=f"{name} (ECE {ece[name]:.3f})")
+        count_ax.plot((part["low"] + part["high"]) / 2, part["n"], marker=".", label=name)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability: is a clip given p right with probability p?")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    count_ax.set_yscale("log")
+    count_ax.set_ylabel("clips")
+    count_ax.set_xlabel("top probability")
+    count_ax.set_xlim(0, 1)
+    count_ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=90)
+
+
 # ---------------------------------------------------------------------------
 # The report
 
@@ -239,6 +272,11 @@ def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str
             pitch.to_csv(staging / "error_by_pitch.csv", index=False)
             plot_error_by_pitch(pitch, splits, PITCH_BAND, staging / "error_by_pitch.png")
             sections.append(_section("Error by pitch", images=["error_by_pitch.png"]))
+        calibration = calibration_table(predictions, class_names, splits)
+        if not calibration.empty:
+            calibration.to_csv(staging / "calibration.csv", index=False)
+            plot_calibration(calibration, dict(zip(metrics["split"], metrics["ece"])), staging / "calibration.png")
+            sections.append(_section("Calibration", images=["calibration.png"]))
         (staging / INDEX_HTML).write_text(render_page(
             "evaluation.html", title=title, metrics=_table(metrics, floats="{:.4f}"), notes=notes or [],
             links=links or {}, sections=sections))

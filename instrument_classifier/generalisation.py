@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError, atomic_path, read_json
-from .metrics import read_predictions
+from .metrics import calibration_error, read_predictions
 from .model_files import CONFIG_JSON, PREDICTIONS_CSV
 
 GENERALISATION_CSV = "generalisation.csv"
@@ -133,12 +133,17 @@ def unheard_parts(model_dirs: list[str | os.PathLike],
 def family_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
     """Error by true family of :func:`unheard_parts`: one row per model and part.
 
-    Columns model_id, part, n, error, then one per family.
+    Columns model_id, part, n, error, confidence (the mean top probability:
+    above 1 - error, the model is surer than it is right), ece (the expected
+    calibration error, :func:`metrics.calibration_error`), then one per family.
     """
     rows = []
     for model_id, part, predictions in parts:
         correct = predictions["correct"].astype(bool)
-        row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean())}
+        top = predictions[[c for c in predictions.columns if c.startswith("p_")]].max(axis=1).to_numpy()
+        row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean()),
+               "confidence": float(top.mean()),
+               "ece": calibration_error(correct.to_numpy(), top)}
         for family, group in correct.groupby(predictions["true"], sort=True):
             row[str(family)] = float(1 - group.mean())
         rows.append(row)

@@ -3,7 +3,7 @@
 ``predictions.csv`` (one row per clip: sample_id, split, true, predicted,
 correct, what the clip was, p_<class> probabilities) is written by
 :func:`predictions_table`; ``final_metrics.csv`` and an evaluation's
-``metrics.csv`` (one row per split: n, loss, error, accuracy, auc) by
+``metrics.csv`` (one row per split: n, loss, error, accuracy, auc, ece) by
 :func:`metrics_table`.  :func:`read_predictions` and :func:`read_final_metrics`
 read them back, each file in one place.  No Keras here: the leaderboard ranks
 models with :func:`read_final_metrics` alone.
@@ -39,15 +39,48 @@ def macro_auc(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+# Bins of the top probability for the calibration error and the reliability diagram (Guo et al. 2017 use 15).
+CALIBRATION_BINS = 15
+
+
+def calibration_bins(correct: np.ndarray, confidence: np.ndarray, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """The clips by top probability in ``bins`` equal bins of (0, 1]: bin's low and high edge, n, mean
+    confidence, accuracy (empty bins left out).  What a reliability diagram plots, and the ECE sums."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)  # (low, high]
+    table = pd.DataFrame({"bin": which, "confidence": confidence, "correct": correct.astype(float)})
+    grouped = table.groupby("bin").agg(n=("correct", "size"), confidence=("confidence", "mean"),
+                                       accuracy=("correct", "mean")).reset_index()
+    grouped.insert(1, "low", edges[grouped["bin"]])
+    grouped.insert(2, "high", edges[grouped["bin"] + 1])
+    return grouped.drop(columns="bin")
+
+
+def calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """The expected calibration error: how far the top probability is from the share of clips it gets
+    right, the mean over :func:`calibration_bins` of |accuracy - confidence| weighted by the bin's clips
+    (0: calibrated; NaN for no clips)."""
+    if len(correct) == 0:
+        return float("nan")
+    table = calibration_bins(correct, confidence, bins)
+    return float(np.sum(table["n"] * (table["accuracy"] - table["confidence"]).abs()) / len(correct))
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """:func:`calibration_error` of class indices ``y`` and an (n, classes) array of probabilities."""
+    return calibration_error(proba.argmax(axis=1) == y, proba.max(axis=1), bins)
+
+
 def split_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
-    """n, loss (cross-entropy), error, accuracy and macro AUC of one split."""
+    """n, loss (cross-entropy), error, accuracy, macro AUC and expected calibration error of one split."""
     if len(y) == 0:
-        return {"n": 0, "loss": float("nan"), "error": float("nan"), "accuracy": float("nan"), "auc": float("nan")}
+        return {"n": 0, "loss": float("nan"), "error": float("nan"), "accuracy": float("nan"), "auc": float("nan"),
+                "ece": float("nan")}
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1.0))))
     accuracy = float(np.mean(proba.argmax(axis=1) == y))
     return {"n": int(len(y)), "loss": loss, "error": 1.0 - accuracy, "accuracy": accuracy,
-            "auc": macro_auc(y, proba)}
+            "auc": macro_auc(y, proba), "ece": expected_calibration_error(y, proba)}
 
 
 def predictions_table(data_parameters: pd.DataFrame, split: np.ndarray, y: np.ndarray | None,

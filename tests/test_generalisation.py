@@ -126,6 +126,10 @@ def test_generalisation_report_compares_models_on_unheard_fonts(fonts_dataset, h
     assert list(families["part"]) == ["held out", "clean-fonts"]
     for family, clips in test.groupby("true"):
         assert families[family].iloc[0] == pytest.approx(1 - clips["correct"].mean(), abs=1e-4)
+    # How sure the model was on them: its mean top probability, and how far that is from being right.
+    assert families["confidence"].iloc[0] == pytest.approx(test.filter(like="p_").max(axis=1).mean(), abs=1e-4)
+    assert 0 <= families["ece"].iloc[0] <= 1 and "| confidence | ece |" in \
+        (tmp_path / "report" / "generalisation.md").read_text()
     clean_predictions = pd.read_csv(held_out_model / "evaluation" / "clean-fonts" / "predictions.csv")
     assert families["n"].iloc[1] == (clean_predictions["lineage"] == "gs").sum()
     assert "## By family" in (tmp_path / "report" / "generalisation.md").read_text()

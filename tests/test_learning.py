@@ -349,6 +349,25 @@ def test_swell_cut_brings_a_swelling_note_to_its_peak_after_its_onset():
 # End to end
 
 
+def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
+    """ECE (Guo et al. 2017): 0 for probabilities that are right as often as they say, the gap otherwise."""
+    from instrument_classifier.metrics import calibration_bins, calibration_error, expected_calibration_error
+
+    sure = np.ones(10)
+    assert calibration_error(np.ones(10, bool), sure) == 0
+    assert calibration_error(np.arange(10) < 5, sure) == pytest.approx(0.5)  # certain, and right half the time
+    assert calibration_error(np.arange(10) < 7, np.full(10, 0.7)) == pytest.approx(0)
+    bins = calibration_bins(np.array([True, False, True, True]), np.array([0.95, 0.95, 0.5, 1 / 15]))
+    assert bins[["low", "n", "accuracy"]].to_numpy() == pytest.approx(np.array([[0, 1, 1], [7 / 15, 1, 1],
+                                                                                [14 / 15, 2, 0.5]]))
+    # Labels drawn from the probabilities themselves: calibrated; the same probabilities sharpened: overconfident.
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.full(7, 0.5), size=20_000)
+    y = (rng.random((20_000, 1)) > proba.cumsum(axis=1)).sum(axis=1)
+    sharp = proba ** 3 / (proba ** 3).sum(axis=1, keepdims=True)
+    assert expected_calibration_error(y, proba) < 0.02 < 0.1 < expected_calibration_error(y, sharp)
+
+
 def test_model_folder_holds_everything(model_dir):
     assert MODEL_FILES <= {p.name for p in model_dir.iterdir()}
     config = json.loads((model_dir / "config.json").read_text())
@@ -497,13 +516,19 @@ def test_fine_classes_are_the_instruments_of_the_training_split():
 def test_evaluation_report_is_complete_and_rerunnable(model_dir, capsys):
     report = model_dir / "evaluation"
     index = (report / "index.html").read_text()
-    images = {"learning_curves.png", "error_by_pitch.png"} | {
+    images = {"learning_curves.png", "error_by_pitch.png", "calibration.png"} | {
         f"{kind}_{split}.png" for kind in ("confusion", "roc", "per_class") for split in ("train", "valid", "test")}
     for name in images:
         assert (report / name).stat().st_size > 1000, name
         assert f'src="{name}"' in index
     assert "/" not in "".join(line.split('src="')[1].split('"')[0] for line in index.splitlines() if 'src="' in line)
     assert {"precision", "recall", "f1"} <= set(pd.read_csv(report / "per_class_metrics.csv").columns)
+    # The reliability diagram's bins hold every clip of each split, and the ECE is their weighted gap.
+    calibration, metrics = pd.read_csv(report / "calibration.csv"), pd.read_csv(report / "metrics.csv")
+    for row in metrics.itertuples():
+        bins = calibration[calibration["split"] == row.split]
+        assert bins["n"].sum() == row.n
+        assert row.ece == pytest.approx((bins["n"] * (bins["accuracy"] - bins["confidence"]).abs()).sum() / row.n)
     before = (report / "metrics.csv").read_text()
     status, out, _ = run_script(evaluate, [model_dir], capsys)
     assert status == 0 and "evaluation report" in out
