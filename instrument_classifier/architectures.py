@@ -44,7 +44,7 @@ TRAINING_DEFAULTS = {
 
 
 def describe_default(key: str) -> str:
-    """One training default of every architecture, for ``--help``: 'relative-harmonic 30, harmonic 40, reference 30'."""
+    """One training default of every architecture, for ``--help``: 'relative-harmonic 18, harmonic 40, reference 30'."""
     def shown(value):
         return ("on" if value else "off") if isinstance(value, bool) else value
 

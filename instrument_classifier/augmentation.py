@@ -65,7 +65,7 @@ class RandomLevel(_Augmentation):
     """Augmentation: a random gain, and sometimes a random low-pass, per example.
 
     Real files are louder or quieter than the training clips (a normalised
-    file peaks near 0 dBFS, the clips near -19 dBFS) and lossy codecs cut the
+    file peaks near 0 dBFS, the seed's clean clips near -19 dBFS) and lossy codecs cut the
     highest frequencies.  The features are log amplitudes, so a gain of g dB
     adds ``g * db_step`` (the scaled size of one dB) to every cell above the
     silence floor ``floor``, cells pushed below it become silence and cells

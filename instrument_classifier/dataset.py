@@ -4,8 +4,10 @@ A dataset folder (written by ``generate_audio_samples.py``)::
 
     DATASET/parameters.csv        one row per clip (sample_id, instrument_id,
                                   midi_program, instrument_name, family_name,
-                                  midi_number, volume, velocity, duration, soundfont,
-                                  peak_dbfs, redraws, audio_file, midi_file)
+                                  midi_number, volume, velocity, duration, the
+                                  variation's drawn values (README, Stage 1),
+                                  soundfont, lineage, bank, peak_dbfs, redraws,
+                                  audio_file, midi_file)
     DATASET/audio/sample_000000.flac ...
     DATASET/midi/sample_000000.mid ...
     DATASET/generation.json       the run record

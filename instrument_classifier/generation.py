@@ -1,4 +1,4 @@
-"""Generate a dataset of random single-note clips rendered by FluidSynth.
+"""Generate a dataset of random single-note clips rendered by FluidSynth (or our own synthesiser, :mod:`additive`).
 
 Each clip: an instrument drawn uniformly from the selection, a pitch uniform
 in its playable range (``instruments.csv``), a volume (velocity = round(127 *
@@ -12,8 +12,8 @@ Same seed, same bytes, for any number of jobs:
 
 * every clip draws its note from its own generator, seeded by
   ``(seed, sample_id)``, its variation from a second one,
-  ``(seed, sample_id, 1)``, and its noise from a third, ``(seed, sample_id,
-  2)``; a note that the SoundFont leaves silent is redrawn from the first (and
+  ``(seed, sample_id, 1)``, its noise from a third, ``(seed, sample_id,
+  2)``, and our synthesiser's bank (one of its timbres) from a fourth, ``(seed, sample_id, 3)``; a note that the SoundFont leaves silent is redrawn from the first (and
   counted), so no draw depends on scheduling, and the notes of a dataset do
   not depend on its variation recipe;
 * clips are rendered in fixed shards of :data:`SHARD_SIZE` consecutive ids,

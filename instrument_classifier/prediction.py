@@ -10,10 +10,12 @@ starting at t = 0.  A file from elsewhere is turned into such a clip first:
    (:meth:`model_bundle.ModelBundle.to_model_input`) and run the network.
 
 The chromagram is in absolute dB (0 = -120 dBFS, 1 = 0 dBFS), so the level of
-a clip is part of its features: a clip whose peak lies more than
-``LEVEL_MARGIN_DB`` outside the training clips' peak levels (a file normalised
-to 0 dBFS, say, where the clips peak near -19 dBFS) is scaled to the nearest
-edge of that range, with a warning.  Nothing else is normalised.
+a clip is part of its features (the default network hears levels relative to
+the clip's peak, the single-font ``harmonic`` one absolute levels): a clip
+whose peak lies more than ``LEVEL_MARGIN_DB`` outside the training clips' peak
+levels (-40 to -3 dBFS for the default dataset, -35 to -10 dBFS for the
+single-font one) is scaled to the nearest edge of that range, with a warning.
+Nothing else is normalised.
 
 >>> predictor = Predictor("data/working/single-notes-2000/models/<model_id>")
 >>> samples, rate = audio.read_audio("note.wav")

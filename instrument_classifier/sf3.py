@@ -3,7 +3,7 @@
 An .sf3 file is a SoundFont 2 whose samples are Ogg Vorbis streams.
 FluidSynth decodes every one of them each time it loads the font: MuseScore
 General (86 MB, 2203 samples) takes ~6 s to load, FluidR3Mono ~1.5 s,
-against 0.6 s and 0.13 s for the decoded copies written here.  Every process
+against 0.5 s and 0.13 s for the decoded copies written here.  Every process
 that renders pays that load (each Dask worker, each run), so it is the
 largest fixed cost of generating a small dataset (README, *Benchmarks*).
 
