@@ -43,8 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target", choices=TARGETS, default="family", help="what the model predicts")
     parser.add_argument("--split", choices=SPLIT_METHODS, default="random", help="how samples are split")
     parser.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help="random seed of the split")
-    parser.add_argument("--valid-fraction", type=float, default=VALID_FRACTION, help="share for validation")
-    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share for testing")
+    parser.add_argument("--valid-fraction", type=float, default=None,
+                        help=f"share for validation (default: {VALID_FRACTION}; not with --valid-fonts)")
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help=f"share for testing (default: {TEST_FRACTION}; not with --split soundfont)")
     parser.add_argument("--test-fonts", nargs="+", metavar="FONT", help="--split soundfont: fonts held out for test")
     parser.add_argument("--test-lineage", nargs="+", metavar="LINEAGE",
                         help="--split soundfont: lineages whose fonts are held out for test "

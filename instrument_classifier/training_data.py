@@ -205,12 +205,16 @@ def assign_splits(parameters: pd.DataFrame, labels: pd.Series, split: str, *, se
 
 
 def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
-                          seed: int = DEFAULT_SEED, valid_fraction: float = VALID_FRACTION,
-                          test_fraction: float = TEST_FRACTION, output_dir: str | os.PathLike | None = None,
+                          seed: int = DEFAULT_SEED, valid_fraction: float | None = None,
+                          test_fraction: float | None = None, output_dir: str | os.PathLike | None = None,
                           overwrite: bool = False, test_fonts: list[str] | None = None,
                           test_lineages: list[str] | None = None, valid_fonts: list[str] | None = None) -> Path:
     """Write ``splits.csv`` and ``preprocessing.json``; return the output folder.
 
+    ``valid_fraction`` and ``test_fraction`` default to :data:`VALID_FRACTION`
+    and :data:`TEST_FRACTION`; one given where the split does not use it
+    (the test fraction of ``--split soundfont``, the validation fraction
+    beside ``valid_fonts``) is a UserError rather than silently ignored.
     The folder (default ``DATASET/training-data``) is built beside its target
     and renamed into place, so a failure leaves the previous one untouched.
     An existing one is replaced only with ``overwrite``, and only if it holds
@@ -224,6 +228,14 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     if target == "instrument" and split == "instrument":
         raise UserError("--split instrument holds whole instruments out, so every --target instrument class "
                         "would be missing from training; use --split random")
+    if split == "soundfont" and test_fraction is not None:
+        raise UserError("--test-fraction does not apply to --split soundfont: its test split is every clip of "
+                        "the held-out fonts")
+    if valid_fonts and valid_fraction is not None:
+        raise UserError("--valid-fraction does not apply with --valid-fonts: the validation split is every clip "
+                        "of those fonts")
+    valid_fraction = VALID_FRACTION if valid_fraction is None else valid_fraction
+    test_fraction = TEST_FRACTION if test_fraction is None else test_fraction
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
@@ -234,6 +246,9 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
         raise UserError(f"{int(bad.sum())} of {len(chromagrams)} chromagrams of {dataset_dir} hold NaN or "
                         f"infinity (sample {sample_id[np.argmax(bad)]} first): run extract_features.py --overwrite")
     labels = target_labels(parameters, target)
+    if labels.nunique() < 2:
+        raise UserError(f"every clip of {dataset_dir} is of one {target}, {labels.iloc[0]!r}: a classifier needs "
+                        f"clips of two or more (generate the dataset with more families or instruments)")
     assignment = assign_splits(parameters, labels, split, seed=seed, valid_fraction=valid_fraction,
                                test_fraction=test_fraction, test_fonts=test_fonts, test_lineages=test_lineages,
                                valid_fonts=valid_fonts)

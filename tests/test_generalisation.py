@@ -154,6 +154,11 @@ def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
         (["--split", "soundfont", "--test-fonts", "MuseScore_General"], "no SoundFont 'MuseScore_General'"),
         (["--test-fonts", "TimGM6mb"], "go with --split soundfont"),
         (["--split", "soundfont", "--test-lineage", "fluid", "gs"], "would hold out every font"),
+        # Options the split would ignore: said, not dropped.
+        (["--split", "soundfont", "--test-lineage", "gs", "--test-fraction", "0.5"],
+         "--test-fraction does not apply to --split soundfont"),
+        (["--split", "soundfont", "--test-fonts", "TimGM6mb", "--valid-fonts", "sf_GMbank", "--valid-fraction", "0.3"],
+         "--valid-fraction does not apply with --valid-fonts"),
     ]
     for argv, message in cases:
         assert_one_line_error(*run_script(prepare_training, [fonts_dataset, *argv, "-o", out], capsys)[::2], message)

@@ -768,6 +768,11 @@ def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
     extract_dataset(small, quiet=True, jobs=1, overwrite=True)
     assert_one_line_error(*run_script(prepare_training, [small], capsys)[::2], "piano")
     assert not (small / "training-data").exists()
+    # Clips of one family only: a "classifier" would train, score 0 % error and call everything piano.
+    parameters[parameters["family_name"] == "piano"].to_csv(small / "parameters.csv", index=False)
+    extract_dataset(small, quiet=True, jobs=1, overwrite=True)
+    assert_one_line_error(*run_script(prepare_training, [small], capsys)[::2], "is of one family, 'piano'")
+    assert not (small / "training-data").exists()
     # Whole instruments held out with an instrument target: every class would miss from training.
     assert_one_line_error(*run_script(prepare_training, [dataset, "--target", "instrument", "--split", "instrument",
                                                          "-o", tmp_path / "td"], capsys)[::2])
