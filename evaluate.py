@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", nargs="*", help="model folders (train.py's last output line)")
     parser.add_argument("--best", action="store_true",
-                        help=f"evaluate the best model of {DEFAULT_DATASET_DIR / MODELS_DIR} (see leaderboard.py)")
+                        help=f"evaluate the best model of {DEFAULT_DATASET_DIR / MODELS_DIR} (see leaderboard.py), "
+                             "after any model folders given (the best model of another folder: "
+                             "\"$(leaderboard.py FOLDER --best)\")")
     parser.add_argument("--dataset", nargs="+", default=None, metavar="DATASET",
                         help="evaluate on these other datasets (features extracted with the same parameters); "
                              "each report goes to MODEL_DIR/evaluation/<dataset name>/")

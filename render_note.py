@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, seed_type, warn
+from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, finite_float, seed_type, warn
 from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfont
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         else:
             low, high = VALUE_LIMITS[item.name]
             help_text = f"{low:g}..{high:g}" + (" (note length)" if item.name == "note_seconds" else "")
-            variation.add_argument(option, type=int if item.type == "int" else float, default=item.default,
+            variation.add_argument(option, type=int if item.type == "int" else finite_float, default=item.default,
                                    metavar="X", help=help_text)
     return parser.parse_args(argv)
 

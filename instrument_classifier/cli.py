@@ -100,6 +100,17 @@ def seed_type(text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a number, not NaN or infinity (a setting's NaN means "off": it is not given so)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a finite number")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
     try:

@@ -33,6 +33,8 @@ from .defaults import CLIP_SAMPLES, SAMPLE_RATE
 
 PARAMETERS_CSV = "parameters.csv"
 REQUIRED_COLUMNS = ("sample_id", "family_name", "midi_number", "audio_file")
+# Whole-number columns later stages compute with, and their ranges (None: unbounded), where present.
+INTEGER_COLUMNS = {"sample_id": (0, None), "midi_number": (0, 127), "instrument_id": (1, 128)}
 
 
 def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> np.ndarray:
@@ -106,6 +108,17 @@ class SingleToneDataset:
             if len(blank):
                 more = f" (nor do {len(blank) - 1} more rows)" if len(blank) > 1 else ""
                 raise UserError(f"{csv_path}: line {blank[0] + 2} has no {column}{more}")
+        for column, (low, high) in INTEGER_COLUMNS.items():
+            if column not in parameters.columns:
+                continue
+            values = pd.to_numeric(parameters[column], errors="coerce")
+            bad = values.isna() | (values % 1 != 0) | (values < low) | ((values > high) if high is not None else False)
+            if bad.any():
+                first = int(np.flatnonzero(bad.to_numpy())[0])
+                allowed = f"{low}..{high}" if high is not None else f"at least {low}"
+                raise UserError(f"{csv_path}: line {first + 2} has {column} {parameters[column].iloc[first]}, "
+                                f"not a whole number {allowed}")
+            parameters[column] = values.astype(np.int64)
         repeated = parameters["sample_id"][parameters["sample_id"].duplicated()]
         if len(repeated):
             raise UserError(f"{csv_path}: sample_id {repeated.iloc[0]} appears more than once "

@@ -361,6 +361,19 @@ def test_duplicate_sample_ids_are_refused(dataset, capsys):
     one_line_error(capsys, extract_features.main([str(dataset), "-q"]), "sample_id 4 appears more than once")
 
 
+@pytest.mark.parametrize("column, value, message", [
+    ("midi_number", "abc", "line 4 has midi_number abc, not a whole number 0..127"),
+    ("midi_number", "200", "line 4 has midi_number 200, not a whole number 0..127"),
+    ("instrument_id", "7.5", "line 4 has instrument_id 7.5, not a whole number 1..128"),
+])
+def test_a_bad_number_in_parameters_csv_is_one_line(dataset, capsys, column, value, message):
+    """A midi_number of 'abc' went through extraction and preparation and broke the evaluation with a traceback."""
+    parameters = pd.read_csv(dataset / "parameters.csv", dtype=str)
+    parameters.loc[2, column] = value
+    parameters.to_csv(dataset / "parameters.csv", index=False)
+    one_line_error(capsys, extract_features.main([str(dataset), "-q"]), message)
+
+
 def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, capfd):
     """The MIDI error had an empty reason; FluidSynth printed six lines about the SoundFont."""
     from instrument_classifier.synthesis import default_soundfont
