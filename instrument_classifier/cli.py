@@ -15,6 +15,7 @@ import functools
 import importlib.metadata
 import json
 import math
+import re
 import os
 import platform
 import shutil
@@ -177,11 +178,19 @@ def signals_between_steps() -> Iterator[Callable[[], bool]]:
         raise Terminated if noted[0] == signal.SIGTERM else KeyboardInterrupt
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says memory ran out: Python's MemoryError or a Keras backend's own (TensorFlow's
+    ResourceExhaustedError, torch's OutOfMemoryError, JAX's RESOURCE_EXHAUSTED), none of which is a MemoryError."""
+    return (isinstance(error, MemoryError) or type(error).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")
+            or "RESOURCE_EXHAUSTED" in str(error)[:500])
+
+
 def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's ``main(argv=None)``: one-line errors, an exit status.
 
-    ``UserError`` (and an ``OSError``: a folder not writable, a disk full)
-    prints ``<script>: error: <message>`` and returns 2;
+    ``UserError`` (and an ``OSError``: a folder not writable, a disk full;
+    memory run out, Python's or the Keras backend's) prints
+    ``<script>: error: <message>`` and returns 2;
     Ctrl-C prints ``interrupted`` and returns 130; SIGTERM (``kill``) prints
     ``terminated`` and returns 143.  Either way the temporary files and
     folders of :func:`atomic_path` / :func:`atomic_dir` are removed first.
@@ -204,6 +213,14 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except Exception as error:
+            if not _out_of_memory(error):
+                raise
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            first = re.sub(r"\{\{.*?\}\}\s*| on /job:.*", "", first)[:200]  # TensorFlow's op and device names
+            print(f"{prog}: error: out of memory ({first}): a smaller network, batch or dataset may fit",
+                  file=sys.stderr)
+            return 2
         except Terminated:
             print(f"{prog}: terminated", file=sys.stderr)
             return 143

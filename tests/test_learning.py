@@ -745,6 +745,14 @@ def test_unknown_architecture_leaves_nothing(model_dir, dataset, tmp_path, capsy
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
 
 
+def test_a_network_too_large_for_memory_is_one_line(model_dir, dataset, tmp_path, capsys):
+    """TensorFlow's ResourceExhaustedError is no MemoryError: it printed a 28-line traceback."""
+    status, _, err = run_script(train, [dataset, "--models-dir", tmp_path / "m", "--epochs", "1", "-q",
+                                        "--model-option", "filters=1e6"], capsys)
+    assert_one_line_error(status, err, "out of memory (OOM when allocating tensor", "a smaller network")
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
 def test_interrupted_training_leaves_no_model_folder(model_dir, dataset, tmp_path, capsys, monkeypatch):
     import keras
 
