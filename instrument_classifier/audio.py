@@ -37,7 +37,7 @@ import soxr
 from scipy.ndimage import median_filter
 from scipy.signal import welch
 
-from .cli import UserError
+from .cli import UserError, open_error
 
 # Onset detection works on the mean power over short windows of this length.
 ONSET_WINDOW_SECONDS = 0.005
@@ -177,6 +177,9 @@ def _decode(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None, m
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as error:
+        denied = open_error(source)
+        if denied is not None:
+            raise AudioError(f"{name}: cannot read: {denied}", kind="unreadable") from None
         reason = str(error).split(":")[-1].strip() or type(error).__name__
         if suffix and suffix not in SUPPORTED_EXTENSIONS:
             raise AudioError(f"{name}: unsupported file type {suffix} (use {READABLE_FORMATS})",

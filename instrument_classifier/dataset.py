@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from .cli import UserError
+from .cli import UserError, open_error
 from .defaults import CLIP_SAMPLES, SAMPLE_RATE
 
 PARAMETERS_CSV = "parameters.csv"
@@ -42,7 +42,7 @@ def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=False)
     except (OSError, RuntimeError, sf.LibsndfileError) as error:
-        raise UserError(f"cannot read audio clip {path}: {error}") from None
+        raise UserError(f"cannot read audio clip {path}: {open_error(path) or error}") from None
     if rate != sample_rate:
         raise UserError(f"clip {path} has sample rate {rate} Hz, expected {sample_rate} Hz")
     if audio.ndim != 1:

@@ -374,6 +374,29 @@ def test_a_bad_number_in_parameters_csv_is_one_line(dataset, capsys, column, val
     one_line_error(capsys, extract_features.main([str(dataset), "-q"]), message)
 
 
+def as_user(command: list[str]) -> list[str]:
+    """``command`` run without root's power to read any file (tests run as root in CI), so chmod 000 denies."""
+    if os.geteuid() != 0:
+        return command
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--", *command]
+
+
+def test_a_clip_the_system_will_not_open_says_why(dataset, tiny_model_dir, tmp_path):
+    """libsndfile said "System error." of a file without read permission."""
+    clip = sorted((dataset / "audio").glob("*.flac"))[3]
+    clip.chmod(0)
+    try:
+        for script, args in (("predict.py", ["-m", str(tiny_model_dir), str(clip)]),
+                             ("extract_features.py", [str(dataset), "-q", "-j", "1"])):
+            run = subprocess.run(as_user([sys.executable, script, *args]), cwd=REPO, capture_output=True, text=True,
+                                 timeout=300)
+            assert run.returncode in (1, 2) and "Traceback" not in run.stderr
+            assert f"{clip}: cannot read: Permission denied" in run.stderr or \
+                f"cannot read audio clip {clip}: Permission denied" in run.stderr, run.stderr
+    finally:
+        clip.chmod(0o644)
+
+
 def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, capfd):
     """The MIDI error had an empty reason; FluidSynth printed six lines about the SoundFont."""
     from instrument_classifier.synthesis import default_soundfont
