@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from .cli import UserError, atomic_files, atomic_path
+from .cli import UserError, atomic_files, atomic_path, warn
 from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
 from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
@@ -148,7 +148,7 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], titl
     ax.set_ylabel("true positive rate")
     macro = np.mean(list(aucs.values())) if aucs else float("nan")
     ax.set_title(f"{title}: macro AUC {macro:.4f}")
-    if len(aucs) <= 20:
+    if 0 < len(aucs) <= 20:  # none where the split holds one class: no curve can be drawn
         ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=90)
@@ -402,7 +402,11 @@ def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
     notes = [f"Model {model_id} trained on {bundle.config.get('dataset_name', '?')}, "
              f"applied to every clip of {dataset_dir.resolve()}."]
     if (~known).any():
-        notes.append(f"{int((~known).sum())} clips of classes the model does not know were left out.")
+        unknown = sorted(set(labels[~known]))
+        notes.append(f"{int((~known).sum())} clips of classes the model does not know were left out "
+                     f"({', '.join(unknown)}).")
+        warn(f"{dataset_dir}: left out {int((~known).sum())} of {len(known)} clips, of classes the model does not "
+             f"know ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''})")
     return write_report(evaluation_dir / name, predictions, bundle.class_names, ["all"],
                         title=f"Evaluation of {model_id} on {name}",
                         links=_links(bundle.model_dir, evaluation_dir, own=False), notes=notes)

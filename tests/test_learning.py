@@ -550,6 +550,29 @@ def test_evaluate_on_another_dataset(model_dir, dataset, tmp_path, capsys):
     assert 'href="other-font/index.html"' in (model_dir / "evaluation" / "index.html").read_text()
 
 
+def test_clips_of_classes_the_model_does_not_know_are_left_out_with_a_word(model_dir, dataset, tmp_path, capsys):
+    """They were dropped silently, and a one-class split leaked matplotlib's legend warning."""
+    from instrument_classifier.feature_extraction import extract_dataset
+
+    other = tmp_path / "with-drums"
+    shutil.copytree(dataset, other, ignore=shutil.ignore_patterns("models", "training-data", "features"))
+    parameters = pd.read_csv(other / "parameters.csv")
+    parameters.loc[:3, "family_name"] = "percussive"
+    parameters.to_csv(other / "parameters.csv", index=False)
+    extract_dataset(other, quiet=True, jobs=1)
+    status, _, err = run_script(evaluate, [model_dir, "--dataset", other], capsys)
+    assert status == 0
+    assert err.count("\n") == 1 and err.endswith(
+        f"warning: {other}: left out 4 of 56 clips, of classes the model does not know (percussive)\n"), err
+    assert len(pd.read_csv(model_dir / "evaluation" / "with-drums" / "predictions.csv")) == 52
+    # One class only: no ROC curve to draw, and nothing on stderr about a legend.
+    parameters.loc[parameters["family_name"] != "percussive", "family_name"] = "piano"
+    parameters.to_csv(other / "parameters.csv", index=False)
+    extract_dataset(other, quiet=True, jobs=1, overwrite=True)
+    status, _, err = run_script(evaluate, [model_dir, "--dataset", other], capsys)
+    assert status == 0 and err.count("\n") == 1 and "legend" not in err
+
+
 def test_analyze_errors_is_rerunnable(model_dir, capsys):
     for _ in range(2):
         status, out, _ = run_script(analyze_errors, [model_dir, "--split", "all"], capsys)
