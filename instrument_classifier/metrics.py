@@ -163,6 +163,8 @@ def read_predictions(path: str | os.PathLike, class_names: list[str] | None = No
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise UserError(f"{path} lacks columns: {', '.join(missing)}")
+    if table.empty:
+        raise UserError(f"{path} holds no predictions (a header without rows)")
     if table["correct"].dtype != bool:
         raise UserError(f"{path}: column correct must hold True or False")
     if class_names is None:

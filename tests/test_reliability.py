@@ -151,8 +151,14 @@ def no_correct_column(folder):
     table.drop(columns="correct").to_csv(folder / "predictions.csv", index=False)
 
 
+def no_predictions(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.head(0).to_csv(folder / "predictions.csv", index=False)
+
+
 @pytest.mark.parametrize("script, damage, message", [
     (evaluate, nan_probability, "is nan, not a probability"),
+    (analyze_errors, no_predictions, "predictions.csv holds no predictions"),  # said: correct must be True/False
     (evaluate, unknown_label, "true 'banjo' is not one of"),
     (evaluate, no_validation_curves, "learning_curves.csv lacks columns: val_"),
     (analyze_errors, no_correct_column, "predictions.csv lacks columns: correct"),
