@@ -26,7 +26,7 @@ import json
 import os
 import sys
 
-from instrument_classifier.cli import ArgumentParser, UserError, entry_point, seed_type
+from instrument_classifier.cli import ArgumentParser, Terminated, UserError, entry_point, seed_type, warn
 from instrument_classifier.architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, describe_default
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_SEED
 
@@ -96,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_evaluate:
         from instrument_classifier.evaluation import evaluate_model
 
-        evaluate_model(model_dir, quiet=args.quiet)
+        try:
+            evaluate_model(model_dir, quiet=args.quiet)
+        except (KeyboardInterrupt, Terminated):  # the model is finished: say where, then stop as asked
+            warn(f"the model is saved in {model_dir}; its evaluation was stopped: evaluate.py {model_dir} writes it")
+            raise
+        except UserError as error:
+            raise UserError(f"{error} (the model is saved in {model_dir}; evaluate.py {model_dir} writes its "
+                            "report)") from None
     print(model_dir)
     return 0
 
