@@ -31,6 +31,7 @@ import pandas as pd
 from .chunked_array import ChunkedArray
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
 from .defaults import DEFAULT_SEED
+from .dataset import PARAMETERS_CSV
 from .feature_store import features_identity, load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
@@ -341,8 +342,18 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
     if not dataset_dir.is_dir():
         raise UserError(f"dataset folder not found: {dataset_dir}")
-    where = "" if training_dir == dataset_dir / TRAINING_DATA_DIR else f" -o {training_dir}"
-    if not (training_dir / TRAINING_RECORD_JSON).is_file() or not (training_dir / SPLITS_CSV).is_file():
+    prepared = (TRAINING_RECORD_JSON, SPLITS_CSV)
+    if all((dataset_dir / name).is_file() for name in prepared):
+        raise UserError(f"{dataset_dir} is prepared training data, not a dataset: give its dataset and "
+                        f"--training-data {dataset_dir}")
+    if not (dataset_dir / PARAMETERS_CSV).is_file():
+        raise UserError(f"{dataset_dir} is not a dataset ({PARAMETERS_CSV} not found)")
+    if not all((training_dir / name).is_file() for name in prepared):
+        if training_dir.exists() and not training_dir.is_dir():
+            raise UserError(f"{training_dir} is a file, not prepared training data")
+        if training_dir.is_dir() and any(training_dir.iterdir()):
+            raise UserError(f"{training_dir} is not prepared training data ({' and '.join(prepared)} not found)")
+        where = "" if training_dir == dataset_dir / TRAINING_DATA_DIR else f" -o {training_dir}"
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir}{where} "
                         "first")
     record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")

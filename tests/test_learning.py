@@ -719,6 +719,21 @@ def test_training_a_missing_dataset_says_so(tmp_path, capsys):
                           f"dataset folder not found: {tmp_path / 'missing'}")
 
 
+def test_training_given_another_stages_folder_says_which(model_dir, dataset, tmp_path, capsys):
+    """It advised running prepare_training.py on a prepared folder, or into a dataset's own folder."""
+    prepared = dataset / "training-data"
+    (tmp_path / "a-file").write_text("x")
+    cases = [([prepared], f"{prepared} is prepared training data, not a dataset: give its dataset and "
+                          f"--training-data {prepared}"),
+             ([dataset / "audio"], "is not a dataset (parameters.csv not found)"),
+             ([dataset, "--training-data", dataset], f"{dataset} is not prepared training data"),
+             ([dataset, "--training-data", tmp_path / "a-file"], "is a file, not prepared training data"),
+             ([dataset, "--training-data", tmp_path / "new"], f"run prepare_training.py {dataset} -o {tmp_path / 'new'}")]
+    for argv, message in cases:
+        assert_one_line_error(*run_script(train, [*argv, "--models-dir", tmp_path / "m", "-q"], capsys)[::2], message)
+    assert not (tmp_path / "m").exists()
+
+
 def test_not_a_model_dir(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for script in (evaluate, analyze_errors):
