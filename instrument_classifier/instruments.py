@@ -89,7 +89,7 @@ def pitch_number(text: str | int) -> int:
     """
     key = str(text).strip()
     match = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d+)", key)
-    if key.isdigit():
+    if re.fullmatch(r"-?\d+", key):
         number = int(key)
     elif match:
         letter, accidental, octave = match.groups()

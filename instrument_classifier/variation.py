@@ -128,6 +128,9 @@ class Variation:
             raise UserError(f"noise_color must be one of {', '.join(NOISE_SLOPES)}, got {self.noise_color!r}")
         if self.codec not in CODECS:
             raise UserError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        if 0 < self.eq_lowpass_hz <= self.eq_highpass_hz:
+            raise UserError(f"eq_highpass_hz ({self.eq_highpass_hz:g}) must be below eq_lowpass_hz "
+                            f"({self.eq_lowpass_hz:g}): the two filters together would pass no band")
         if self.room_rt60 > 0 and not (self.room_size_m >= MIN_ROOM_M and self.mic_distance_m > 0):
             raise UserError(f"a room (room_rt60 > 0) needs room_size_m of at least {MIN_ROOM_M:g} m and "
                             "mic_distance_m above 0")
@@ -298,6 +301,9 @@ class Recipe:
                                     f"{limit[0]:g}..{limit[1]:g}")
                 if item.name in LOG_RANGES and low <= 0:
                     raise UserError(f"{item.name} range must be positive, got {low:g}:{high:g}")
+        if self.eq_highpass_hz[1] >= self.eq_lowpass_hz[0]:
+            raise UserError(f"eq_highpass_hz range {self.eq_highpass_hz[0]:g}:{self.eq_highpass_hz[1]:g} must lie "
+                            f"below eq_lowpass_hz range {self.eq_lowpass_hz[0]:g}:{self.eq_lowpass_hz[1]:g}")
         return self
 
 

@@ -422,6 +422,10 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
     (render_note, ["--instrument", "1", "--soundfont", "all"], "--soundfont all names every font"),
     (render_note, ["--instrument", "1", "--bank", "3"], "FluidR3_GM has no preset 0"),
     (render_note, ["--instrument", "1", "--codec-quality", "5"], "give --codec mp3 too"),  # was ignored
+    (render_note, ["--instrument", "1", "--noise-db", "nan"], "must be a finite number"),  # was: no noise
+    (render_note, ["--instrument", "1", "--eq-highpass-hz", "2000", "--eq-lowpass-hz", "100"],
+     "must be below eq_lowpass_hz (100)"),  # was: a clip of almost nothing
+    (render_note, ["--instrument", "1", "--pitch", "-1"], "pitch '-1' is outside MIDI's 0..127"),
     (generate_chords, ["--beats", "inf"], "must be positive numbers"),
     (generate_chords, ["--tempo", "1", "--beats", "1000000"], "at most 3600 s"),
     (generate_chords, ["-s", "all"], "--soundfont all names every font"),
@@ -433,7 +437,11 @@ def test_one_note_and_chord_scripts_refuse_before_writing(tmp_path, capfd, scrip
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     outputs = ["-o", str(tmp_path / "note.flac")] if script is render_note else \
         ["-o", str(tmp_path / "note.mid"), "--audio", str(tmp_path / "note.flac")]
-    one_line_error(capfd, script.main([*outputs, *argv]), message)
+    try:
+        status = script.main([*outputs, *argv])
+    except SystemExit as exit:  # argparse's own usage errors
+        status = exit.code
+    one_line_error(capfd, status, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["random.sf2"]
 
 

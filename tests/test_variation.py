@@ -71,6 +71,8 @@ def test_a_missing_font_names_its_debian_package():
     (["--variation", "realistic", "--vary", "room_rt60=0.5:9"], "room_rt60 range 0.5:9 must be"),
     (["--variation", "realistic", "--vary", "colour=1"], "bad --vary 'colour=1'"),
     (["--variation", "realistic", "--vary", "noise_db=loud"], "is not a number"),
+    (["--variation", "realistic", "--vary", "eq_highpass_hz=1500:2000", "--vary", "eq_lowpass_hz=1000:1200"],
+     "must lie below eq_lowpass_hz range 1000:1200"),
 ])
 def test_bad_font_and_variation_options_are_one_line_errors(tmp_path, capsys, argv, message):
     try:
