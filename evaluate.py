@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         blocker = next((p for p in [Path(args.report), *Path(args.report).parents] if p.exists()), None)
         if blocker is not None and not blocker.is_dir():
             raise UserError(f"cannot write the report into {args.report}: {blocker} is a file, not a folder")
+        from instrument_classifier.generalisation import REPORT_FILES
+
+        report = Path(args.report)
+        others = sorted(p.name for p in report.iterdir() if p.name not in REPORT_FILES and not p.name.startswith(".")
+                        ) if report.is_dir() else []
+        if others:  # a dataset's or a model's folder, say: the report would mix in (and replace) its files
+            raise UserError(f"{args.report} holds other files than a generalisation report ({others[0]}"
+                            f"{', ...' if len(others) > 1 else ''}): give a new folder, or an earlier report's")
     for model_dir in models:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)

@@ -31,6 +31,7 @@ GENERALISATION_CSV = "generalisation.csv"
 GENERALISATION_MD = "generalisation.md"
 FAMILY_CSV = "generalisation_by_family.csv"
 INSTRUMENT_CSV = "generalisation_by_instrument.csv"
+REPORT_FILES = (GENERALISATION_CSV, GENERALISATION_MD, FAMILY_CSV, INSTRUMENT_CSV)
 # generalisation.md lists this many of the worst instruments of each model and part (the CSV has all).
 WORST_INSTRUMENTS_SHOWN = 10
 # Columns of a model row before the per-font ones.
