@@ -155,7 +155,8 @@ def load_dataset_features(dataset_dir: str | os.PathLike) -> DatasetFeatures:
     """Read a dataset's parameters.csv and features, rows aligned; UserError when they do not match."""
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
-        raise UserError(f"dataset folder not found: {dataset_dir}")
+        raise UserError(f"{dataset_dir} is a file, not a dataset folder" if dataset_dir.exists()
+                        else f"dataset folder not found: {dataset_dir}")
     parameters = SingleToneDataset(dataset_dir).parameters
     chromagrams, sample_id, params = load_features(dataset_dir)
     by_id = parameters.set_index("sample_id", drop=False)

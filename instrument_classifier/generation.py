@@ -12,10 +12,11 @@ Same seed, same bytes, for any number of jobs:
 
 * every clip draws its note from its own generator, seeded by
   ``(seed, sample_id)``, its variation from a second one,
-  ``(seed, sample_id, 1)``, its noise from a third, ``(seed, sample_id,
-  2)``, and our synthesiser's bank (one of its timbres) from a fourth, ``(seed, sample_id, 3)``; a note that the SoundFont leaves silent is redrawn from the first (and
-  counted), so no draw depends on scheduling, and the notes of a dataset do
-  not depend on its variation recipe;
+  ``(seed, sample_id, 1)``, its noise from a third, ``(seed, sample_id, 2)``,
+  and our synthesiser's bank (one of its timbres) from a fourth,
+  ``(seed, sample_id, 3)``; a note that the SoundFont leaves silent is
+  redrawn from the first (and counted), so no draw depends on scheduling,
+  and the notes of a dataset do not depend on its variation recipe;
 * clips are rendered in fixed shards of :data:`SHARD_SIZE` consecutive ids,
   each shard on a fresh synth (see :mod:`instrument_classifier.synthesis` for
   the state a synth carries between notes), so a worker's history never

@@ -41,7 +41,8 @@ def resolve_models_dir(path: str | os.PathLike) -> Path:
     """A models folder; a dataset folder stands for its ``models/``."""
     path = Path(path)
     if not path.is_dir():
-        raise UserError(f"models directory not found: {path}")
+        raise UserError(f"{path} is a file, not a folder of models" if path.exists()
+                        else f"models directory not found: {path}")
     if is_model_dir(path):
         raise UserError(f"{path} is one model's folder: give the folder of models that holds it ({path.parent})")
     if not any(is_model_dir(p) for p in path.iterdir() if p.is_dir()) and (path / MODELS_DIR).is_dir():
@@ -54,7 +55,8 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
 
     Columns: rank, model_id, arch, target, split, parameters, epochs_run,
     train_seconds, valid_error, valid_loss, valid_auc, test_error, test_auc,
-    created, path, valid_set (:func:`validation_set`).  Folders whose files cannot be read are skipped, with a warning on stderr.
+    created, path, valid_set (:func:`validation_set`).  Folders whose files cannot be read are
+    skipped, with a warning on stderr.
     """
     models_dir = resolve_models_dir(models_dir)
     rows = []
@@ -131,7 +133,8 @@ def _none_found(models_dir, every: pd.DataFrame, target: str | None, split: str 
     if not which:
         return UserError(f"no finished models in {resolve_models_dir(models_dir)}; run train.py first")
     there = ", ".join(sorted({f"target {t}, split {s}" for t, s in zip(every["target"], every["split"])}))
-    return UserError(f"no finished models{which} in {resolve_models_dir(models_dir)} (there are {len(every)} "
+    verb = "is" if len(every) == 1 else "are"
+    return UserError(f"no finished models{which} in {resolve_models_dir(models_dir)} (there {verb} {len(every)} "
                      f"of {there})")
 
 

@@ -308,8 +308,9 @@ def check_options(arch: str, options: dict, input_shape) -> dict:
         if name in ("positions", "span", "lowest_cutoff"):  # at most the input's pitch bins
             high = input_shape[1] - (1 if name == "lowest_cutoff" else 0)
         if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
-            bounds = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
-            raise UserError(f"option {name} of architecture {arch} must be in {bounds}, got {value!r}")
+            bounds = (f"in {low} to {high}" if low is not None and high is not None
+                      else f"at least {low}" if low is not None else f"at most {high}")
+            raise UserError(f"option {name} of architecture {arch} must be {bounds}, got {value!r}")
     return {name: int(value) if isinstance(parameters[name].default, int) and value is not None else value
             for name, value in options.items()}
 

@@ -84,7 +84,8 @@ def coloured_noise(rng: np.random.Generator, n: int, colour: str, sample_rate: i
 
 
 def mains_hum(rng: np.random.Generator, n: int, frequency: float, sample_rate: int) -> np.ndarray:
-    """Mains hum: harmonics 1 to :data:`HUM_HARMONICS` of ``frequency`` (the first is the fundamental) at 1/k amplitude, random phases, unit RMS."""
+    """Mains hum: harmonics 1 to :data:`HUM_HARMONICS` of ``frequency`` (the first is the fundamental) at 1/k
+    amplitude, random phases, unit RMS."""
     turn = np.exp(1j * np.arange(n) * (2 * np.pi * frequency / sample_rate))  # e^{i w t}
     power = turn.copy()                                                       # e^{i k w t}
     hum = np.zeros(n)

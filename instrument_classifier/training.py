@@ -210,8 +210,9 @@ def training_settings(arch: str, **overrides) -> dict:
         raise UserError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHITECTURES)})")
     settings = dict(TRAINING_DEFAULTS[arch])
     settings.update({key: value for key, value in overrides.items() if value is not None})
-    if settings["epochs"] < 1 or settings["batch_size"] < 1:
-        raise UserError("--epochs and --batch-size must be at least 1")
+    for name in ("epochs", "batch_size"):
+        if settings[name] < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {settings[name]}")
     if not 0 < settings["learning_rate"] < float("inf"):  # also refuses NaN
         raise UserError(f"--learning-rate must be a positive number, got {settings['learning_rate']}")
     if settings["patience"] < 0:

@@ -341,7 +341,8 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     dataset_dir = Path(dataset_dir)
     training_dir = Path(training_dir) if training_dir is not None else dataset_dir / TRAINING_DATA_DIR
     if not dataset_dir.is_dir():
-        raise UserError(f"dataset folder not found: {dataset_dir}")
+        raise UserError(f"{dataset_dir} is a file, not a dataset folder" if dataset_dir.exists()
+                        else f"dataset folder not found: {dataset_dir}")
     prepared = (TRAINING_RECORD_JSON, SPLITS_CSV)
     if all((dataset_dir / name).is_file() for name in prepared):
         raise UserError(f"{dataset_dir} is prepared training data, not a dataset: give its dataset and "

@@ -728,7 +728,8 @@ def test_training_given_another_stages_folder_says_which(model_dir, dataset, tmp
              ([dataset / "audio"], "is not a dataset (parameters.csv not found)"),
              ([dataset, "--training-data", dataset], f"{dataset} is not prepared training data"),
              ([dataset, "--training-data", tmp_path / "a-file"], "is a file, not prepared training data"),
-             ([dataset, "--training-data", tmp_path / "new"], f"run prepare_training.py {dataset} -o {tmp_path / 'new'}")]
+             ([dataset, "--training-data", tmp_path / "new"],
+              f"run prepare_training.py {dataset} -o {tmp_path / 'new'}")]
     for argv, message in cases:
         assert_one_line_error(*run_script(train, [*argv, "--models-dir", tmp_path / "m", "-q"], capsys)[::2], message)
     assert not (tmp_path / "m").exists()
