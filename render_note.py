@@ -40,6 +40,22 @@ from instrument_classifier.variation import CODECS, NOISE_SLOPES, VALUE_LIMITS, 
 
 # Variation fields that are not plain numbers, and their choices.
 CHOICES = {"noise_color": tuple(NOISE_SLOPES), "codec": CODECS}
+# Settings that shape a stage another one switches on: (that one, as the user gives it).  Given alone,
+# each would be silently without effect.
+COMPANIONS = {
+    "vibrato_hz": ("vibrato_cents", "--vibrato-cents"), "vibrato_cents": ("vibrato_hz", "--vibrato-hz"),
+    "room_size_m": ("room_rt60", "--room-rt60"), "mic_distance_m": ("room_rt60", "--room-rt60"),
+    "eq_peak_hz": ("eq_peak_db", "--eq-peak-db"), "noise_color": ("noise_db", "--noise-db"),
+    "hum_hz": ("hum_db", "--hum-db"), "codec_quality": ("codec", "--codec mp3"),
+}
+
+
+def _given(args: argparse.Namespace, setting: str) -> bool:
+    """Whether a variation setting differs from its default (NaN, "off", counts as the default NaN)."""
+    value, default = getattr(args, setting), getattr(Variation, setting)
+    if isinstance(default, float) and math.isnan(default):
+        return not math.isnan(value)
+    return value != default
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--sample-id must be at least 0, got {args.sample_id}")
     if not (math.isfinite(args.clip_seconds) and 0.05 <= args.clip_seconds <= 60):
         raise UserError(f"--clip-seconds must be within 0.05..60, got {args.clip_seconds}")
-    if args.codec == "none" and args.codec_quality != Variation.codec_quality:
-        raise UserError("--codec-quality sets the quality of --codec mp3: give --codec mp3 too")
+    for setting, (needed, shown) in COMPANIONS.items():
+        if _given(args, setting) and not _given(args, needed):
+            raise UserError(f"--{setting.replace('_', '-')} does nothing without {shown}: give {shown} too")
     variation = Variation(**{item.name: getattr(args, item.name) for item in dataclasses.fields(Variation)}).checked()
     font = resolve_soundfont(args.soundfont)
 

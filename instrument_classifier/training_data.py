@@ -344,6 +344,7 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         raise UserError(f"{dataset_dir} is a file, not a dataset folder" if dataset_dir.exists()
                         else f"dataset folder not found: {dataset_dir}")
     prepared = (TRAINING_RECORD_JSON, SPLITS_CSV)
+    where = "" if training_dir == dataset_dir / TRAINING_DATA_DIR else f" -o {training_dir}"  # for the advice
     if all((dataset_dir / name).is_file() for name in prepared):
         raise UserError(f"{dataset_dir} is prepared training data, not a dataset: give its dataset and "
                         f"--training-data {dataset_dir}")
@@ -354,7 +355,6 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
             raise UserError(f"{training_dir} is a file, not prepared training data")
         if training_dir.is_dir() and any(training_dir.iterdir()):
             raise UserError(f"{training_dir} is not prepared training data ({' and '.join(prepared)} not found)")
-        where = "" if training_dir == dataset_dir / TRAINING_DATA_DIR else f" -o {training_dir}"
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir}{where} "
                         "first")
     record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")

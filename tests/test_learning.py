@@ -696,7 +696,7 @@ def test_leaderboard_says_what_it_filters_out_and_what_will_not_load(model_dir, 
     copy = tmp_path / model_dir.name
     shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("evaluation"))
     status, _, err = run_script(leaderboard, [tmp_path, "--target", "instrument"], capsys)
-    assert_one_line_error(status, err, "no finished models of target instrument", "there are 1 of target family")
+    assert_one_line_error(status, err, "no finished models of target instrument", "there is 1 of target family")
     (copy / "model.keras").write_text("junk")
     status, out, err = run_script(leaderboard, [tmp_path], capsys)
     assert status == 0 and copy.name in out and f"model {copy} is ranked but cannot be loaded" in err

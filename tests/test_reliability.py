@@ -423,6 +423,8 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
     (render_note, ["--instrument", "1", "--bank", "3"], "FluidR3_GM has no preset 0"),
     (render_note, ["--instrument", "1", "--codec-quality", "5"], "give --codec mp3 too"),  # was ignored
     (render_note, ["--instrument", "1", "--noise-db", "nan"], "must be a finite number"),  # was: no noise
+    (render_note, ["--instrument", "1", "--vibrato-cents", "20"], "does nothing without --vibrato-hz"),  # no vibrato
+    (render_note, ["--instrument", "1", "--hum-hz", "60"], "--hum-hz does nothing without --hum-db"),
     (render_note, ["--instrument", "1", "--eq-highpass-hz", "2000", "--eq-lowpass-hz", "100"],
      "must be below eq_lowpass_hz (100)"),  # was: a clip of almost nothing
     (render_note, ["--instrument", "1", "--pitch", "-1"], "pitch '-1' is outside MIDI's 0..127"),
