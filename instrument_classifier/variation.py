@@ -278,6 +278,9 @@ class Recipe:
                         parts *= 2
                     if len(parts) != 2:
                         raise ValueError
+                    if key == "codec_quality" and not all(part.is_integer() for part in parts):
+                        raise UserError(f"bad --vary {text!r}: codec_quality is a whole number (MP3's VBR "
+                                        "quality 0-9)")
                     changes[key] = tuple(int(p) for p in parts) if key == "codec_quality" else tuple(parts)
             except ValueError:
                 raise UserError(f"bad --vary {text!r}: {value!r} is not a number or a LOW:HIGH range") from None

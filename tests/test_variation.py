@@ -73,6 +73,7 @@ def test_a_missing_font_names_its_debian_package():
     (["--variation", "realistic", "--vary", "noise_db=loud"], "is not a number"),
     (["--variation", "realistic", "--vary", "eq_highpass_hz=1500:2000", "--vary", "eq_lowpass_hz=1000:1200"],
      "must lie below eq_lowpass_hz range 1000:1200"),
+    (["--variation", "realistic", "--vary", "codec_quality=0:9.5"], "codec_quality is a whole number"),
 ])
 def test_bad_font_and_variation_options_are_one_line_errors(tmp_path, capsys, argv, message):
     try:
