@@ -249,8 +249,8 @@ def check_disk_space(settings: GenerationSettings, output_dir: Path) -> None:
     parent = next((p for p in [output_dir, *output_dir.parents] if p.exists()), Path("."))
     free = shutil.disk_usage(parent).free
     if needed > max(free, SMALL_DATASET_BYTES):  # a small one that does not fit fails on its first write, cleanly
-        raise UserError(f"{settings.count} clips need about {needed / 1e9:.1f} GB ({per_clip / 1000:.0f} kB a clip); "
-                        f"{parent} has {free / 1e9:.1f} GB free")
+        raise UserError(f"{settings.count:,} clips need about {needed / 1e9:,.1f} GB ({per_clip / 1000:.0f} kB a "
+                        f"clip); {parent} has {free / 1e9:,.1f} GB free")
 
 
 def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike, *, jobs: int | None = None,

@@ -222,7 +222,7 @@ def test_a_dataset_larger_than_the_disk_is_refused_at_once(tmp_path, capsys):
     status = generate_audio_samples.main(["-c", "1000000000000", "-o", str(tmp_path / "huge"), "-q"])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1
-    assert "1000000000000 clips need about" in err and "GB free" in err
+    assert "1,000,000,000,000 clips need about" in err and "GB free" in err
     assert time.monotonic() - started < 5 and list(tmp_path.iterdir()) == []
 
 
