@@ -87,8 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         else:
             low, high = VALUE_LIMITS[item.name]
             help_text = f"{low:g}..{high:g}" + (" (note length)" if item.name == "note_seconds" else "")
-            variation.add_argument(option, type=int if item.type == "int" else finite_float, default=item.default,
-                                   metavar="X", help=help_text)
+            variation.add_argument(option, type=int if item.type == "int" else finite_float,
+                                   default=item.default, metavar="X", help=help_text)
     return parser.parse_args(argv)
 
 

@@ -15,9 +15,9 @@ import functools
 import importlib.metadata
 import json
 import math
-import re
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -227,6 +227,9 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print(f"{prog}: terminated", file=sys.stderr)
+            return 143
         except Exception as error:
             if not _out_of_memory(error):
                 raise
@@ -235,9 +238,6 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
             print(f"{prog}: error: out of memory ({first}): a smaller network, batch or dataset may fit",
                   file=sys.stderr)
             return 2
-        except Terminated:
-            print(f"{prog}: terminated", file=sys.stderr)
-            return 143
         finally:
             if in_main_thread:
                 signal.signal(signal.SIGTERM, previous)

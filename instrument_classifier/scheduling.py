@@ -295,9 +295,9 @@ def run_tasks(client: Any, function: Callable, arguments: Iterable[tuple],
 
     ``on_result(worker, result)`` runs in this thread, in the order the
     tasks finish.  The first task that raises stops the run: the others are
-    cancelled and its exception is raised here (a task whose workers died four
-    times, Dask's ``allowed-failures`` retries and one: a ``UserError``).  An exception here (Ctrl-C) cancels
-    them too, and so does a result from a worker whose
+    cancelled and its exception is raised here (a task whose workers died
+    four times, Dask's ``allowed-failures`` retries and one: a
+    ``UserError``).  An exception here (Ctrl-C) cancels them too, and so does a result from a worker whose
     :func:`software_stack` differs from this machine's (one that joined
     after the start).
     """

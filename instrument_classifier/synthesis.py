@@ -87,7 +87,8 @@ def check_soundfont(path: str | os.PathLike) -> Path:
     """Return ``path`` if it is a readable SoundFont 2 file (RIFF ``sfbk``), else raise UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path} is a folder, not a SoundFont file" if path.is_dir() else f"SoundFont not found: {path}")
+        raise UserError(f"{path} is a folder, not a SoundFont file" if path.is_dir()
+                        else f"SoundFont not found: {path}")
     try:
         with open(path, "rb") as handle:
             header = handle.read(12)
