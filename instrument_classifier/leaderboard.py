@@ -228,7 +228,11 @@ def load_problem(model_dir: Path) -> str | None:
     return None
 
 
-def format_leaderboard(models_dir: str | os.PathLike, *, top: int = 10, latest: int = 3,
+# How many of the best models the table lists, and of the newest it ranks, by default.
+DEFAULT_TOP, DEFAULT_LATEST = 10, 3
+
+
+def format_leaderboard(models_dir: str | os.PathLike, *, top: int = DEFAULT_TOP, latest: int = DEFAULT_LATEST,
                        target: str | None = None, split: str | None = None) -> str:
     """The ``top`` best models as a table, then the rank of the ``latest`` newest ones."""
     every = collect_models(models_dir)

@@ -119,6 +119,9 @@ def test_leaderboard_best_of_a_target_and_split(models_dir, capsys, argv, expect
 def test_leaderboard_filter_that_matches_nothing_is_one_line(models_dir, capsys):
     status, _, err = run_script(leaderboard, [models_dir, "--split", "soundfont"], capsys)
     assert status == 2 and err.count("\n") == 1 and "no finished models" in err
+    # Options of the table, given to --best, were silently ignored.
+    status, out, err = run_script(leaderboard, [models_dir, "--best", "--top", "3"], capsys)
+    assert status == 2 and out == "" and err.count("\n") == 1 and "--best prints only the best model's folder" in err
 
 
 def test_models_validated_on_other_clips_are_named_and_best_says_so(tiny_model_dir, tmp_path, capsys):
