@@ -37,7 +37,8 @@ import soxr
 from scipy.ndimage import median_filter
 from scipy.signal import welch
 
-from .cli import UserError, open_error
+from .cli import UserError
+from .dataset import open_error
 
 # Onset detection works on the mean power over short windows of this length.
 ONSET_WINDOW_SECONDS = 0.005

@@ -101,20 +101,6 @@ def seed_type(text: str) -> int:
     return value
 
 
-def open_error(source) -> str | None:
-    """Why the file ``source`` cannot be opened ("Permission denied", ...), or None (also for bytes and streams).
-
-    libsndfile opens a path itself and says only "System error." when the system refused it.
-    """
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    try:
-        open(source, "rb").close()
-    except OSError as error:
-        return error.strerror or str(error)
-    return None
-
-
 def finite_float(text: str) -> float:
     """An argparse type: a number, not NaN or infinity (a setting's NaN means "off": it is not given so)."""
     try:

@@ -28,13 +28,27 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from .cli import UserError, open_error
+from .cli import UserError
 from .defaults import CLIP_SAMPLES, SAMPLE_RATE
 
 PARAMETERS_CSV = "parameters.csv"
 REQUIRED_COLUMNS = ("sample_id", "family_name", "midi_number", "audio_file")
 # Whole-number columns later stages compute with, and their ranges (None: unbounded), where present.
 INTEGER_COLUMNS = {"sample_id": (0, None), "midi_number": (0, 127), "instrument_id": (1, 128)}
+
+
+def open_error(source) -> str | None:
+    """Why the file ``source`` cannot be opened ("Permission denied", ...), or None (also for bytes and streams).
+
+    libsndfile opens a path itself and says only "System error." when the system refused it.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        open(source, "rb").close()
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> np.ndarray:
