@@ -3,7 +3,7 @@
 ``evaluate_model(MODEL_DIR)`` writes ``MODEL_DIR/evaluation/``::
 
     index.html                  everything below on one page (relative links; open it as a file)
-    metrics.csv                 per split: n, loss, error, accuracy, macro AUC, calibration error (ECE)
+    metrics.csv                 per split: n, loss, error (its 95 % interval too), accuracy, AUC, ECE
     learning_curves.png         loss and error per epoch, train vs valid
     confusion_<split>.png/.csv  confusion matrix, counts and row-normalised
     per_class_metrics.csv       per split and class: precision, recall, F1, support
@@ -11,7 +11,7 @@
     roc_<split>.png             one-vs-rest ROC curve of every class, with its AUC
     error_by_pitch.png/.csv     error rate per MIDI-number band, per split
     calibration.png/.csv        reliability diagram: accuracy against top probability, per split
-    error_by_soundfont.csv      error per split and SoundFont, and per lineage (multi-font datasets)
+    error_by_soundfont.csv      error (and its 95 % interval) per split and SoundFont, and per lineage
 
 On the model's own dataset it reads ``predictions.csv`` (written by
 training from the best epoch), so it is cheap and re-runnable.  With
@@ -348,7 +348,8 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
     if not quiet:
         metrics = pd.read_csv(index.parent / "metrics.csv")
         for row in metrics.itertuples():
-            print(f"{row.split:>5}: error {row.error:.2%}, AUC {row.auc:.4f} ({row.n} clips)")
+            print(f"{row.split:>5}: error {row.error:.2%} (95 % interval {row.error_low:.1%}-{row.error_high:.1%}), "
+                  f"AUC {row.auc:.4f} ({row.n} clips)")
         print(f"evaluation report: {index}")
     return index
 

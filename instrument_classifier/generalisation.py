@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cli import UserError, atomic_path, read_json
-from .metrics import calibration_error, read_predictions
+from .metrics import calibration_error, error_interval, read_predictions
 from .model_files import CONFIG_JSON, PREDICTIONS_CSV
 
 GENERALISATION_CSV = "generalisation.csv"
@@ -39,7 +39,8 @@ ROW_COLUMNS = ("model_id", "arch", "options", "split", "trained_on", "in_distrib
 
 
 def errors_by_soundfont(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Error per split and SoundFont, then per split and lineage: split, group, name, n, errors, error.
+    """Error per split and SoundFont, then per split and lineage: split, group, name, n, errors, error,
+    error_low, error_high (:func:`metrics.error_interval`).
 
     ``group`` is "soundfont" or "lineage".  Empty when the table has no soundfont column.
     """
@@ -50,9 +51,17 @@ def errors_by_soundfont(predictions: pd.DataFrame) -> pd.DataFrame:
             continue
         for (split, name), part in predictions.groupby(["split", group], sort=True):
             wrong = int((~correct[part.index]).sum())
+            low, high = error_interval(wrong, len(part))
             rows.append({"split": split, "group": group, "name": str(name), "n": len(part), "errors": wrong,
-                         "error": wrong / len(part)})
-    return pd.DataFrame(rows, columns=["split", "group", "name", "n", "errors", "error"])
+                         "error": wrong / len(part), "error_low": low, "error_high": high})
+    return pd.DataFrame(rows, columns=["split", "group", "name", "n", "errors", "error", "error_low", "error_high"])
+
+
+def _with_interval(row: dict, column: str, correct: pd.Series) -> None:
+    """``row[column]``, the error of ``correct``, and beside it ``COLUMN low`` and ``COLUMN high``, its interval."""
+    wrong, n = int((~correct.astype(bool)).sum()), len(correct)
+    row[column] = wrong / n if n else float("nan")
+    row[f"{column} low"], row[f"{column} high"] = error_interval(wrong, n)
 
 
 def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> dict:
@@ -61,7 +70,8 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
     Columns ``held out: FONT`` / ``held out: LINEAGE lineage`` come from the
     model's test split (only the fonts its training split never held);
     ``DATASET: FONT`` from ``evaluation/DATASET/predictions.csv`` (written by
-    ``evaluate.py MODEL --dataset DATASET``).
+    ``evaluate.py MODEL --dataset DATASET``).  Every error has its 95 %
+    interval beside it, in ``COLUMN low`` and ``COLUMN high``.
     """
     model_dir = Path(model_dir)
     config = read_json(model_dir / CONFIG_JSON, what="model config file")
@@ -75,37 +85,39 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
         "options": ", ".join(f"{key}={value}" for key, value in sorted(options.items())) or "-",
         "split": config.get("split"),
         "trained_on": " ".join(trained_on),
-        "in_distribution_error": _in_distribution_error(own, correct, trained_on),
-        "test_error": float(1 - correct[own["split"] == "test"].mean()),
     }
+    _with_interval(row, "in_distribution_error", correct[_in_distribution(own, trained_on)])
+    _with_interval(row, "test_error", correct[own["split"] == "test"])
     if config.get("split") == "soundfont":
         for item in errors_by_soundfont(own[own["split"] == "test"]).itertuples():
             if item.name in trained_on:
                 continue
             label = item.name if item.group == "soundfont" else f"{item.name} lineage"
             row[f"held out: {label}"] = item.error
+            row[f"held out: {label} low"], row[f"held out: {label} high"] = item.error_low, item.error_high
     for name in dataset_names:
         path = model_dir / "evaluation" / name / PREDICTIONS_CSV
         if not path.is_file():
             raise UserError(f"{model_dir} has not been evaluated on {name}: run evaluate.py {model_dir} "
                             f"--dataset DATASET_DIR")
         other = read_predictions(path)
-        row[f"{name}: all"] = float(1 - other["correct"].astype(bool).mean())
+        _with_interval(row, f"{name}: all", other["correct"])
         for item in errors_by_soundfont(other).itertuples():
             label = item.name if item.group == "soundfont" else f"{item.name} lineage"
             row[f"{name}: {label}"] = item.error
+            row[f"{name}: {label} low"], row[f"{name}: {label} high"] = item.error_low, item.error_high
     return row
 
 
-def _in_distribution_error(own: pd.DataFrame, correct: pd.Series, trained_on: list[str]) -> float:
-    """The error on the validation clips of fonts the training split holds (NaN where there are none).
+def _in_distribution(own: pd.DataFrame, trained_on: list[str]) -> pd.Series:
+    """Which clips are in distribution: the validation clips of fonts the training split holds.
 
-    With ``--valid-fonts`` the validation split holds fonts out too: its error is not in distribution.
+    With ``--valid-fonts`` the validation split holds fonts out too: those are not in distribution.
     """
     valid = own["split"] == "valid"
     if "soundfont" in own:
         valid &= own["soundfont"].isin(trained_on)
-    return float(1 - correct[valid].mean()) if valid.any() else float("nan")
+    return valid
 
 
 def unheard_parts(model_dirs: list[str | os.PathLike],
@@ -134,7 +146,8 @@ def unheard_parts(model_dirs: list[str | os.PathLike],
 def family_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
     """Error by true family of :func:`unheard_parts`: one row per model and part.
 
-    Columns model_id, part, n, error, confidence (the mean top probability:
+    Columns model_id, part, n, error, error_low, error_high (its 95 %
+    interval), confidence (the mean top probability:
     above 1 - error, the model is surer than it is right), ece (the expected
     calibration error, :func:`metrics.calibration_error`), then one per family.
     """
@@ -142,8 +155,9 @@ def family_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
     for model_id, part, predictions in parts:
         correct = predictions["correct"].astype(bool)
         top = predictions[[c for c in predictions.columns if c.startswith("p_")]].max(axis=1).to_numpy()
+        low, high = error_interval(int((~correct).sum()), len(correct))
         row = {"model_id": model_id, "part": part, "n": len(predictions), "error": float(1 - correct.mean()),
-               "confidence": float(top.mean()),
+               "error_low": low, "error_high": high, "confidence": float(top.mean()),
                "ece": calibration_error(correct.to_numpy(), top)}
         for family, group in correct.groupby(predictions["true"], sort=True):
             row[str(family)] = float(1 - group.mean())
@@ -155,7 +169,8 @@ def instrument_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame
     """Error by instrument of :func:`unheard_parts`, the worst first within each model and part.
 
     Columns model_id, part, instrument, family (the true class), n, error,
-    and ``called`` (the wrong answer given most often, "" when none): a
+    error_low, error_high (its 95 % interval: a few dozen clips leave it
+    wide), and ``called`` (the wrong answer given most often, "" when none): a
     family's error often comes from a few instruments whose samples in the
     unheard banks are unlike any the model heard.  Empty when the
     predictions have no ``instrument_name``.
@@ -166,10 +181,13 @@ def instrument_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame
             continue
         for instrument, clips in predictions.groupby("instrument_name", sort=True):
             wrong = clips.loc[~clips["correct"].astype(bool), "predicted"]
+            low, high = error_interval(len(wrong), len(clips))
             rows.append({"model_id": model_id, "part": part, "instrument": str(instrument),
                          "family": str(clips["true"].iloc[0]), "n": len(clips), "error": float(len(wrong) / len(clips)),
+                         "error_low": low, "error_high": high,
                          "called": str(wrong.value_counts().index[0]) if len(wrong) else ""})
-    table = pd.DataFrame(rows, columns=["model_id", "part", "instrument", "family", "n", "error", "called"])
+    table = pd.DataFrame(rows, columns=["model_id", "part", "instrument", "family", "n", "error", "error_low",
+                                        "error_high", "called"])
     order = table.sort_values("error", ascending=False, kind="stable")
     return order.sort_values(["model_id", "part"], kind="stable").reset_index(drop=True)
 
@@ -184,13 +202,22 @@ def generalisation_table(model_dirs: list[str | os.PathLike], dataset_names: lis
     if not model_dirs:
         raise UserError("no models to compare")
     table = pd.DataFrame([model_row(path, dataset_names) for path in model_dirs])
-    fixed = [c for c in ROW_COLUMNS if c in table.columns]
+    fixed = [name for c in ROW_COLUMNS for name in (c, f"{c} low", f"{c} high") if name in table.columns]
     return table[fixed + [c for c in table.columns if c not in fixed]]
 
 
 def format_markdown(table: pd.DataFrame) -> str:
-    """The table as Markdown, errors in percent, '–' where a column does not apply."""
+    """The table as Markdown, errors in percent, '–' where a column does not apply.
+
+    A column with an interval beside it (``COLUMN low`` and ``COLUMN high``, or
+    ``COLUMN_low`` and ``COLUMN_high``) shows it in one cell: ``34.6 % (32.5–36.8)``.
+    """
     shown = table.copy()
+    for column in list(shown.columns):
+        for low, high in ((f"{column} low", f"{column} high"), (f"{column}_low", f"{column}_high")):
+            if low in shown.columns and high in shown.columns:
+                shown[column] = [_percent_with_interval(*values) for values in
+                                 zip(shown[column], shown.pop(low), shown.pop(high))]
     for column in shown.columns:
         if shown[column].dtype.kind == "f":
             shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} %")
@@ -198,6 +225,12 @@ def format_markdown(table: pd.DataFrame) -> str:
     rule = "|" + "---|" * len(shown.columns)
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def _percent_with_interval(value: float, low: float, high: float) -> str:
+    if pd.isna(value):
+        return "–"
+    return f"{100 * value:.1f} %" + ("" if pd.isna(low) else f" ({100 * low:.1f}–{100 * high:.1f})")
 
 
 def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike,

@@ -29,7 +29,7 @@ import pandas as pd
 from .cli import UserError, warn
 from .defaults import DEFAULT_DATASET_DIR
 from .features import ALGORITHM_VERSION
-from .metrics import read_final_metrics
+from .metrics import error_interval, read_final_metrics
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREDICTIONS_CSV,
                           PREPROCESSING_JSON, is_model_dir)
 
@@ -55,7 +55,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
 
     Columns: rank, model_id, arch, target, split, parameters, epochs_run,
     train_seconds, valid_error, valid_loss, valid_auc, test_error, test_auc,
-    created, path, valid_set (:func:`validation_set`).  Folders whose files cannot be read are
+    created, path, valid_set (:func:`validation_set`), valid_n (its clips).  Folders whose files cannot be read are
     skipped, with a warning on stderr.
     """
     models_dir = resolve_models_dir(models_dir)
@@ -82,6 +82,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "created": config.get("created", ""),
                 "path": str(path),
                 "valid_set": validation_set(path, config.get("features_identity")),
+                "valid_n": _number(metrics["valid"].get("n")),
             }
         except KeyError as error:
             warn(f"skipping model {path}: its {FINAL_METRICS_CSV} lacks {error.args[0]!r}")
@@ -91,7 +92,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
             continue
         rows.append(row)
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"]
-                         + ["valid_auc", "created", "path", "valid_set"])
+                         + ["valid_auc", "created", "path", "valid_set", "valid_n"])
     if table.empty:
         return table.assign(rank=pd.Series(dtype=int))
     table = table.sort_values(["valid_error", "valid_loss", "created", "model_id"],
@@ -252,6 +253,11 @@ def format_leaderboard(models_dir: str | os.PathLike, *, top: int = DEFAULT_TOP,
         shown[column] = shown[column].map(lambda v: f"{v:.4f}")
     lines = [f"best {len(shown)} of {len(table)} models in {resolve_models_dir(models_dir)} (by validation error):",
              shown.to_string(index=False)]
+    best = table.iloc[0]
+    if best["valid_n"] > 0 and not pd.isna(best["valid_error"]):
+        low, high = error_interval(round(best["valid_error"] * best["valid_n"]), int(best["valid_n"]))
+        lines.append(f"(the best's validation error is measured on {int(best['valid_n'])} clips: "
+                     f"its 95 % interval is {low:.1%}-{high:.1%})")
     if sets > 1:
         lines.append(f"(validated on {sets} different sets of clips, valid_set: "
                      "validation errors compare only between models of one set)")

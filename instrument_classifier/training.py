@@ -11,7 +11,7 @@ every file is written, so a crashed run leaves nothing that
     model_summary.txt      keras' layer table
     learning_curves.csv    per epoch: loss, cross-entropy, accuracy, error (train and valid), lr, seconds
     predictions.csv        per sample: split, true, predicted, p_<class> probabilities
-    final_metrics.csv      rows train/valid/test: n, loss, error, accuracy, auc
+    final_metrics.csv      rows train/valid/test: n, loss, error, error_low, error_high, accuracy, auc, ece
 
 Same seed, same result on a CPU: ``keras.utils.set_random_seed`` seeds
 Python, NumPy and the backend, and TensorFlow's op determinism is switched on.

@@ -16,6 +16,7 @@ import train
 from conftest import assert_one_line_error, make_dataset, run_script
 from instrument_classifier.cli import UserError
 from instrument_classifier.feature_extraction import extract_dataset
+from instrument_classifier.metrics import error_interval
 from instrument_classifier.training_data import load_training_data, soundfont_split
 
 FONTS = ["FluidR3_GM", "TimGM6mb", "sf_GMbank"]
@@ -120,6 +121,15 @@ def test_generalisation_report_compares_models_on_unheard_fonts(fonts_dataset, h
     assert {"clean-fonts: TimGM6mb", "clean-fonts: fluid lineage", "clean-fonts: all"} <= set(table.columns)
     header = (tmp_path / "report" / "generalisation.md").read_text().splitlines()[2]
     assert "| held out: gs lineage |" in header and "| in_distribution_error |" in header
+    # Every error with its 95 % interval: in the CSV beside it, in the Markdown in its cell.
+    low, high = error_interval(int((~test["correct"]).sum()), len(test))
+    assert (table["held out: gs lineage low"].iloc[0], table["held out: gs lineage high"].iloc[0]) == \
+        pytest.approx((low, high), abs=1e-4)
+    for column in ("in_distribution_error", "test_error", "held out: TimGM6mb", "clean-fonts: all"):
+        assert table[f"{column} low"].iloc[0] <= table[column].iloc[0] <= table[f"{column} high"].iloc[0]
+    row = (tmp_path / "report" / "generalisation.md").read_text().splitlines()[4]
+    assert f"{100 * (1 - test['correct'].mean()):.1f} % ({100 * low:.1f}–{100 * high:.1f})" in row
+    assert "low |" not in header
     assert np.isfinite(table.filter(like="clean-fonts").to_numpy(dtype=float)).all()
     # By family, on the fonts the model never heard: its gs test split, and clean-fonts' gs clips.
     families = pd.read_csv(tmp_path / "report" / "generalisation_by_family.csv")
@@ -167,9 +177,9 @@ def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
 
 def test_in_distribution_error_counts_only_the_fonts_trained_on():
     """With --valid-fonts the validation split holds a font out: its error was reported as 'in distribution'."""
-    from instrument_classifier.generalisation import _in_distribution_error
+    from instrument_classifier.generalisation import _in_distribution
 
     own = pd.DataFrame({"split": ["train", "valid", "valid", "valid", "test"],
                         "soundfont": ["A", "A", "B", "B", "C"], "correct": [True, True, False, False, False]})
-    assert _in_distribution_error(own, own["correct"], ["A"]) == 0.0  # B, held out for validation, not counted
-    assert np.isnan(_in_distribution_error(own, own["correct"], ["D"]))
+    assert list(_in_distribution(own, ["A"])) == [False, True, False, False, False]  # B, held out for validation
+    assert not _in_distribution(own, ["D"]).any()

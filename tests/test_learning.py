@@ -368,6 +368,21 @@ def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
     assert expected_calibration_error(y, proba) < 0.02 < 0.1 < expected_calibration_error(y, sharp)
 
 
+def test_error_interval_says_what_the_number_of_clips_allows():
+    """A 95 % interval beside every error: the Wilson interval, wider for fewer clips, never outside [0, 1]."""
+    from instrument_classifier.metrics import error_interval
+
+    assert error_interval(365, 2000) == pytest.approx((0.1662, 0.2000), abs=1e-4)  # 18.25 %, the default's test
+    low, high = error_interval(73, 400)  # the same rate on a fifth of the clips
+    assert low < 0.1662 and high > 0.2000 and low < 73 / 400 < high
+    assert error_interval(0, 20)[0] == 0 and error_interval(20, 20)[1] == 1
+    assert all(np.isnan(error_interval(0, 0)))
+    # Over many draws of 300 clips at a true rate of 30 %, about 95 % of the intervals hold it.
+    rng = np.random.default_rng(0)
+    held = [low <= 0.3 <= high for low, high in (error_interval(k, 300) for k in rng.binomial(300, 0.3, 400))]
+    assert 0.92 <= np.mean(held) <= 0.98
+
+
 def test_model_folder_holds_everything(model_dir):
     assert MODEL_FILES <= {p.name for p in model_dir.iterdir()}
     config = json.loads((model_dir / "config.json").read_text())
@@ -381,6 +396,7 @@ def test_model_folder_holds_everything(model_dir):
     metrics = pd.read_csv(model_dir / "final_metrics.csv")
     assert list(metrics["split"]) == ["train", "valid", "test"]
     assert {"error", "accuracy", "auc"} <= set(metrics.columns)
+    assert (metrics["error_low"] <= metrics["error"]).all() and (metrics["error"] <= metrics["error_high"]).all()
     predictions = pd.read_csv(model_dir / "predictions.csv")
     assert len(predictions) == 56 and set(predictions["split"]) == {"train", "valid", "test"}
     assert {"sample_id", "true", "predicted"} <= set(predictions.columns)
@@ -655,6 +671,10 @@ def test_play_without_audio_player_is_one_line_error(model_dir, capsys, monkeypa
 def test_leaderboard(model_dir, capsys):
     status, out, _ = run_script(leaderboard, [model_dir.parent], capsys)
     assert status == 0 and model_dir.name in out and "rank 1 of 1" in out
+    # How far the ranking's measure can be trusted: the best's validation error with its 95 % interval.
+    valid = pd.read_csv(model_dir / "final_metrics.csv").set_index("split").loc["valid"]
+    assert (f"measured on {int(valid['n'])} clips: its 95 % interval is "
+            f"{valid['error_low']:.1%}-{valid['error_high']:.1%}") in out
     status, out, _ = run_script(leaderboard, [model_dir.parent, "--best"], capsys)
     assert status == 0 and out.strip() == str(model_dir)
     from instrument_classifier.leaderboard import best_model_dir
