@@ -368,6 +368,35 @@ def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
     assert expected_calibration_error(y, proba) < 0.02 < 0.1 < expected_calibration_error(y, sharp)
 
 
+def test_macro_auc_is_the_mean_of_the_one_vs_rest_aucs():
+    from sklearn.metrics import roc_auc_score
+
+    from instrument_classifier.metrics import macro_auc
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    proba = rng.dirichlet(np.ones(3), 300) + 0.5 * np.eye(3)[y]  # better than chance, unequally by class
+    proba /= proba.sum(axis=1, keepdims=True)
+    assert macro_auc(y, proba) == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    assert macro_auc(np.array([0, 0, 1]), np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])) == 1.0
+
+
+def test_confusion_plot_normalises_by_the_true_class(monkeypatch, tmp_path):
+    from instrument_classifier import evaluation, plots
+
+    figures = []
+
+    def keep(*size):
+        figures.append(plots.figure(*size))
+        return figures[-1]
+
+    monkeypatch.setattr(evaluation, "figure", keep)
+    evaluation.plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"], "t", tmp_path / "confusion.png")
+    counts, normalised = figures[0].axes[:2]
+    assert [t.get_text() for t in counts.texts] == ["3", "1", "0", "4"]
+    assert [t.get_text() for t in normalised.texts] == ["0.75", "0.25", "0.00", "1.00"]  # rows: true classes
+
+
 def test_error_interval_says_what_the_number_of_clips_allows():
     """A 95 % interval beside every error: the Wilson interval, wider for fewer clips, never outside [0, 1]."""
     from instrument_classifier.metrics import error_interval
@@ -405,6 +434,9 @@ def test_model_folder_holds_everything(model_dir):
     assert len(preprocessing["class_names"]) == 7
     curves = pd.read_csv(model_dir / "learning_curves.csv")
     assert len(curves) == 2 and {"loss", "val_loss", "error", "val_error"} <= set(curves.columns)
+    for prefix in ("", "val_"):  # each split's error is its own accuracy's complement
+        np.testing.assert_allclose(curves[f"{prefix}error"], 1 - curves[f"{prefix}accuracy"], atol=1e-6)
+    assert not np.allclose(curves["val_accuracy"], curves["accuracy"])
     # The saved epoch is the one with the lowest validation cross-entropy, without label smoothing:
     # the families' plain cross-entropy, as final_metrics.csv reports it for the saved model.
     best = curves.loc[curves["val_crossentropy"].idxmin()]
@@ -539,6 +571,13 @@ def test_evaluation_report_is_complete_and_rerunnable(model_dir, capsys):
         assert f'src="{name}"' in index
     assert "/" not in "".join(line.split('src="')[1].split('"')[0] for line in index.splitlines() if 'src="' in line)
     assert {"precision", "recall", "f1"} <= set(pd.read_csv(report / "per_class_metrics.csv").columns)
+    # The confusion matrix: a row per true class, a column per predicted one, counting predictions.csv's clips.
+    predictions = pd.read_csv(model_dir / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    confusion = pd.read_csv(report / "confusion_test.csv", index_col="true")
+    for (true, predicted), clips in test.groupby(["true", "predicted"]):
+        assert confusion.loc[true, predicted] == len(clips)
+    assert confusion.to_numpy().sum() == len(test)
     # The reliability diagram's bins hold every clip of each split, and the ECE is their weighted gap.
     calibration, metrics = pd.read_csv(report / "calibration.csv"), pd.read_csv(report / "metrics.csv")
     for row in metrics.itertuples():

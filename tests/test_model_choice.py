@@ -124,6 +124,26 @@ def test_leaderboard_filter_that_matches_nothing_is_one_line(models_dir, capsys)
     assert status == 2 and out == "" and err.count("\n") == 1 and "--best prints only the best model's folder" in err
 
 
+def test_ties_go_to_the_lower_validation_loss_and_no_error_ranks_last(tiny_model_dir, tmp_path, capsys):
+    """README, Stage 7: ranked by validation error, then loss; a model without a validation error is never best.
+
+    Each column shows its own split's figure: the test AUC is not the validation AUC.
+    """
+    models = tmp_path / "models"
+    for i, (name, error, loss) in enumerate(((A, 0.1, 0.9), (B, 0.1, 0.4), (C, float("nan"), 0.1))):
+        target = copy_model(tiny_model_dir, models / name, target_name="family", split="random", valid_error=error,
+                            created=f"2099-01-01T00:00:0{i}")
+        metrics = pd.read_csv(target / "final_metrics.csv")
+        metrics.loc[metrics["split"] == "valid", ["loss", "auc"]] = [loss, 0.5]
+        metrics.loc[metrics["split"] == "test", "auc"] = 0.1234
+        metrics.to_csv(target / "final_metrics.csv", index=False, na_rep="nan")
+    status, out, _ = run_script(leaderboard, [models], capsys)
+    assert status == 0 and listed(out)[0] == [B, A, C]
+    assert all(line.endswith("0.1234") for line in out.splitlines()[2:5])
+    assert f"{C}: rank 3 of 3 (valid error -, test error" in out
+    assert run_script(leaderboard, [models, "--best"], capsys)[1] == f"{models / B}\n"
+
+
 def test_models_validated_on_other_clips_are_named_and_best_says_so(tiny_model_dir, tmp_path, capsys):
     """Trained from another split of the dataset, a model's validation error is of other clips."""
     models = tmp_path / "models"

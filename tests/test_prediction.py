@@ -337,11 +337,12 @@ def test_cli_prints_one_label_per_file(tiny_model_dir, predictor, clip_files, tm
         pairs = [pair.split("=") for pair in probabilities.split()]
         assert [name for name, _ in pairs] == predictor.class_names
         assert [float(p) for _, p in pairs] == pytest.approx(list(result.probabilities.values()), abs=1e-4)
-    # A tab or newline in a file's name split its line into more fields and lines.
-    odd = tmp_path / "a\tb\nc.wav"
+    # A tab or newline in a file's name split its line into more fields and lines; a backslash is doubled,
+    # so that a name holding "\t" itself is not read back as a tab.
+    odd = tmp_path / "a\tb\nc\\t.wav"
     shutil.copy(files[0], odd)
     assert predict.main(["-m", str(tiny_model_dir), str(odd)]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"{tmp_path}/a\\tb\\nc.wav\t{expected[0].label}"]
+    assert capsys.readouterr().out.splitlines() == [f"{tmp_path}/a\\tb\\nc\\\\t.wav\t{expected[0].label}"]
 
 
 def test_cli_json(tiny_model_dir, predictor, clip_files, capsys):
@@ -368,6 +369,9 @@ def test_cli_csv_is_a_table_a_spreadsheet_reads(tiny_model_dir, predictor, clip_
     assert table["label"][0] == expected.label and table["error"][0] == ""
     assert table.loc[0, [f"p_{name}" for name in predictor.class_names]].astype(float).tolist() == \
         pytest.approx(list(expected.probabilities.values()), abs=1e-5)
+    measured = expected.to_json()  # each measurement in its own column
+    for column in ("onset_seconds", "duration_seconds", "sample_rate", "peak_dbfs"):
+        assert float(table[column][0]) == pytest.approx(measured[column], abs=1e-4), column
     assert table["label"][1] == "" and "unsupported" in table["error"][1]
     assert "silent" in table["warnings"][2]
     with pytest.raises(SystemExit):  # one output format at a time
@@ -406,6 +410,14 @@ def test_cli_bad_model_dir(tiny_model_dir, tmp_path, clip_files, capsys):
     assert predict.main(["-m", str(tiny_model_dir / "model.keras"), str(clip_files / "one.wav")]) == 2
     assert f"is a file: give the model's folder (the one holding model.keras), here {tiny_model_dir}" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_cli_batch_size_below_one_is_one_line(tiny_model_dir, clip_files, capsys, size):
+    assert predict.main(["-m", str(tiny_model_dir), "-b", size, str(clip_files / "one.wav")]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and lines[0].endswith(": error: --batch-size must be at least 1")
 
 
 def test_a_model_or_features_of_another_chromagram_algorithm_are_refused(tiny_model_dir, tmp_path, clip_files,

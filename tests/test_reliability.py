@@ -134,6 +134,12 @@ def nan_probability(folder):
     table.to_csv(folder / "predictions.csv", index=False)
 
 
+def probability_above_one(folder):
+    table = pd.read_csv(folder / "predictions.csv")
+    table.loc[0, table.columns[table.columns.str.startswith("p_")][0]] = 1.5
+    table.to_csv(folder / "predictions.csv", index=False)
+
+
 def unknown_label(folder):
     table = pd.read_csv(folder / "predictions.csv")
     table.loc[0, "true"] = "banjo"
@@ -158,6 +164,7 @@ def no_predictions(folder):
 
 @pytest.mark.parametrize("script, damage, message", [
     (evaluate, nan_probability, "is nan, not a probability"),
+    (analyze_errors, probability_above_one, "is 1.5, not a probability"),
     (analyze_errors, no_predictions, "predictions.csv holds no predictions"),  # said: correct must be True/False
     (evaluate, unknown_label, "true 'banjo' is not one of"),
     (evaluate, no_validation_curves, "learning_curves.csv lacks columns: val_"),
@@ -534,6 +541,24 @@ def test_a_failed_atomic_write_removes_the_folders_it_made_and_only_those(tmp_pa
         with atomic_files(tmp_path / "kept" / "model" / "evaluation", last="index.html"):
             raise RuntimeError("the work failed")
     assert not any((tmp_path / "kept").iterdir())
+
+
+def test_a_report_page_moves_in_last_so_it_never_links_missing_files(tmp_path, monkeypatch):
+    """A move that fails half-way (a full disk) leaves the files before it, and no page linking the rest."""
+    real_replace = os.replace
+
+    def replace(source, destination):
+        if Path(destination).name == "b.csv":
+            raise OSError(28, "No space left on device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "evaluation"
+    with pytest.raises(OSError):
+        with atomic_files(out, last="index.html") as staging:
+            for name in ("index.html", "a.png", "b.csv", "c.png"):
+                (staging / name).write_text(name)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
 
 
 def test_an_overwrite_that_fails_between_its_two_renames_keeps_the_old_folder(tmp_path, monkeypatch):

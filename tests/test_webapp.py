@@ -57,6 +57,8 @@ def test_classify(server, predictor, clips):
     status, body = post_form(server, "/api/classify/instrument?chromagram=1",
                              files={"audio_file": (name, data, "audio/flac")})[::2]
     assert json.loads(body)["chromagram_png"].startswith("data:image/png;base64,")
+    headers = post_form(server, files={"audio_file": (name, data, "audio/flac")})[1]
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
 
 
 def test_model_description(server, predictor):
@@ -325,6 +327,8 @@ def test_page_without_javascript(server, predictor, clips):
     page = body.decode()
     assert status == 200 and 'enctype="multipart/form-data"' in page and 'name="audio_file"' in page
     assert "default-src 'self'" in headers["Content-Security-Policy"]
+    # A browser must not guess another type for an answer, nor send the page's address on.
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
     assert "https://" not in page and "http://" not in page  # no CDN: every asset is the app's
     for asset in ("/static/style.css", "/static/app.js"):
         assert request(server, "GET", asset)[0] == 200
