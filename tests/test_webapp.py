@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import socket
 import sys
 import tracemalloc
@@ -329,6 +330,10 @@ def test_page_without_javascript(server, predictor, clips):
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     # A browser must not guess another type for an answer, nor send the page's address on.
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+    # The model's test accuracy, said of what it measures: new notes of its own sound banks, not a user's recording.
+    assert re.search(r"Right on [\d.]+ % of new notes of the sound banks it was trained on;\s+a recording or a "
+                     r"sound bank it never heard gets far more wrong", page)
+    assert re.search(r"answers of 80 % or\s+more were right about 9 times in 10", page)  # how to read a probability
     assert "https://" not in page and "http://" not in page  # no CDN: every asset is the app's
     for asset in ("/static/style.css", "/static/app.js"):
         assert request(server, "GET", asset)[0] == 200
