@@ -24,6 +24,7 @@ their first frame their spectrum never changes; the fluid banks loop after
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import struct
 from pathlib import Path
@@ -137,7 +138,8 @@ def log_spectrum(renderer: Renderer, program: int) -> np.ndarray:
     return (spectrum - spectrum.mean()) / (spectrum.std() or 1.0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options: --help
     fonts = [installed(font) for font in load_catalogue() if not font.builtin]  # our synthesiser has no samples
     programs = select_instruments(load_instruments())["midi_program"].tolist()
     names, spectra = {}, {}
