@@ -440,3 +440,12 @@ def test_command_line(dataset, tmp_path, capsys):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is not a dataset" in bad.stderr
     assert extract_features.main([str(dataset), "-q", "-j", "2"]) == 0
     assert (dataset / FEATURES_DIR / CHROMAGRAMS_NPZ).is_file()
+
+
+def test_the_tuning_reference_moves_the_bins():
+    """A4 tuned a semitone up (base_frequency): a sine at that frequency lands in A4's bin (48), not A#4's."""
+    a4 = 440 * 2 ** (1 / 12)
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE
+    chromagram = ChromagramExtractor(base_frequency=a4).transform_one((0.5 * np.sin(2 * np.pi * a4 * t)).astype(
+        np.float32))
+    assert (chromagram[:42].argmax(axis=1) == 48).all()

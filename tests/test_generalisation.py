@@ -183,3 +183,9 @@ def test_in_distribution_error_counts_only_the_fonts_trained_on():
                         "soundfont": ["A", "A", "B", "B", "C"], "correct": [True, True, False, False, False]})
     assert list(_in_distribution(own, ["A"])) == [False, True, False, False, False]  # B, held out for validation
     assert not _in_distribution(own, ["D"]).any()
+
+
+def test_test_fonts_and_a_test_lineage_together_hold_out_both():
+    parameters = synthetic_parameters()
+    split = soundfont_split(parameters, parameters["family_name"], test_fonts=["A"], test_lineages=["y"], seed=1)
+    assert set(parameters["soundfont"][split == "test"]) == {"A", "C"}

@@ -109,7 +109,8 @@ def test_only_the_seeds_and_the_default_recipe_have_a_default_folder(tmp_path, m
     assert generate_audio_samples.main([*args, "--soundfont", "all", "--variation", "realistic"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-font-2", "single-notes-2"]
     for other in (["--variation", "realistic"], ["--soundfont", "all"], ["-s", "7"], ["--families", "brass"],
-                  ["--soundfont", "FluidR3_GM", "TimGM6mb", "--variation", "realistic"]):
+                  ["--soundfont", "FluidR3_GM", "TimGM6mb", "--variation", "realistic"], ["-f", "wav"],
+                  ["--instruments", "violin"]):
         assert generate_audio_samples.main([*args, *other]) == 2
         assert "give the output folder with -o" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-font-2", "single-notes-2"]
@@ -259,3 +260,31 @@ def test_the_temporary_folder_of_a_killed_run_is_cleaned_up(tmp_path):
         running.kill()
         running.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dataset", alive.name, other_machine.name])
+
+
+def test_every_note_of_an_instrument_s_range_is_drawn_its_top_too():
+    from instrument_classifier.generation import draw_note
+    from instrument_classifier.instruments import select_instruments
+
+    violin = select_instruments(load_instruments(), instruments=["violin"]).assign(min_pitch=60, max_pitch=62)
+    rng = np.random.default_rng(0)
+    assert {draw_note(rng, violin, (0.5, 1.0))["midi_number"] for _ in range(100)} == {60, 61, 62}
+
+
+def test_redraws_count_the_silent_notes_before_the_kept_one_and_the_recording_chain_does_not_change_them(tmp_path):
+    """A note a font leaves silent is drawn again (redraws counts the notes thrown away), judged on the dry note:
+    a level or noise added by the recording chain afterwards must not keep a silent note."""
+    clean = pd.read_csv(make_dataset(tmp_path / "a", count=56, seed=7) / "parameters.csv")
+    loud = pd.read_csv(make_dataset(tmp_path / "b", count=56, seed=7, vary=["level_probability=1",
+                                                                            "noise_probability=1"]) / "parameters.csv")
+    assert clean["redraws"].min() == 0 and clean["redraws"].max() >= 1
+    columns = ["instrument_id", "midi_number", "velocity", "redraws"]
+    pd.testing.assert_frame_equal(clean[columns], loud[columns])
+
+
+def test_our_synthesiser_s_bank_is_recorded_as_played(tmp_path):
+    """parameters.csv's bank is the random instrument of our synthesiser that rendered the clip (up to 16383)."""
+    from instrument_classifier.additive import BANKS
+
+    table = pd.read_csv(make_dataset(tmp_path / "a", count=4, seed=3, soundfonts=["additive"]) / "parameters.csv")
+    assert table["bank"].tolist() == [int(np.random.default_rng([3, i, 3]).integers(1, BANKS)) for i in range(4)]

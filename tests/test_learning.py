@@ -412,6 +412,45 @@ def test_error_interval_says_what_the_number_of_clips_allows():
     assert 0.92 <= np.mean(held) <= 0.98
 
 
+def test_the_scaler_learns_from_the_training_clips_only(model_dir, dataset):
+    """The valid and test clips stay unseen: their levels must not reach the scaler either."""
+    data = load_training_data(dataset, dataset / "training-data")
+    scaler = json.loads((model_dir / "preprocessing.json").read_text())["scaler"]
+    chromagrams = np.asarray(data.chromagrams, dtype=np.float64)
+    assert scaler["mean"] == pytest.approx(chromagrams[data.split == "train"].mean(), rel=1e-9)
+    assert scaler["mean"] != pytest.approx(chromagrams.mean(), rel=1e-6)
+
+
+def test_training_visits_its_clips_in_a_new_order_every_epoch(dataset):
+    from instrument_classifier.training import _Run, training_settings
+
+    run = _Run(load_training_data(dataset, dataset / "training-data"), training_settings("relative-harmonic"), seed=5)
+    assert run.train.shuffle and not np.array_equal(run.train.order(0), run.train.order(1))
+    assert sorted(run.train.order(1)) == list(range(len(run.train.rows)))
+
+
+def test_the_saved_epoch_is_chosen_on_the_plain_cross_entropy():
+    """Not on the loss with label smoothing: the epoch whose probabilities are best, as final_metrics reports."""
+    import keras
+
+    from instrument_classifier.training import _BestWeights
+
+    network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = _BestWeights()
+    best.set_model(network)
+    best.on_train_begin()
+    best.on_epoch_end(0, {"val_loss": 1.0, "val_crossentropy": 0.5})
+    best.on_epoch_end(1, {"val_loss": 0.9, "val_crossentropy": 0.6})
+    assert best.best_epoch == 1
+
+
+def test_a_small_class_keeps_a_validation_and_a_test_clip():
+    from instrument_classifier.training_data import _split_counts
+
+    assert _split_counts(4, 0.1, 0.1) == (1, 1)
+    assert _split_counts(10, 0.2, 0.2) == (2, 2) and _split_counts(2, 0.2, 0.2) == (0, 0)
+
+
 def test_model_folder_holds_everything(model_dir):
     assert MODEL_FILES <= {p.name for p in model_dir.iterdir()}
     config = json.loads((model_dir / "config.json").read_text())

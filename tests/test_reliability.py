@@ -699,3 +699,17 @@ def test_features_of_other_parameters_name_what_differs(tiny_model_dir, tmp_path
     one_line_error(capsys, evaluate.main([str(model), "--dataset", str(dataset), "-q"]),
                    "(hop_size 1024 there, 2048 the model's): the model cannot read them")
     assert not (model / "evaluation" / "dataset").exists()
+
+
+def test_fractions_that_leave_no_training_clips_and_zero_epochs_are_refused(tiny_model_dir, tmp_path, capsys):
+    """--valid-fraction 0.5 --test-fraction 0.5 left nothing to train on; --epochs 0 failed after training began."""
+    dataset = Path(json.loads((tiny_model_dir / "config.json").read_text())["dataset"])
+    out = tmp_path / "td"
+    status, _, err = run_script(prepare_training, [dataset, "--valid-fraction", "0.5", "--test-fraction", "0.5",
+                                                   "-o", out], capsys)
+    assert_one_line_error(status, err, "sum to less than 1")
+    assert not out.exists()
+    for option in ("--epochs", "--batch-size"):
+        status, _, err = run_script(train, [dataset, option, "0", "--models-dir", tmp_path / "models"], capsys)
+        assert_one_line_error(status, err, f"{option[2:]} must be at least 1")
+        assert not (tmp_path / "models").exists()

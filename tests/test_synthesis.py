@@ -154,3 +154,16 @@ def test_a_clean_note_is_the_seeds_midi_file_byte_for_byte(a4_flute_midi):
     # Format 0, 480 ticks per beat, tempo 120 bpm; program 73, A4 velocity 100 at t = 0, off at tick 960.
     expected = ("4d546864000000060000000101e04d54726b0000001700ff510307a12000c04900904564874080450000ff2f00")
     assert a4_flute_midi.read_bytes().hex() == expected
+
+
+def test_a_bank_above_127_survives_the_midi_file(tmp_path):
+    """Our synthesiser's instruments are banks up to 16383 (MSB and LSB): a clip's .mid renders the same one."""
+    from instrument_classifier.synthesis import NoteEvent, read_midi_events
+
+    events = [NoteEvent(0, "program", 0, 40, 300), NoteEvent(0, "note_on", 0, 69, 100),
+              NoteEvent(44_100, "note_off", 0, 69)]
+    path = tmp_path / "note.mid"
+    path.write_bytes(midi_file_bytes(events, 44_100))
+    read, _ = read_midi_events(path, 44_100)
+    program = [event for event in read if event.kind == "program"][0]
+    assert (program.data1, program.data2) == (40, 300)

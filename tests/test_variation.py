@@ -16,6 +16,7 @@ import render_note
 from conftest import make_dataset
 from instrument_classifier import soundfonts
 from instrument_classifier.cli import UserError
+from instrument_classifier.defaults import SAMPLE_RATE
 from instrument_classifier.instruments import pitch_number
 from instrument_classifier.recording import apply_recording_chain
 from instrument_classifier.synthesis import Renderer
@@ -311,6 +312,8 @@ def test_pitch_names(text, number):
      "room_size_m of at least 2 m"),  # was pyroomacoustics' traceback: the microphone outside the room
     (["--instrument", "violin", "--volume", "0.001"], "--volume must be within 0.004..1"),  # named --velocity
     (["--instrument", "violin", "--soundfont", "Nope"], "unknown SoundFont 'Nope'"),
+    (["--instrument", "violin", "--velocity", "0"], "--velocity must be within 1..127"),  # a silent note
+    (["--instrument", "violin", "--bank", "16384", "--soundfont", "additive"], "--bank must be within 0..16383"),
 ])
 def test_render_note_bad_input(tmp_path, capsys, argv, message):
     assert render_note.main([*argv, "-o", str(tmp_path / "x.flac")]) == 2
@@ -334,3 +337,46 @@ def test_clipping_is_said_not_silent(tmp_path, capsys):
     quiet = make_dataset(tmp_path / "full-scale", count=3, vary=["level_probability=1", "level_dbfs=0:0"])
     assert "clipped" not in capsys.readouterr().err
     assert "_clipped" not in pd.read_csv(quiet / "parameters.csv").columns
+
+
+def test_a_fixed_codec_quality_is_the_one_drawn():
+    """``--vary codec_quality=7``: a range of one value, its top included (it crashed: "low >= high")."""
+    recipe = get_recipe("realistic", ["codec_probability=1", "codec_quality=7"])
+    assert {recipe.draw(np.random.default_rng(i)).codec_quality for i in range(20)} == {7}
+
+
+def _band_db(audio: np.ndarray, low: float, high: float) -> float:
+    power = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    frequency = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+    return 10 * np.log10(power[(frequency >= low) & (frequency < high)].sum())
+
+
+def test_the_recorded_high_shelf_is_the_one_applied():
+    """parameters.csv's eq_high_shelf_db is the gain the treble gets (and the bass keeps its level)."""
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    x = (0.1 * np.sin(2 * np.pi * 100 * t) + 0.1 * np.sin(2 * np.pi * 10_000 * t)).astype(np.float32)
+    y = apply_recording_chain(x, Variation(eq_high_shelf_db=12.0), SAMPLE_RATE, np.random.default_rng(0))
+    assert _band_db(y, 9900, 10100) - _band_db(x, 9900, 10100) == pytest.approx(12, abs=1.5)
+    assert _band_db(y, 90, 110) - _band_db(x, 90, 110) == pytest.approx(0, abs=1)
+
+
+def test_a_nearer_microphone_hears_more_of_the_note_than_of_the_room():
+    click = np.zeros(SAMPLE_RATE, np.float32)
+    click[0] = 0.5
+    ratios = []
+    for distance in (0.5, 4.0):
+        out = apply_recording_chain(click, Variation(room_rt60=0.8, room_size_m=12.0, mic_distance_m=distance),
+                                    SAMPLE_RATE, np.random.default_rng(0)).astype(np.float64) ** 2
+        ratios.append(10 * np.log10(out[:100].sum() / out[100:].sum()))  # direct to reverberant, dB
+    assert ratios[0] > ratios[1] + 6
+
+
+def test_a_font_named_twice_is_used_once():
+    assert soundfonts.resolve_soundfonts(["TimGM6mb", "timgm6mb"]) == soundfonts.resolve_soundfonts(["TimGM6mb"])
+
+
+def test_the_seed_draws_the_variation(tmp_path):
+    """Another --seed, other variation settings (not only other notes)."""
+    a = pd.read_csv(make_dataset(tmp_path / "a", count=6, seed=1, variation="realistic") / "parameters.csv")
+    b = pd.read_csv(make_dataset(tmp_path / "b", count=6, seed=2, variation="realistic") / "parameters.csv")
+    assert not a["detune_cents"].equals(b["detune_cents"])
