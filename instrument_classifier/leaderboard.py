@@ -117,9 +117,9 @@ def validation_set(model_dir: Path, features_identity: str | None) -> str:
     return hashlib.sha256(what.encode()).hexdigest()[:8]
 
 
-def _percent(value: float) -> str:
-    """An error as the table shows it: "12.34%", "-" where there is none."""
-    return "-" if pd.isna(value) else f"{value:.2%}"
+def _shown(value: float, spec: str = ".2%") -> str:
+    """A metric as the table shows it ("12.34%" by default), "-" where there is none."""
+    return "-" if pd.isna(value) else format(value, spec)
 
 
 def _number(value: float | None) -> float:
@@ -253,9 +253,9 @@ def format_leaderboard(models_dir: str | os.PathLike, *, top: int = DEFAULT_TOP,
     sets = table["valid_set"].nunique()  # 1: their validation errors compare
     shown = table.head(top)[list(COLUMNS) + (["valid_set"] if sets > 1 else [])].copy()
     for column in ("valid_error", "test_error"):
-        shown[column] = shown[column].map(_percent)
+        shown[column] = shown[column].map(_shown)
     for column in ("valid_loss", "test_auc"):
-        shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}")
+        shown[column] = shown[column].map(lambda v: _shown(v, ".4f"))
     lines = [f"best {len(shown)} of {len(table)} models in {resolve_models_dir(models_dir)} (by validation error):",
              shown.to_string(index=False)]
     best = table.iloc[0]
@@ -270,5 +270,5 @@ def format_leaderboard(models_dir: str | os.PathLike, *, top: int = DEFAULT_TOP,
     newest = table.sort_values(["created", "model_id"], ascending=False).head(latest)
     for row in newest.itertuples():
         lines.append(f"  {row.model_id}: rank {row.rank} of {len(table)} "
-                     f"(valid error {_percent(row.valid_error)}, test error {_percent(row.test_error)})")
+                     f"(valid error {_shown(row.valid_error)}, test error {_shown(row.test_error)})")
     return "\n".join(lines)
