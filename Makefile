@@ -76,7 +76,17 @@ model: training-data
 train: training-data
 	$(PY) train.py $(DATASET) $(TRAIN_ARGS)
 
-test: setup
+# JAX, a second Keras backend, for the tests that keep the model code backend-neutral (tests/test_backends.py),
+# installed beside the environment rather than in it: TensorFlow imports JAX wherever it finds one (measured: ~145 MiB
+# more in every process that imports TensorFlow), so the pipeline's own processes never see it.
+JAX_BACKEND := $(VENV)/jax-backend
+JAX_STAMP := $(JAX_BACKEND)/.installed
+
+$(JAX_STAMP): $(STAMP)
+	$(PY) -m pip install -q --upgrade --no-deps --target $(JAX_BACKEND) jax jaxlib -c constraints.txt
+	touch $(JAX_STAMP)
+
+test: setup $(JAX_STAMP)
 	$(PY) -m pytest -q tests
 
 # The feature benchmark measures the seed's clean single-font clips (issue 4's figures); the others the default.

@@ -179,10 +179,14 @@ def signals_between_steps() -> Iterator[Callable[[], bool]]:
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says memory ran out: Python's MemoryError or a Keras backend's own (TensorFlow's
-    ResourceExhaustedError, torch's OutOfMemoryError, JAX's RESOURCE_EXHAUSTED), none of which is a MemoryError."""
+    """Whether ``error`` says memory ran out: Python's MemoryError or a Keras backend's own, none of which is a
+    MemoryError: TensorFlow's ResourceExhaustedError, torch's OutOfMemoryError (a GPU's) or RuntimeError
+    "DefaultCPUAllocator: can't allocate memory", JAX's RESOURCE_EXHAUSTED (a GPU's) or "Out of memory
+    allocating" (a CPU's)."""
+    message = str(error)[:500]
     return (isinstance(error, MemoryError) or type(error).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")
-            or "RESOURCE_EXHAUSTED" in str(error)[:500])
+            or any(words in message for words in ("RESOURCE_EXHAUSTED", "Out of memory allocating",
+                                                  "can't allocate memory")))
 
 
 def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
@@ -220,7 +224,9 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
             if not _out_of_memory(error):
                 raise
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            first = re.sub(r"\{\{.*?\}\}\s*| on /job:.*", "", first)[:200]  # TensorFlow's op and device names
+            # TensorFlow's op and device names; where in torch's C++ it failed
+            noise = r"\{\{.*?\}\}\s*| on /job:.*|^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?"
+            first = re.sub(noise, "", first)[:200]
             print(f"{prog}: error: out of memory ({first}): a smaller network, batch or dataset may fit",
                   file=sys.stderr)
             return 2
