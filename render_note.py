@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         warn(f"{int(np.count_nonzero(np.abs(audio) > 1.0))} samples past full scale were clipped (the note peaks at "
              f"{20 * math.log10(peak):+.1f} dBFS): lower --level-dbfs, --noise-db or --hum-db")
         peak = 1.0
-    level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "silent: the font has no sound for this note"
+    if not np.any(dry):  # the recording chain's noise and hum are relative to the note's peak: silent stays silent
+        warn(f"{font.name} has no sound for {instrument['name']} at {args.pitch}: the note is silent")
+    level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "silent"
     print(f"wrote {output} and {midi_path}: {instrument['name']} {args.pitch} velocity {velocity}, "
           f"{font.name}, {level}")
     return 0
