@@ -90,7 +90,7 @@ test: setup $(JAX_STAMP)
 	$(PY) -m pytest -q tests
 
 # The feature benchmark measures the seed's clean single-font clips (issue 4's figures); the others the default.
-bench: model
+bench: model $(JAX_STAMP)
 	@$(MAKE) --no-print-directory features $(SINGLE_FONT)
 	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done
 

@@ -49,6 +49,11 @@ from .temporaries import being_written
 from .training_data import SPLITS, TrainingData, load_training_data
 
 
+# The distributions of each Keras backend, whose versions a model's config.json records (TensorFlow is installed as
+# tensorflow-cpu here, as tensorflow elsewhere: both are asked for).
+BACKEND_DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
 def new_model_id(arch: str, seed: int, models_dir: Path) -> str:
     """``YYYYMMDD-HHMMSS-<arch>-s<seed>``: sorts by start time; a suffix if taken.
 
@@ -376,7 +381,8 @@ def _config_record(model_id: str, arch: str, dataset_dir: Path, data: TrainingDa
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "counts": {name: int(np.sum(data.split == name)) for name in SPLITS},
         "backend": keras.backend.backend(),
-        "versions": library_versions("keras", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "pandas"),
+        "versions": library_versions("keras", *BACKEND_DISTRIBUTIONS.get(keras.backend.backend(), ()), "numpy",
+                                     "scikit-learn", "pandas"),
     }
 
 

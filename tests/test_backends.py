@@ -68,6 +68,7 @@ def test_the_default_network_trains_on_jax_and_one_seed_gives_one_result(jax_mod
 
     config = json.loads((jax_models[0] / "config.json").read_text())
     assert config["backend"] == "jax" and config["arch"] == DEFAULT_ARCHITECTURE
+    assert (JAX_BACKEND / f"jax-{config['versions']['jax']}.dist-info").is_dir()  # the backend's version recorded
     first, second = (pd.read_csv(folder / "learning_curves.csv").drop(columns="seconds") for folder in jax_models)
     assert len(first) == 2 and np.isfinite(first["loss"]).all()
     pd.testing.assert_frame_equal(first, second)
