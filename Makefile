@@ -82,8 +82,11 @@ train: training-data
 JAX_BACKEND := $(VENV)/jax-backend
 JAX_STAMP := $(JAX_BACKEND)/.installed
 
+# Without its dependencies (numpy, scipy, ml_dtypes, opt_einsum: TensorFlow's and scikit-learn's, in .venv already);
+# into an emptied folder, since pip --target would keep an earlier version's records beside the new ones.
 $(JAX_STAMP): $(STAMP)
-	$(PY) -m pip install -q --upgrade --no-deps --target $(JAX_BACKEND) jax jaxlib -c constraints.txt
+	rm -rf $(JAX_BACKEND)
+	$(PY) -m pip install -q --no-deps --target $(JAX_BACKEND) jax jaxlib -c constraints.txt
 	touch $(JAX_STAMP)
 
 test: setup $(JAX_STAMP)

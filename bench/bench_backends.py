@@ -41,14 +41,16 @@ JAX_BACKEND = REPO_DIR / ".venv" / "jax-backend"
 
 
 def _children_cpu() -> float:
+    """User and system CPU seconds of the child processes waited for so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
 def train_on(backend: str, dataset: Path, models_dir: Path) -> dict:
     """One train.py run on ``backend``: its figures, read from the model folder it wrote."""
-    path = os.pathsep.join(filter(None, [str(JAX_BACKEND), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    if backend == "jax":  # on JAX's path only: TensorFlow imports JAX wherever it finds it (README, Determinism)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(JAX_BACKEND), os.environ.get("PYTHONPATH")]))
     cpu = _children_cpu()
     wall, peak = run_measured([sys.executable, "train.py", str(dataset), "--no-evaluate", "-q",
                                "--models-dir", str(models_dir)], env=env)

@@ -178,15 +178,27 @@ def signals_between_steps() -> Iterator[Callable[[], bool]]:
         raise Terminated if noted[0] == signal.SIGTERM else KeyboardInterrupt
 
 
+# What a Keras backend's out-of-memory error says where its type is no MemoryError: JAX's on a GPU
+# (RESOURCE_EXHAUSTED) and on a CPU, torch's on a CPU (a RuntimeError; "not enough memory" on Windows).
+_OUT_OF_MEMORY_WORDS = ("RESOURCE_EXHAUSTED", "Out of memory allocating", "DefaultCPUAllocator: can't allocate memory",
+                        "DefaultCPUAllocator: not enough memory")
+# Left out of the one-line message: TensorFlow's op and device names, where in torch's C++ the allocation failed.
+_OUT_OF_MEMORY_NOISE = re.compile(r"\{\{.*?\}\}\s*| on /job:.*|^\[enforce fail at [^\]]*\]\s*((err == 0|data)\.\s*)?")
+
+
 def _out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` says memory ran out: Python's MemoryError or a Keras backend's own, none of which is a
-    MemoryError: TensorFlow's ResourceExhaustedError, torch's OutOfMemoryError (a GPU's) or RuntimeError
-    "DefaultCPUAllocator: can't allocate memory", JAX's RESOURCE_EXHAUSTED (a GPU's) or "Out of memory
-    allocating" (a CPU's)."""
+    MemoryError: TensorFlow's ResourceExhaustedError, torch's OutOfMemoryError (a GPU's), or the words of
+    ``_OUT_OF_MEMORY_WORDS``."""
     message = str(error)[:500]
     return (isinstance(error, MemoryError) or type(error).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")
-            or any(words in message for words in ("RESOURCE_EXHAUSTED", "Out of memory allocating",
-                                                  "can't allocate memory")))
+            or any(words in message for words in _OUT_OF_MEMORY_WORDS))
+
+
+def _out_of_memory_message(error: BaseException) -> str:
+    """The one line that says so: the error's first line, less the backends' noise."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"out of memory ({_OUT_OF_MEMORY_NOISE.sub('', first)[:200]}): a smaller network, batch or dataset may fit"
 
 
 def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
@@ -223,12 +235,7 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
         except Exception as error:
             if not _out_of_memory(error):
                 raise
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            # TensorFlow's op and device names; where in torch's C++ it failed
-            noise = r"\{\{.*?\}\}\s*| on /job:.*|^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?"
-            first = re.sub(noise, "", first)[:200]
-            print(f"{prog}: error: out of memory ({first}): a smaller network, batch or dataset may fit",
-                  file=sys.stderr)
+            print(f"{prog}: error: {_out_of_memory_message(error)}", file=sys.stderr)
             return 2
         finally:
             if in_main_thread:

@@ -2,7 +2,8 @@
 trains, one seed gives one result, and a model folder trained on one backend predicts the same on the other.
 
 JAX lives beside the environment, in ``.venv/jax-backend`` (`make test` installs it; the Makefile says why), and
-only the subprocesses here use it; this process runs on TensorFlow.
+only the subprocesses here use it; this process runs on TensorFlow.  A plain ``pytest`` in an environment that
+`make setup` made fails here until `make test` (or `make .venv/jax-backend/.installed`) has installed it.
 """
 
 from __future__ import annotations

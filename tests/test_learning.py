@@ -893,14 +893,46 @@ def test_unknown_architecture_leaves_nothing(model_dir, dataset, tmp_path, capsy
 
 def test_a_network_too_large_for_memory_is_one_line(model_dir, dataset, tmp_path, capsys):
     """TensorFlow's ResourceExhaustedError is no MemoryError: it printed a 28-line traceback."""
-    status, _, err = run_script(train, [dataset, "--models-dir", tmp_path / "m", "--epochs", "1", "-q",
-                                        "--model-option", "filters=1e6"], capsys)
     import keras
 
+    status, _, err = run_script(train, [dataset, "--models-dir", tmp_path / "m", "--epochs", "1", "-q",
+                                        "--model-option", "filters=1e6"], capsys)
     reason = {"tensorflow": "(OOM when allocating tensor", "jax": "(INTERNAL: Error dispatching computation: Out of "
               "memory allocating", "torch": "(DefaultCPUAllocator: can't allocate memory"}[keras.backend.backend()]
     assert_one_line_error(status, err, f"out of memory {reason}", "a smaller network")
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("INTERNAL: Error dispatching computation: Out of memory allocating 12000000000000 bytes.",   # JAX, a CPU
+     "INTERNAL: Error dispatching computation: Out of memory allocating 12000000000000 bytes."),
+    ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 4 bytes.",                      # JAX, a GPU
+     "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 4 bytes."),
+    ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+     "allocate 8 bytes. Error code 12 (Cannot allocate memory)",                                  # torch, Linux
+     "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes. Error code 12"),
+    ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to allocate 8 "
+     "bytes.", "DefaultCPUAllocator: not enough memory: you tried"),                              # torch, Windows
+])
+def test_every_backend_s_out_of_memory_is_one_line(message, shown, capsys):
+    """The backends' own words for it, on a CPU and a GPU: JAX's and torch's were tracebacks (RuntimeErrors)."""
+    from instrument_classifier.cli import entry_point
+
+    def main():
+        raise RuntimeError(message + "\n\nThe C++ traceback:\n  frame 0")
+
+    status = entry_point(main)()
+    assert_one_line_error(status, capsys.readouterr().err, f"error: out of memory ({shown}", "a smaller network")
+
+
+def test_an_error_that_is_not_about_memory_is_not_called_so():
+    from instrument_classifier.cli import entry_point
+
+    def main():
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+    with pytest.raises(RuntimeError, match="requires grad"):
+        entry_point(main)()
 
 
 def test_interrupted_training_leaves_no_model_folder(model_dir, dataset, tmp_path, capsys, monkeypatch):
