@@ -29,15 +29,12 @@ import csv
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.common import median, run_measured, write_results
-from instrument_classifier.defaults import DEFAULT_DATASET_DIR, REPO_DIR
-
-JAX_BACKEND = REPO_DIR / ".venv" / "jax-backend"
+from instrument_classifier.defaults import DEFAULT_DATASET_DIR, JAX_BACKEND_DIR
 
 
 def _children_cpu() -> float:
@@ -50,7 +47,7 @@ def train_on(backend: str, dataset: Path, models_dir: Path) -> dict:
     """One train.py run on ``backend``: its figures, read from the model folder it wrote."""
     env = {**os.environ, "KERAS_BACKEND": backend}
     if backend == "jax":  # on JAX's path only: TensorFlow imports JAX wherever it finds it (README, Determinism)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(JAX_BACKEND), os.environ.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(JAX_BACKEND_DIR), os.environ.get("PYTHONPATH")]))
     cpu = _children_cpu()
     wall, peak = run_measured([sys.executable, "train.py", str(dataset), "--no-evaluate", "-q",
                                "--models-dir", str(models_dir)], env=env)
@@ -64,7 +61,7 @@ def train_on(backend: str, dataset: Path, models_dir: Path) -> dict:
     return {"train_seconds": config["train_seconds"], "train_cpu_seconds": config["train_cpu_seconds"],
             "versions": config["versions"],
             "process_seconds": round(wall, 2), "process_cpu_seconds": round(_children_cpu() - cpu, 2),
-            "peak_rss_mib": round(peak), "epoch_seconds": round(statistics.median(epochs[1:]), 2),
+            "peak_rss_mib": round(peak), "epoch_seconds": round(median(epochs[1:]), 2),
             "first_epoch_seconds": round(epochs[0], 2), "valid_error": errors["valid"], "test_error": errors["test"],
             "predictions": (model_dir / "predictions.csv").read_bytes()}
 

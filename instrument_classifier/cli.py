@@ -187,12 +187,10 @@ _OUT_OF_MEMORY_NOISE = re.compile(r"\{\{.*?\}\}\s*| on /job:.*|^\[enforce fail a
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says memory ran out: Python's MemoryError or a Keras backend's own, none of which is a
-    MemoryError: TensorFlow's ResourceExhaustedError, torch's OutOfMemoryError (a GPU's), or the words of
-    ``_OUT_OF_MEMORY_WORDS``."""
-    message = str(error)[:500]
+    """Whether ``error`` says memory ran out: a MemoryError, TensorFlow's ResourceExhaustedError, torch's
+    OutOfMemoryError (a GPU's), or a backend's error in the words of ``_OUT_OF_MEMORY_WORDS``."""
     return (isinstance(error, MemoryError) or type(error).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")
-            or any(words in message for words in _OUT_OF_MEMORY_WORDS))
+            or any(words in str(error)[:500] for words in _OUT_OF_MEMORY_WORDS))
 
 
 def _out_of_memory_message(error: BaseException) -> str:

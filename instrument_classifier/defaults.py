@@ -20,6 +20,9 @@ INSTRUMENTS_CSV = REPO_DIR / "instruments.csv"
 SOUNDFONTS_CSV = DATA_DIR / "soundfonts.csv"
 # Decoded copies of compressed (.sf3) SoundFonts, written on first use (instrument_classifier.sf3).
 SOUNDFONT_CACHE_DIR = DATA_DIR / "cache" / "soundfonts"
+# JAX, a second Keras backend for the backend tests and benchmark, beside .venv rather than in it (the Makefile says
+# why; `make test` installs it).
+JAX_BACKEND_DIR = REPO_DIR / ".venv" / "jax-backend"
 # Where the default SoundFont's path is stored (the seed's convention; `~` expanded when read).
 DEFAULT_SOUNDFONT_FILE = Path("~/.fluidsynth/default_sound_font")
 # Fallbacks when that file is absent: Debian's fluid-soundfont-gm (then the

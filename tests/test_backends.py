@@ -22,18 +22,18 @@ import pytest
 
 import predict
 from conftest import run_script
+from instrument_classifier.defaults import JAX_BACKEND_DIR
 
 pytestmark = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
                                 reason="compares JAX with TensorFlow, which this process must run on")
 
 ROOT = Path(__file__).resolve().parents[1]
-JAX_BACKEND = ROOT / ".venv" / "jax-backend"
 
 
 def run_on_jax(*argv, timeout=600) -> str:
     """Run a stage script with ``KERAS_BACKEND=jax``; its stdout (the test fails on a non-zero exit)."""
-    assert (JAX_BACKEND / "jax").is_dir(), f"JAX is not installed in {JAX_BACKEND}: run the tests with `make test`"
-    path = os.pathsep.join(filter(None, [str(JAX_BACKEND), os.environ.get("PYTHONPATH")]))
+    assert (JAX_BACKEND_DIR / "jax").is_dir(), f"no JAX in {JAX_BACKEND_DIR}: run the tests with `make test`"
+    path = os.pathsep.join(filter(None, [str(JAX_BACKEND_DIR), os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True, text=True,
                             timeout=timeout, env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": path})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -69,7 +69,7 @@ def test_the_default_network_trains_on_jax_and_one_seed_gives_one_result(jax_mod
 
     config = json.loads((jax_models[0] / "config.json").read_text())
     assert config["backend"] == "jax" and config["arch"] == DEFAULT_ARCHITECTURE
-    assert (JAX_BACKEND / f"jax-{config['versions']['jax']}.dist-info").is_dir()  # the backend's version recorded
+    assert (JAX_BACKEND_DIR / f"jax-{config['versions']['jax']}.dist-info").is_dir()  # the backend's version recorded
     first, second = (pd.read_csv(folder / "learning_curves.csv").drop(columns="seconds") for folder in jax_models)
     assert len(first) == 2 and np.isfinite(first["loss"]).all()
     pd.testing.assert_frame_equal(first, second)
