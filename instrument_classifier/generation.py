@@ -18,9 +18,9 @@ Same seed, same bytes, for any number of jobs:
   redrawn from the first (and counted), so no draw depends on scheduling,
   and the notes of a dataset do not depend on its variation recipe;
 * clips are rendered in fixed shards of :data:`SHARD_SIZE` consecutive ids,
-  each shard on a fresh synth (see :mod:`instrument_classifier.synthesis` for
-  the state a synth carries between notes), so a worker's history never
-  reaches the audio;
+  each shard on a fresh synth; the renderer settles the synth before every
+  note (:mod:`instrument_classifier.synthesis`, *Determinism*), so neither a
+  worker's history nor the clips before it reach a clip's audio;
 * with several SoundFonts, clip ``i`` uses font ``i mod n_fonts``.
 
 A shard is one Dask task (:mod:`instrument_classifier.scheduling`): on this

@@ -4,19 +4,28 @@ One :class:`Renderer` holds one FluidSynth synth with one SoundFont loaded;
 it renders note events (or a whole MIDI file) straight into a numpy array, so
 no subprocess runs per file.
 
-Determinism.  A synth carries state from one render to the next, and no
-reset clears all of it: ``fluid_synth_system_reset`` kills the voices and
-resets the controllers, but each voice slot keeps its last output amplitude
-(FluidSynth >= 2.2 ramps from it to avoid clicks), the reverb keeps its tail
-and the chorus its LFO phase.  So
+Determinism.  A synth carries state from one render to the next, and
+``fluid_synth_system_reset`` clears little of it (FluidSynth 2.3): it lets
+the sounding voices ring on in their release rather than stopping them (a
+string note's release reached into the next clip; README, *Stage 1*), each
+voice slot keeps the output gain of the note that last used it, which a new
+note ramps from over its first block, the reverb keeps its tail and the
+chorus its LFO phase.  So every render first brings the synth to one state,
+whatever it rendered before (:meth:`Renderer._settle`):
 
-1. every render starts with ``fluid_synth_system_reset`` and renders a whole
-   number of 64-sample blocks, so events always fall on the same block offsets;
-2. the reverb and chorus are off by default: the notes are dry, and no tail of
-   one clip leaks into the start of the next;
-3. callers that need bit-identical output for any parallel schedule render a
-   fixed sequence of notes on a fresh :class:`Renderer`
-   (:mod:`instrument_classifier.generation` renders fixed shards of clip ids).
+1. the voices are stopped (all sounds off, which takes effect in the next
+   block, rendered and thrown away) before the reset;
+2. a fixed chord (:data:`PRIMER_PITCHES` on the font's first preset) is
+   struck for one block and stopped, so that the voice slots a note can use
+   hold the same gains after every history, a fresh synth's included;
+3. it renders a whole number of 64-sample blocks, so events always fall on
+   the same block offsets;
+4. the reverb and chorus are off by default: the notes are dry.
+
+So a note renders the same on a fresh synth and after any other notes
+(tested): a dataset's clip renders again from its row alone, and its MIDI
+file gives its audio.  (With ``reverb=True`` the reverb's tail still carries
+over.)
 
 Making a second synth for a SoundFont that a live synth in the process has
 already loaded is cheap (~40 ms for FluidR3_GM): FluidSynth shares the sample
@@ -45,6 +54,10 @@ BLOCK = 64
 MAX_MIDI_SECONDS = 3600
 # The synth's output gain: loud enough for 16-bit files, no clipping on one note.
 GAIN = 0.5
+# The chord struck before every render (Renderer._settle): 16 notes, so that at least the first 16 voice slots
+# (a new note takes the first free ones) hold its gains; one note of the catalogue's fonts takes at most 6
+# (measured over every program, pitch and font).  It costs ~0.4 ms a render, of ~2 ms for a 2 s note.
+PRIMER_PITCHES = tuple(range(52, 68))
 
 
 def bundled_soundfont() -> Path:
@@ -172,8 +185,9 @@ class Renderer:
         if self._sfid < 0:
             self.close()
             raise UserError(f"FluidSynth could not load SoundFont {self.soundfont}")
-        self._left = np.zeros(0, dtype=np.float32)
-        self._right = np.zeros(0, dtype=np.float32)
+        self._left = np.zeros(BLOCK, dtype=np.float32)
+        self._right = np.zeros(BLOCK, dtype=np.float32)
+        self._primer = self._first_preset()
 
     def close(self) -> None:
         if self._synth is not None:
@@ -190,6 +204,33 @@ class Renderer:
         """Whether the SoundFont defines ``program`` in ``bank``."""
         return self._synth.sfpreset_name(self._sfid, bank, program) is not None
 
+    def _first_preset(self) -> tuple[int, int] | None:
+        """(bank, program) of the chord struck before every render: the GM piano, or the font's first preset."""
+        for bank in (0, *range(1, 129)):
+            for program in range(128):
+                if self.has_preset(program, bank):
+                    return bank, program
+        return None
+
+    def _silence(self) -> None:
+        """Stop every voice at once (all sounds off takes effect at the next block: one is rendered and dropped)."""
+        for channel in range(16):
+            self._synth.all_sounds_off(channel)
+        self._write(0, BLOCK)
+
+    def _settle(self) -> None:
+        """Bring the synth to one state whatever it rendered before (module docstring, *Determinism*)."""
+        self._silence()
+        self._synth.system_reset()
+        if self._primer is not None:
+            bank, program = self._primer
+            self._synth.program_select(0, self._sfid, bank, program)
+            for pitch in PRIMER_PITCHES:
+                self._synth.noteon(0, pitch, 100)
+            self._write(0, BLOCK)
+            self._silence()
+        self._synth.system_reset()
+
     def _apply(self, event: NoteEvent) -> None:
         synth = self._synth
         if event.kind == "note_on":
@@ -204,7 +245,7 @@ class Renderer:
             synth.pitch_bend(event.channel, event.data1 - 8192)
 
     def render_events(self, events: list[NoteEvent], n_samples: int) -> np.ndarray:
-        """Render ``events`` (sorted by sample) from a reset synth; float32 [shape=(n_samples,)].
+        """Render ``events`` (sorted by sample) from a settled synth; float32 [shape=(n_samples,)].
 
         Channel 9 plays bank 128 (GM percussion) unless a program event says otherwise.
         """
@@ -213,7 +254,7 @@ class Renderer:
             self._left = np.zeros(total, dtype=np.float32)
             self._right = np.zeros(total, dtype=np.float32)
         left, right = self._left, self._right
-        self._synth.system_reset()
+        self._settle()
         for channel in range(16):
             self._synth.program_select(channel, self._sfid, 128 if channel == 9 else 0, 0)
         position = 0

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+import fluidsynth_wrapper
 import generate_audio_samples
 from conftest import TINY_COUNT, make_dataset
 from instrument_classifier.cli import atomic_dir
@@ -52,6 +53,16 @@ def test_midi_files_hold_the_recorded_note(tiny_dataset):
         note_on = next(m for m in messages if m.type == "note_on")
         assert (program, note_on.note, note_on.velocity) == (row.midi_program, row.midi_number, row.velocity)
         assert sum(m.time for m in messages) == pytest.approx(1.0)
+
+
+def test_a_clips_midi_file_renders_its_audio(tiny_dataset, tmp_path):
+    """A clean clip is its MIDI file rendered, though the generator rendered it after others on one synth."""
+    parameters = pd.read_csv(tiny_dataset / "parameters.csv")
+    for row in parameters.iloc[1:5].itertuples():
+        again = tmp_path / f"{row.sample_id}.flac"
+        assert fluidsynth_wrapper.main(["-s", row.soundfont, str(tiny_dataset / row.midi_file), str(again)]) == 0
+        np.testing.assert_array_equal(sf.read(again, dtype="int16")[0],
+                                      sf.read(tiny_dataset / row.audio_file, dtype="int16")[0])
 
 
 def test_loader_gives_clips_with_early_onsets_and_no_silence(tiny_dataset):
