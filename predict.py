@@ -16,8 +16,10 @@ Examples:
 
 Output: one line per file, ``FILE<TAB>LABEL`` (with --proba followed by
 ``class=probability`` for every class); with --json the objects
-``{"file", "label", "probabilities", "model_id", "warnings"}`` (a file that
-failed has "error" and a null label); with --csv a table with a header,
+``{"file", "label", "probabilities", "onset_seconds", "duration_seconds",
+"sample_rate", "peak_dbfs", "warnings", "model_id"}`` (the probabilities are
+always there, so --proba changes nothing; a file that failed has "error" and
+a null label and probabilities); with --csv a table with a header,
 one row per file: ``file, label, p_<class>`` for every class, the clip's
 measurements, ``warnings`` (joined by "; "), ``error`` and ``model_id``.  Warnings (a silent or very short clip,
 a level or sample rate unlike the training clips) and errors (a missing,
@@ -49,8 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--proba", action="store_true", help="also print the probability of every class")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true",
-                        help='print one JSON object per file: {"file", "label", "probabilities", '
-                             '"model_id", "warnings"}')
+                        help='print one JSON object per file: {"file", "label", "probabilities" (always), '
+                             '"onset_seconds", "duration_seconds", "sample_rate", "peak_dbfs", "warnings", '
+                             '"model_id"}; a file that failed has "error" and a null label')
     output.add_argument("--csv", action="store_true",
                         help="print a CSV table with a header: file, label, p_<class> for every class, "
                              "onset_seconds, duration_seconds, sample_rate, peak_dbfs, warnings, error, model_id")

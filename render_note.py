@@ -79,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seed of the noise and hum: with --sample-id, a dataset's (seed, sample_id) "
                              "gives exactly its clip")
     parser.add_argument("--sample-id", type=int, default=0, help="see --seed")
-    variation = parser.add_argument_group("variation (each off unless given)")
+    variation = parser.add_argument_group(
+        "variation", "each stage (a room, an equaliser band, noise, hum, a codec, ...) is off unless one of its "
+                     "settings is given; a default shown is the value a setting takes when its stage is on")
     for item in dataclasses.fields(Variation):
         option = "--" + item.name.replace("_", "-")
         if item.name in CHOICES:

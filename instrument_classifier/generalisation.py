@@ -198,7 +198,7 @@ def worst_instruments(instruments: pd.DataFrame, count: int = WORST_INSTRUMENTS_
 
 
 def generalisation_table(model_dirs: list[str | os.PathLike], dataset_names: list[str] = ()) -> pd.DataFrame:
-    """One row per model (see :func:`model_row`); a font a model trained on is left empty in its row."""
+    """One row per model (see :func:`model_row`): a font a model trained on is empty in its ``held out:`` columns."""
     if not model_dirs:
         raise UserError("no models to compare")
     table = pd.DataFrame([model_row(path, dataset_names) for path in model_dirs])
