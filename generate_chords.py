@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     program = int(select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]["midi_program"])
     if not (math.isfinite(args.beats) and args.beats > 0) or args.tempo <= 0:
         raise UserError("--beats and --tempo must be positive numbers")
+    from music21.defaults import ticksPerQuarter  # music21's MIDI resolution
+
+    if args.beats < 1 / ticksPerQuarter:  # it rounds a shorter chord to no time at all: a silent file
+        raise UserError(f"--beats must be at least 1/{ticksPerQuarter} (one MIDI tick), got {args.beats:g}")
     seconds = len(args.progression) * args.beats * 60 / args.tempo
     if seconds > MAX_MIDI_SECONDS:
         raise UserError(f"{len(args.progression)} chords of {args.beats:g} beats at {args.tempo} bpm last "

@@ -32,7 +32,7 @@ import logging
 import sys
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
-from instrument_classifier.defaults import SERVER_THREADS
+from instrument_classifier.defaults import MAX_SERVER_THREADS, SERVER_THREADS
 
 # Loopback only by default: pass --host 0.0.0.0 to serve the network.
 DEFAULT_HOST = "127.0.0.1"
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "dataset, as `leaderboard.py --best` picks it)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (0: any free port)")
-    parser.add_argument("--threads", type=int, default=SERVER_THREADS, help="request threads")
+    parser.add_argument("--threads", type=int, default=SERVER_THREADS,
+                        help=f"request threads, 1-{MAX_SERVER_THREADS}")
     return parser.parse_args(argv)
 
 
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
-    if args.threads < 1:
-        raise UserError("--threads must be at least 1")
+    if not 1 <= args.threads <= MAX_SERVER_THREADS:
+        raise UserError(f"--threads must be in 1..{MAX_SERVER_THREADS}, got {args.threads}")
     from instrument_classifier.leaderboard import default_model_dir
     from instrument_classifier.prediction import Predictor
     from instrument_classifier.webapp import create_app, make_server
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     except ValueError:  # waitress: the host does not resolve
         raise UserError(f"cannot listen on {args.host}:{args.port}: no such host or address") from None
+    except RuntimeError as error:  # "can't start new thread": the machine's thread limit
+        raise UserError(f"cannot start {args.threads} request threads: {error}") from None
     urls = " and ".join(f"http://{f'[{host}]' if ':' in host else host}:{port}/"
                         for host, port in server.effective_listen)
     print(f"serving model {predictor.model_id} on {urls} (Ctrl-C to stop)", flush=True)

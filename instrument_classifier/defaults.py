@@ -53,5 +53,7 @@ DEFAULT_SEED = 42
 PREDICT_BATCH_SIZE = 32
 # Chromagrams per network call when scoring a dataset (a trained model's own splits, evaluate.py --dataset).
 SCORING_BATCH_SIZE = 256
-# Request threads of the web app's waitress server (predict_webapp.py --threads).
+# Request threads of the web app's waitress server (predict_webapp.py --threads), and the most it takes
+# (each holds a thread's stack; more than the server's connections would wait for nothing).
 SERVER_THREADS = 8
+MAX_SERVER_THREADS = 256

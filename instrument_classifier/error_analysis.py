@@ -32,7 +32,8 @@ from .dataset import PARAMETERS_CSV
 from .feature_store import features_identity, load_dataset_features
 from .features import ChromagramExtractor
 from .metrics import read_predictions
-from .model_files import EVALUATION_DIR, INDEX_HTML, PREDICTIONS_CSV, check_own_dataset, read_model_records
+from .model_files import (CONFIG_JSON, EVALUATION_DIR, INDEX_HTML, PREDICTIONS_CSV, check_own_dataset,
+                          read_model_records)
 from .pages import render_page
 from .plots import CHROMAGRAM_COLORMAP, figure, note_name, octave_ticks
 from .training_data import SPLITS
@@ -141,7 +142,9 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
     bundle = read_model_records(model_dir)  # the network is not needed: its predictions are in predictions.csv
     model_dir = bundle.model_dir
     predictions = read_predictions(model_dir / PREDICTIONS_CSV, bundle.class_names, splits=SPLITS)
-    dataset_dir = Path(bundle.config.get("dataset", ""))
+    if not bundle.config.get("dataset"):
+        raise UserError(f"{model_dir / CONFIG_JSON} names no dataset; its clips are needed to listen to the errors")
+    dataset_dir = Path(bundle.config["dataset"])
     if not (dataset_dir / PARAMETERS_CSV).is_file():
         raise UserError(f"the model's dataset {dataset_dir} is gone; its clips are needed to listen to the errors")
     chromagrams, sample_ids, parameters, _ = load_dataset_features(dataset_dir)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from .cli import UserError, atomic_files, atomic_path, warn
+from .cli import UserError, atomic_files, warn
 from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
 from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
@@ -244,9 +244,15 @@ def plot_calibration(table: pd.DataFrame, ece: dict[str, float], path: Path) -> 
 
 def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str], splits: list[str], *,
                  title: str, curves: pd.DataFrame | None = None, links: dict[str, str] | None = None,
-                 notes: list[str] | None = None) -> Path:
-    """Write the report's files into ``out_dir`` (index.html last); return index.html's path."""
+                 notes: list[str] | None = None, with_predictions: bool = False) -> Path:
+    """Write the report's files into ``out_dir`` (index.html last); return index.html's path.
+
+    ``with_predictions``: ``predictions`` are written too (``predictions.csv``), with the rest, so that an
+    interrupted run leaves the report as it was rather than new predictions beside an old page.
+    """
     with atomic_files(out_dir, last=INDEX_HTML) as staging:
+        if with_predictions:
+            predictions.to_csv(staging / PREDICTIONS_CSV, index=False)
         metrics = metrics_table(predictions, class_names, splits)
         metrics.to_csv(staging / "metrics.csv", index=False)
         sections = []
@@ -398,8 +404,6 @@ def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
     predictions = predictions_table(parameters[known].reset_index(drop=True), np.full(len(y), "all"), y,
                                     proba, bundle.class_names)
     evaluation_dir, model_id = bundle.model_dir / EVALUATION_DIR, bundle.config.get("model_id", bundle.model_dir.name)
-    with atomic_path(evaluation_dir / name / PREDICTIONS_CSV) as tmp:
-        predictions.to_csv(tmp, index=False)
     notes = [f"Model {model_id} trained on {bundle.config.get('dataset_name', '?')}, "
              f"applied to every clip of {dataset_dir.resolve()}."]
     if (~known).any():
@@ -410,4 +414,5 @@ def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
              f"know ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''})")
     return write_report(evaluation_dir / name, predictions, bundle.class_names, ["all"],
                         title=f"Evaluation of {model_id} on {name}",
-                        links=_links(bundle.model_dir, evaluation_dir, own=False), notes=notes)
+                        links=_links(bundle.model_dir, evaluation_dir, own=False), notes=notes,
+                        with_predictions=True)

@@ -381,6 +381,11 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     unknown = sorted(set(labels) - set(class_names))
     if unknown:
         raise UserError(f"class {unknown[0]!r} of {dataset_dir} is not in {training_dir}; run prepare_training.py")
+    strange = sorted(set(map(str, split)) - set(SPLITS))
+    if strange or not (split == "train").any():
+        raise UserError(f"{training_dir / SPLITS_CSV} " + (f"names a split {strange[0]!r} (not train, valid or test)"
+                        if strange else "holds no training clips") + f"; run prepare_training.py {dataset_dir} "
+                        "--overwrite")
     index = {name: i for i, name in enumerate(class_names)}
     return TrainingData(
         dataset_dir=dataset_dir,

@@ -645,6 +645,17 @@ def test_evaluate_on_another_dataset(model_dir, dataset, tmp_path, capsys):
     sub = model_dir / "evaluation" / "other-font"
     assert (sub / "index.html").is_file() and (sub / "confusion_all.png").is_file()
     assert len(pd.read_csv(sub / "predictions.csv")) == 56
+    # A run interrupted while it writes the report leaves the one before whole, its predictions too.
+    pd.read_csv(sub / "predictions.csv").head(50).to_csv(sub / "predictions.csv", index=False)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("instrument_classifier.evaluation.plot_error_by_pitch", interrupted)
+        assert run_script(evaluate, [model_dir, "--dataset", other], capsys)[0] == 130
+    assert len(pd.read_csv(sub / "predictions.csv")) == 50
+    assert not [p for p in sub.iterdir() if p.name.startswith(".")]
     # Re-evaluating on the own dataset keeps the other report and links to it.
     assert run_script(evaluate, [model_dir, "-q"], capsys)[0] == 0
     assert (sub / "index.html").is_file()

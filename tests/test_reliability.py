@@ -91,6 +91,18 @@ def set_hop_to_1024(folder):
     edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "hop_size": 1024}})
 
 
+def repeat_a_class_name(folder):  # was accepted: every probability under one name
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "class_names": ["a"] * len(r["class_names"])})
+
+
+def empty_the_feature_parameters(folder):  # was read as the default extractor's
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {}})
+
+
+def set_the_dataset_to_a_number(folder):  # analyze_errors.py: a TypeError traceback
+    edit_json(folder / "config.json", lambda r: {**r, "dataset": 5})
+
+
 def truncate_the_model(folder):  # Keras said "File not found" of it
     model = folder / "model.keras"
     model.write_bytes(model.read_bytes()[:1000])
@@ -102,6 +114,9 @@ def truncate_the_model(folder):  # Keras said "File not found" of it
     (set_level_range_to_text, "peak_dbfs_range must be two numbers"),
     (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
     (set_hop_to_1024, "chromagrams of shape (87, 115), the network takes (44, 115)"),
+    (repeat_a_class_name, "preprocessing.json: class_names must be distinct names"),
+    (empty_the_feature_parameters, "preprocessing.json: no feature parameters"),
+    (set_the_dataset_to_a_number, "config.json: dataset must be a folder's path"),
 ])
 def test_damaged_model_folder_is_one_line(tiny_model_dir, tmp_path, capsys, damage, message):
     broken = copy_model(tiny_model_dir, tmp_path)
@@ -436,6 +451,7 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
      "must be below eq_lowpass_hz (100)"),  # was: a clip of almost nothing
     (render_note, ["--instrument", "1", "--pitch", "-1"], "pitch '-1' is outside MIDI's 0..127"),
     (generate_chords, ["--beats", "inf"], "must be positive numbers"),
+    (generate_chords, ["--beats", "1e-300"], "--beats must be at least 1/10080 (one MIDI tick)"),
     (generate_chords, ["--tempo", "1", "--beats", "1000000"], "at most 3600 s"),
     (generate_chords, ["-s", "all"], "--soundfont all names every font"),
     (generate_chords, ["-s", "{tmp}/random.sf2"], "not a SoundFont"),
@@ -670,6 +686,11 @@ def test_a_truncated_splits_file_is_one_short_line(tiny_model_dir, tmp_path, cap
     assert_one_line_error(status, err, "has no split for 46 of the dataset's 56 clips (sample_id 10, ...)",
                           "prepare_training.py")
     assert len(err) < 300 and not (dataset / "models").exists()
+    # A split that is none of train, valid and test: it was an error about the network's width (units=0).
+    original = (tiny_model_dir.parent.parent / "training-data" / "splits.csv").read_text()
+    splits.write_text(original.replace(",train", ",bogus"))
+    status, _, err = run_script(train, [dataset, "--epochs", "1", "-q", "--no-evaluate"], capsys)
+    assert_one_line_error(status, err, "names a split 'bogus' (not train, valid or test)", "prepare_training.py")
 
 
 def test_help_shows_real_defaults_only(capsys):

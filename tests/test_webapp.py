@@ -407,9 +407,11 @@ def test_script_argument_errors(tmp_path, capsys):
     import predict_webapp
 
     assert predict_webapp.main(["--port", "70000"]) == 2
+    assert predict_webapp.main(["--threads", "100000"]) == 2  # was a traceback: can't start new thread
     assert predict_webapp.main(["-m", str(tmp_path / "nope"), "--port", "0"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and "--port" in err[0] and "model directory not found" in err[1]
+    assert len(err) == 3 and "--port" in err[0] and "--threads must be in 1..256" in err[1]
+    assert "model directory not found" in err[2]
 
 
 def test_an_example_clip_gone_since_start_up_is_a_404(predictor, clips, tmp_path):
