@@ -10,7 +10,10 @@ rounds as ours, so both see the same machine load.
 A real cluster on this machine: `dask scheduler` and 2 `dask worker`
 processes (one thread each) over TCP on loopback, started once; the same
 command with `--scheduler tcp://127.0.0.1:PORT`.  Its bytes must equal the
-local run's, and the local run's the previous pool's.
+local run's.  (The local run's equalled the previous pool's until the
+renderer began to stop every note before the next: the previous version's
+clips hold the release of the note before them, so its bytes now differ and
+it is a baseline of speed only; the table says whether they are the same.)
 Original method: for each note, music21 writes the MIDI file, the `fluidsynth`
 command-line program renders it in a subprocess and the audio is read back
 (run 2 at a time, as fair to the 2 cores as ours).
@@ -191,8 +194,8 @@ def main() -> None:
         print(f"| original (music21 + fluidsynth CLI) | {r['original_seconds_median']} s | |")
         print(f"| speed-up over the original | {r['speedup']}x | |")
     print(f"| load {args.count} FLAC clips (SingleToneDataset) | {r['load_seconds_median']} s | |")
-    if not (r["same_bytes_ours_pool"] and r["same_bytes_cluster_ours"]):
-        raise SystemExit("bench_generation: the datasets differ")
+    if not r["same_bytes_cluster_ours"]:
+        raise SystemExit("bench_generation: the cluster's dataset differs from the local run's")
 
 
 if __name__ == "__main__":
