@@ -22,7 +22,8 @@ from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, en
 from instrument_classifier.defaults import SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, select_instruments
 from instrument_classifier.soundfonts import resolve_soundfont
-from instrument_classifier.synthesis import MAX_MIDI_SECONDS, check_audio_path, write_audio
+from instrument_classifier.midi_files import MAX_MIDI_SECONDS
+from instrument_classifier.synthesis import check_audio_path, write_audio
 
 
 def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):

@@ -35,7 +35,8 @@ from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, en
 from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfont
-from instrument_classifier.synthesis import check_audio_path, midi_file_bytes, write_audio
+from instrument_classifier.midi_files import midi_file_bytes
+from instrument_classifier.synthesis import check_audio_path, write_audio
 from instrument_classifier.variation import CODECS, NOISE_SLOPES, VALUE_LIMITS, Variation
 
 # Variation fields that are not plain numbers, and their choices.

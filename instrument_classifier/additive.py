@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthesis import NoteEvent, read_midi_events
+from .midi_files import NoteEvent, read_midi_events
 from .timbres import Timbre, draw_timbre
 
 MAX_PARTIALS = 64

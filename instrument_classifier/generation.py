@@ -54,10 +54,11 @@ from tqdm import tqdm
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, warn, write_json
 from .dataset import PARAMETERS_CSV
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
+from .midi_files import midi_file_bytes
 from .model_files import is_model_dir
 from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 from .soundfonts import SoundFont
-from .synthesis import Renderer, midi_file_bytes
+from .synthesis import Renderer
 from .additive import BANKS
 from .recording import apply_recording_chain
 from .variation import RECIPES, Recipe, Variation, note_events

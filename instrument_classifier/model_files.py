@@ -83,7 +83,7 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: "
                         + ("no feature parameters" if class_names and len(set(class_names)) == len(class_names)
                            else "class_names must be distinct names"))
-    if not isinstance(config.get("dataset", ""), str):
+    if not isinstance(config.get("dataset") or "", str):  # None: a model shared without its dataset's path
         raise UserError(f"invalid {model_dir / CONFIG_JSON}: dataset must be a folder's path")
     if not zipfile.is_zipfile(model_dir / MODEL_FILE):  # Keras would say "File not found" of such a file
         raise UserError(f"cannot load {model_dir / MODEL_FILE}: not a Keras model (a .keras file is a zip archive; "

@@ -15,17 +15,19 @@ whatever it rendered before (:meth:`Renderer._settle`):
 
 1. the voices are stopped (all sounds off, which takes effect in the next
    block, rendered and thrown away) before the reset;
-2. a fixed chord (:data:`PRIMER_PITCHES` on the font's first preset) is
-   struck for one block and stopped, so that the voice slots a note can use
-   hold the same gains after every history, a fresh synth's included;
+2. a fixed chord (keys of the font's first preset, until
+   :data:`PRIMED_VOICES` voices sound) is struck for one block and stopped,
+   so that the voice slots a note takes (the first free ones) hold the same
+   gains after every history, a fresh synth's included;
 3. it renders a whole number of 64-sample blocks, so events always fall on
    the same block offsets;
 4. the reverb and chorus are off by default: the notes are dry.
 
 So a note renders the same on a fresh synth and after any other notes
 (tested): a dataset's clip renders again from its row alone, and its MIDI
-file gives its audio.  (With ``reverb=True`` the reverb's tail still carries
-over.)
+file gives its audio.  (What sounds more voices at once than the chord
+filled, a big chord, may still differ in its first block, by ~1e-4; with
+``reverb=True`` the reverb's tail still carries over.)
 
 Making a second synth for a SoundFont that a live synth in the process has
 already loaded is cheap (~40 ms for FluidR3_GM): FluidSynth shares the sample
@@ -39,25 +41,26 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .cli import UserError
 from .defaults import DEFAULT_SOUNDFONT_FILE, SAMPLE_RATE, SOUNDFONT_CACHE_DIR, SYSTEM_SOUNDFONTS
+from .midi_files import NoteEvent, read_midi_events
 from .sf3 import uncompressed
 
 # FluidSynth renders in blocks of this many samples (FLUID_BUFSIZE).
 BLOCK = 64
-# The longest MIDI file rendered or played: it is rendered in memory (~0.5 MB a second).
-MAX_MIDI_SECONDS = 3600
 # The synth's output gain: loud enough for 16-bit files, no clipping on one note.
 GAIN = 0.5
-# The chord struck before every render (Renderer._settle): 16 notes, so that at least the first 16 voice slots
-# (a new note takes the first free ones) hold its gains; one note of the catalogue's fonts takes at most 6
-# (measured over every program, pitch and font).  It costs ~0.4 ms a render, of ~2 ms for a 2 s note.
-PRIMER_PITCHES = tuple(range(52, 68))
+# The voice slots that the chord struck before every render fills (Renderer._settle; a new note takes the first
+# free slots): one note of the catalogue's fonts takes at most 6 (measured over every program, pitch and font).
+# The chord costs ~0.4 ms a render, of ~2 ms for a 2 s note.
+PRIMED_VOICES = 16
+PRIMER_VELOCITY = 100
+# Each font's chord, (bank, program, keys) or None, found once per process (Renderer._find_primer).
+_primers: dict[str, tuple[int, int, tuple[int, ...]] | None] = {}
 
 
 def bundled_soundfont() -> Path:
@@ -126,6 +129,8 @@ def _fluidsynth():
     write_float.argtypes = [ctypes.c_void_p, ctypes.c_int,
                             ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                             ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fluidsynth._fl.fluid_synth_get_active_voice_count.restype = ctypes.c_int
+    fluidsynth._fl.fluid_synth_get_active_voice_count.argtypes = [ctypes.c_void_p]
     return fluidsynth, write_float
 
 
@@ -138,22 +143,6 @@ def fluidsynth_version() -> str:
     version = fluidsynth._fl.fluid_version_str
     version.restype = ctypes.c_char_p
     return version().decode()
-
-
-@dataclass(frozen=True)
-class NoteEvent:
-    """A MIDI channel event at a sample position.
-
-    ``kind`` is one of ``note_on``, ``note_off``, ``program`` (data1 = program,
-    data2 = bank), ``control`` (data1 = controller, data2 = value) and
-    ``pitchwheel`` (data1 = value, 0..16383).
-    """
-
-    sample: int
-    kind: str
-    channel: int
-    data1: int = 0
-    data2: int = 0
 
 
 class Renderer:
@@ -173,6 +162,7 @@ class Renderer:
         self.soundfont = check_soundfont(soundfont) if soundfont is not None else default_soundfont()
         self.sample_rate = int(sample_rate)
         fluidsynth, self._write_float = _fluidsynth()
+        self._count_voices = fluidsynth._fl.fluid_synth_get_active_voice_count
         self._synth = fluidsynth.Synth(
             gain=GAIN, samplerate=float(self.sample_rate), channels=16,
             **{"synth.chorus.active": 0, "synth.reverb.active": int(reverb),
@@ -187,7 +177,7 @@ class Renderer:
             raise UserError(f"FluidSynth could not load SoundFont {self.soundfont}")
         self._left = np.zeros(BLOCK, dtype=np.float32)
         self._right = np.zeros(BLOCK, dtype=np.float32)
-        self._primer = self._first_preset()
+        self._primer = self._find_primer()
 
     def close(self) -> None:
         if self._synth is not None:
@@ -204,13 +194,31 @@ class Renderer:
         """Whether the SoundFont defines ``program`` in ``bank``."""
         return self._synth.sfpreset_name(self._sfid, bank, program) is not None
 
-    def _first_preset(self) -> tuple[int, int] | None:
-        """(bank, program) of the chord struck before every render: the GM piano, or the font's first preset."""
-        for bank in (0, *range(1, 129)):
-            for program in range(128):
-                if self.has_preset(program, bank):
-                    return bank, program
-        return None
+    def _find_primer(self) -> tuple[int, int, tuple[int, ...]] | None:
+        """The chord struck before every render: (bank, program, keys) of the font's first preset (the GM piano),
+        keys from middle C outwards until :data:`PRIMED_VOICES` voices sound; ``None`` for a font of no presets.
+        Once per font and process (the search takes ~50 ms where bank 0 is empty)."""
+        key = str(self.soundfont)
+        if key not in _primers:
+            preset = next(((bank, program) for bank in range(129) for program in range(128)
+                           if self.has_preset(program, bank)), None)
+            _primers[key] = None if preset is None else (*preset, self._strike(*preset))
+            self._silence()
+        return _primers[key]
+
+    def _strike(self, bank: int, program: int, keys=None) -> tuple[int, ...]:
+        """Strike ``keys`` of a preset on channel 0 (``None``: from middle C outwards until
+        :data:`PRIMED_VOICES` voices sound); the keys struck."""
+        synth = self._synth
+        synth.system_reset()
+        synth.program_select(0, self._sfid, bank, program)
+        struck = []
+        for pitch in keys if keys is not None else sorted(range(128), key=lambda k: (abs(k - 60), k)):
+            synth.noteon(0, pitch, PRIMER_VELOCITY)
+            struck.append(pitch)
+            if keys is None and self._count_voices(synth.synth) >= PRIMED_VOICES:
+                break
+        return tuple(struck)
 
     def _silence(self) -> None:
         """Stop every voice at once (all sounds off takes effect at the next block: one is rendered and dropped)."""
@@ -223,10 +231,7 @@ class Renderer:
         self._silence()
         self._synth.system_reset()
         if self._primer is not None:
-            bank, program = self._primer
-            self._synth.program_select(0, self._sfid, bank, program)
-            for pitch in PRIMER_PITCHES:
-                self._synth.noteon(0, pitch, 100)
+            self._strike(*self._primer)
             self._write(0, BLOCK)
             self._silence()
         self._synth.system_reset()
@@ -291,102 +296,6 @@ class Renderer:
         """Render a whole MIDI file, plus ``tail_seconds`` for the release; float32 mono."""
         events, end = read_midi_events(path, self.sample_rate)
         return self.render_events(events, end + round(tail_seconds * self.sample_rate))
-
-
-def read_midi_events(path: str | os.PathLike, sample_rate: int) -> tuple[list[NoteEvent], int]:
-    """Parse a Standard MIDI File into :class:`NoteEvent` objects and its length in samples.
-
-    A file longer than :data:`MAX_MIDI_SECONDS` is a UserError (it would be rendered in memory).
-    """
-    import mido
-
-    path = Path(path)
-    try:
-        midi = mido.MidiFile(path)
-        messages = list(midi)  # merged tracks, times in seconds (tempo applied)
-    except FileNotFoundError:
-        raise UserError(f"MIDI file not found: {path}") from None
-    except (OSError, ValueError, EOFError, KeyError, IndexError) as error:
-        reason = str(error) or ("the file ends early (truncated?)" if isinstance(error, EOFError)
-                                else type(error).__name__)
-        raise UserError(f"cannot read MIDI file {path}: {reason}") from None
-    length_seconds = sum(message.time for message in messages)
-    if length_seconds > MAX_MIDI_SECONDS:
-        raise UserError(f"MIDI file {path} lasts {length_seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s are rendered")
-    events: list[NoteEvent] = []
-    seconds = 0.0
-    banks = [0] * 16
-    msbs = [0] * 16
-    for message in messages:
-        seconds += message.time
-        sample = round(seconds * sample_rate)
-        kind = message.type
-        if kind == "note_on" and message.velocity > 0:
-            events.append(NoteEvent(sample, "note_on", message.channel, message.note, message.velocity))
-        elif kind == "note_off" or (kind == "note_on" and message.velocity == 0):
-            events.append(NoteEvent(sample, "note_off", message.channel, message.note))
-        elif kind == "program_change":
-            bank = 128 if message.channel == 9 else banks[message.channel]
-            events.append(NoteEvent(sample, "program", message.channel, message.program, bank))
-        elif kind == "control_change":
-            # Bank select: the MSB alone is the bank (GS, as FluidSynth reads it); with an LSB, MSB * 128 + LSB.
-            if message.control == 0:
-                msbs[message.channel] = banks[message.channel] = message.value
-            elif message.control == 32:
-                banks[message.channel] = msbs[message.channel] * 128 + message.value
-            events.append(NoteEvent(sample, "control", message.channel, message.control, message.value))
-        elif kind == "pitchwheel":
-            events.append(NoteEvent(sample, "pitchwheel", message.channel, message.pitch + 8192))
-    return events, round(seconds * sample_rate)
-
-
-def _variable_length(value: int) -> bytes:
-    """A MIDI variable-length quantity."""
-    out = [value & 0x7F]
-    while value > 0x7F:
-        value >>= 7
-        out.append((value & 0x7F) | 0x80)
-    return bytes(reversed(out))
-
-
-def midi_file_bytes(events: list[NoteEvent], sample_rate: int, *, ticks_per_beat: int = 480,
-                    tempo_us: int = 500_000) -> bytes:
-    """A Standard MIDI File (format 0) of ``events`` (sorted by sample): the inverse of :func:`read_midi_events`.
-
-    Written directly (a one-note file is about 40 bytes; pretty_midi spent
-    ~0.7 ms a file, 10 % of a clip's cost).  Events at sample positions that
-    lie on the tick grid (:data:`variation.TICKS_PER_SECOND` at the defaults)
-    read back at exactly those positions.
-    """
-    ticks_per_second = ticks_per_beat * 1e6 / tempo_us
-    body = [b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big")]  # set tempo
-    last = 0
-    for event in events:
-        tick = round(event.sample * ticks_per_second / sample_rate)
-        channel = event.channel & 0x0F
-        if event.kind == "note_on":
-            message = bytes([0x90 | channel, event.data1, event.data2])
-        elif event.kind == "note_off":
-            message = bytes([0x80 | channel, event.data1, 0])
-        elif event.kind == "program":
-            message = bytes([0xC0 | channel, event.data1])
-            if event.data2 and channel != 9:  # bank select, MSB and LSB (channel 10 is the percussion bank)
-                body.append(_variable_length(tick - last) + bytes([0xB0 | channel, 0, event.data2 >> 7 & 0x7F]))
-                body.append(b"\x00" + bytes([0xB0 | channel, 32, event.data2 & 0x7F]))
-                last = tick
-        elif event.kind == "control":
-            message = bytes([0xB0 | channel, event.data1, event.data2])
-        elif event.kind == "pitchwheel":
-            message = bytes([0xE0 | channel, event.data1 & 0x7F, event.data1 >> 7])
-        else:
-            raise ValueError(f"unknown event kind {event.kind!r}")
-        body.append(_variable_length(tick - last) + message)
-        last = tick
-    body.append(b"\x00\xff\x2f\x00")  # end of track
-    track = b"".join(body)
-    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") \
-        + ticks_per_beat.to_bytes(2, "big")
-    return header + b"MTrk" + len(track).to_bytes(4, "big") + track
 
 
 # Output formats by file extension (what soundfile writes).

@@ -384,8 +384,8 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
     strange = sorted(set(map(str, split)) - set(SPLITS))
     if strange or not (split == "train").any():
         raise UserError(f"{training_dir / SPLITS_CSV} " + (f"names a split {strange[0]!r} (not train, valid or test)"
-                        if strange else "holds no training clips") + f"; run prepare_training.py {dataset_dir} "
-                        "--overwrite")
+                        if strange else "holds no training clips") + f"; run prepare_training.py {dataset_dir}"
+                        f"{where} --overwrite")
     index = {name: i for i, name in enumerate(class_names)}
     return TrainingData(
         dataset_dir=dataset_dir,

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .cli import UserError
-from .synthesis import NoteEvent
+from .midi_files import NoteEvent
 
 # The MIDI grid of the clips' files: 480 ticks per beat at 120 bpm, 960 ticks a second.
 TICKS_PER_SECOND = 960

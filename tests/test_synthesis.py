@@ -8,7 +8,8 @@ import soundfile as sf
 
 import fluidsynth_wrapper
 import generate_chords
-from instrument_classifier.synthesis import Renderer, bundled_soundfont, default_soundfont, midi_file_bytes
+from instrument_classifier.midi_files import midi_file_bytes
+from instrument_classifier.synthesis import Renderer, bundled_soundfont, default_soundfont
 from instrument_classifier.variation import Variation, note_events
 
 
@@ -160,7 +161,7 @@ def test_a_clean_note_is_the_seeds_midi_file_byte_for_byte(a4_flute_midi):
 
 def test_a_bank_above_127_survives_the_midi_file(tmp_path):
     """Our synthesiser's instruments are banks up to 16383 (MSB and LSB): a clip's .mid renders the same one."""
-    from instrument_classifier.synthesis import NoteEvent, read_midi_events
+    from instrument_classifier.midi_files import NoteEvent, read_midi_events
 
     events = [NoteEvent(0, "program", 0, 40, 300), NoteEvent(0, "note_on", 0, 69, 100),
               NoteEvent(44_100, "note_off", 0, 69)]
