@@ -275,12 +275,13 @@ NETWORKS: dict[str, Callable[..., keras.Model]] = {
 ARCHITECTURES = {name: NETWORKS[network] for name, (network, _) in ARCHITECTURE_OPTIONS.items()}
 
 
-# The allowed range of each network option (low, high), inclusive; None: no bound that side.
+# The allowed range of each network option (low, high), inclusive; None: no bound that side.  Levels in dB stop at
+# the chromagram's range (120 dB): a larger gain or equaliser moves every cell past it (1e308 overflowed).
 OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "filters": (1, None), "span": (1, None), "positions": (1, None), "frames_per_template": (1, None),
-    "template_hop": (1, None), "max_shift": (0, None), "max_cut_db": (0, None), "max_boost_db": (0, None),
-    "relative_db": (0, None), "dense_units": (1, None), "dropout": (0, 0.95), "eq_tilt_db": (0, None),
-    "eq_bump_db": (0, None), "bn_momentum": (0, 0.999), "eq_jitter_db": (0, None),
+    "template_hop": (1, None), "max_shift": (0, None), "max_cut_db": (0, 120), "max_boost_db": (0, 120),
+    "relative_db": (0, 120), "dense_units": (1, None), "dropout": (0, 0.95), "eq_tilt_db": (0, 120),
+    "eq_bump_db": (0, 120), "bn_momentum": (0, 0.999), "eq_jitter_db": (0, 120),
     "lowpass_probability": (0, 1), "lowest_cutoff": (0, None), "swell_cut_probability": (0, 1),
 }
 # Set by the training itself, never by an option.

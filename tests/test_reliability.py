@@ -516,7 +516,8 @@ def test_a_blank_cell_in_parameters_is_one_line(dataset, capsys, column):
     ("bn_momentum=2", "bn_momentum .* must be in 0 to 0.999"),  # was a NaN loss, then a traceback
     ("positions=200", "positions .* must be in 1 to 115"),
     ("lowpass_probability=2", "lowpass_probability .* must be in 0 to 1"),
-    ("relative_db=-60", "relative_db .* must be at least 0"),  # was a model that answers one class
+    ("relative_db=-60", "relative_db .* must be in 0 to 120"),  # was a model that answers one class
+    ("max_cut_db=1e308", "max_cut_db .* must be in 0 to 120"),   # was an overflow, then a word about the learning rate
     ("filters=true", "filters of architecture relative-harmonic must be a finite number, got True"),
     ("filters=Infinity", "must be a finite number, got inf"),    # was an OverflowError
     ("dropout=NaN", "must be a finite number, got nan"),        # passed the range check
