@@ -19,6 +19,7 @@ A dataset folder (written by ``generate_audio_samples.py``)::
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -32,9 +33,26 @@ from .cli import UserError
 from .defaults import CLIP_SAMPLES, SAMPLE_RATE
 
 PARAMETERS_CSV = "parameters.csv"
+RUN_RECORD = "generation.json"
+# How the generator renders, recorded in generation.json ("renderer"): 2, every note from a settled synth
+# (synthesis.py, *Determinism*); a record without it was written before, when each SoundFont clip but a shard's
+# first of its font held the release of the note rendered before it (README, Stage 1).
+RENDERER_VERSION = 2
 REQUIRED_COLUMNS = ("sample_id", "family_name", "midi_number", "audio_file")
 # Whole-number columns later stages compute with, and their ranges (None: unbounded), where present.
 INTEGER_COLUMNS = {"sample_id": (0, None), "midi_number": (0, 127), "instrument_id": (1, 128)}
+
+
+def stale_renders(path: str | os.PathLike) -> str | None:
+    """Why the clips of the dataset at ``path`` should be generated again, or None (also without a run record)."""
+    try:
+        record = json.loads((Path(path) / RUN_RECORD).read_text())
+        fonts = [font.get("path", "") for font in record["settings"]["soundfonts"]]
+        stale = record.get("renderer", 1) < RENDERER_VERSION and any(not p.startswith("builtin:") for p in fonts)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a dataset made otherwise: nothing to tell
+    return (f"{path} was generated before each note was rendered from a settled synth: its SoundFont clips hold the "
+            "release of the note rendered before them; generate it again (--overwrite)") if stale else None
 
 
 def open_error(source) -> str | None:

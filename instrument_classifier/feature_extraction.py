@@ -28,8 +28,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from .chunked_array import ChunkedArray, ChunkWriter, file_sha256, index_sha256, open_chunked
-from .cli import UserError, atomic_dir, atomic_path, library_versions, write_json
-from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips
+from .cli import UserError, atomic_dir, atomic_path, library_versions, warn, write_json
+from .dataset import PARAMETERS_CSV, SingleToneDataset, read_clips, stale_renders
 from .defaults import CLIP_SAMPLES
 from .feature_store import (CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PLOT_PNG, SAMPLE_ID_NPY,
                             load_features, recorded_fingerprint)
@@ -89,6 +89,8 @@ def extract_dataset(dataset_dir: str | os.PathLike, *, overwrite: bool = False, 
     """
     check_jobs(jobs, scheduler)
     dataset, extractor = _checked_inputs(dataset_dir, extractor)
+    if stale := stale_renders(dataset.path):
+        warn(stale)
     features_dir = dataset.path / FEATURES_DIR
     fingerprint = _fingerprint(dataset, extractor)
     chosen = choose_layout(len(dataset), extractor, layout)

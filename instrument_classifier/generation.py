@@ -52,7 +52,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, warn, write_json
-from .dataset import PARAMETERS_CSV
+from .dataset import PARAMETERS_CSV, RENDERER_VERSION, RUN_RECORD
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .midi_files import midi_file_bytes
 from .model_files import is_model_dir
@@ -71,7 +71,6 @@ SILENCE_PEAK = 10 ** (-60 / 20)
 # Give up on a clip after this many silent draws (a font missing the programs).
 MAX_DRAWS = 20
 FORMATS = {"flac": "PCM_16", "wav": "PCM_16"}
-RUN_RECORD = "generation.json"
 # The disk-space estimate, with a margin: 16-bit WAV, FLAC (0.48 bytes a sample measured on varied clips,
 # 0.36 on clean ones), plus a clip's MIDI file, parameters.csv row and file-system blocks.
 AUDIO_BYTES_PER_SAMPLE = {"wav": 2.0, "flac": 0.75}
@@ -339,6 +338,7 @@ def _run_record(settings: GenerationSettings, parameters: pd.DataFrame, schedule
             "variation": settings.recipe.to_json(),
             "shard_size": settings.shard_size, "silence_peak_dbfs": -60,
         },
+        "renderer": RENDERER_VERSION,
         "scheduler": scheduler or "local",
         "jobs": None if scheduler else jobs,
         "workers": worker_records(workers),

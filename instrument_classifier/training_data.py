@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from .chunked_array import ChunkedArray
-from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, write_json
+from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, warn, write_json
 from .defaults import DEFAULT_SEED
-from .dataset import PARAMETERS_CSV
+from .dataset import PARAMETERS_CSV, stale_renders
 from .feature_store import features_identity, load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
@@ -358,6 +358,8 @@ def load_training_data(dataset_dir: str | os.PathLike, training_dir: str | os.Pa
         raise UserError(f"no prepared training data in {training_dir}; run prepare_training.py {dataset_dir}{where} "
                         "first")
     record = read_json(training_dir / TRAINING_RECORD_JSON, what="training-data record")
+    if stale := stale_renders(dataset_dir):
+        warn(stale)
     chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != record.get("features"):
         raise UserError(f"the features of {dataset_dir} changed since prepare_training.py ran; run it again")
