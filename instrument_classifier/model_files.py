@@ -79,10 +79,10 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
         feature_params = dict(preprocessing["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
-    if not class_names or len(set(class_names)) != len(class_names) or not feature_params:
-        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: "
-                        + ("no feature parameters" if class_names and len(set(class_names)) == len(class_names)
-                           else "class_names must be distinct names"))
+    if not class_names or len(set(class_names)) != len(class_names):
+        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: class_names must be distinct names")
+    if not feature_params:
+        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: no feature parameters")
     if not isinstance(config.get("dataset") or "", str):  # None: a model shared without its dataset's path
         raise UserError(f"invalid {model_dir / CONFIG_JSON}: dataset must be a folder's path")
     if not zipfile.is_zipfile(model_dir / MODEL_FILE):  # Keras would say "File not found" of such a file

@@ -229,9 +229,8 @@ class Renderer:
     def _settle(self) -> None:
         """Bring the synth to one state whatever it rendered before (module docstring, *Determinism*)."""
         self._silence()
-        self._synth.system_reset()
         if self._primer is not None:
-            self._strike(*self._primer)
+            self._strike(*self._primer)  # from a reset synth
             self._write(0, BLOCK)
             self._silence()
         self._synth.system_reset()
