@@ -11,9 +11,11 @@ call it again any time.
 With --report DIR, also a generalisation table of all the models given:
 one row per model, one column per held-out SoundFont and lineage (the test
 split of a model trained with prepare_training.py --split soundfont, and
-every --dataset), beside the in-distribution error; and the error by family
-and by instrument on the fonts each model never heard.  DIR/generalisation.csv,
-DIR/generalisation_by_family.csv, DIR/generalisation_by_instrument.csv and
+every --dataset), beside the in-distribution error; the error by family
+and by instrument on the fonts each model never heard; and, with two models
+or more, each against the first on the same clips (McNemar's exact test).
+DIR/generalisation.csv, DIR/generalisation_by_family.csv,
+DIR/generalisation_by_instrument.csv, DIR/generalisation_paired.csv and
 DIR/generalisation.md, printed too (the instruments: the worst ten each).
 
 Examples:
@@ -89,20 +91,23 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
     if args.report:
-        from instrument_classifier.generalisation import family_table, format_markdown, generalisation_table, \
-            instrument_table, unheard_parts, worst_instruments, write_generalisation_report
+        from instrument_classifier.generalisation import PAIRED_NOTE, family_table, format_markdown, \
+            format_paired, generalisation_table, instrument_table, paired_table, unheard_parts, worst_instruments, \
+            write_generalisation_report
 
         names = [Path(dataset).resolve().name for dataset in args.dataset or []]
         table = generalisation_table(models, names)
         parts = unheard_parts(models, names)
-        families, instruments = family_table(parts), instrument_table(parts)
-        path = write_generalisation_report(table, args.report, families, instruments)
+        families, instruments, paired = family_table(parts), instrument_table(parts), paired_table(parts)
+        path = write_generalisation_report(table, args.report, families, instruments, paired)
         if not args.quiet:
             print(format_markdown(table))
             if len(families):
                 print(format_markdown(families))
             if len(instruments):
                 print(format_markdown(worst_instruments(instruments)))
+            if len(paired):
+                print(format_paired(paired) + "\n" + PAIRED_NOTE)
             print(f"generalisation report: {path}")
     return 0
 

@@ -189,3 +189,53 @@ def test_test_fonts_and_a_test_lineage_together_hold_out_both():
     parameters = synthetic_parameters()
     split = soundfont_split(parameters, parameters["family_name"], test_fonts=["A"], test_lineages=["y"], seed=1)
     assert set(parameters["soundfont"][split == "test"]) == {"A", "C"}
+
+
+def _predictions(correct, **columns):
+    """A predictions table of len(correct) clips, sample ids 0.., every clip a piano of font A."""
+    n = len(correct)
+    table = {"sample_id": range(n), "true": ["piano"] * n, "soundfont": ["A"] * n, "correct": correct}
+    return pd.DataFrame({**table, **columns})
+
+
+def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
+    from instrument_classifier.generalisation import mcnemar_p, paired_table
+
+    # 8 clips only the second model gets wrong, 2 only the first, 5 both, 5 neither.
+    first = _predictions([True] * 8 + [False] * 2 + [False] * 5 + [True] * 5)
+    second = _predictions([False] * 8 + [True] * 2 + [False] * 5 + [True] * 5)
+    table = paired_table([("m1", "held out", first), ("m2", "held out", second), ("m2", "other", second)])
+    assert len(table) == 1  # "other": a part the first model has not scored
+    row = table.iloc[0]
+    assert (row.model_id, row.baseline, row.n, row.only_model_wrong, row.only_baseline_wrong) == \
+        ("m2", "m1", 20, 8, 2)
+    assert (row.error, row.baseline_error, row.difference) == pytest.approx((13 / 20, 7 / 20, 6 / 20))
+    assert row.p_value == pytest.approx(2 * (1 + 10 + 45) / 1024)  # two-sided binomial, 2 or fewer of 10
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(5, 5) == 1.0
+    # Only the clips both scored are paired; clips that are not the same under one sample_id are not paired.
+    assert paired_table([("m1", "p", first), ("m2", "p", second.iloc[:10])]).iloc[0].n == 10
+    other_clips = second.assign(soundfont="B")
+    assert paired_table([("m1", "p", first), ("m2", "p", other_clips)]).empty
+
+
+def test_generalisation_report_pairs_two_models_on_the_same_clips(fonts_dataset, held_out_model, tmp_path, capsys):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert train.main([str(fonts_dataset), "--training-data", str(fonts_dataset / "training-data-without-gs"),
+                           "--epochs", "2", "-q", "--seed", "1", "--models-dir", str(tmp_path / "models")]) == 0
+    second = Path(out.getvalue().strip().splitlines()[-1])
+    report = tmp_path / "report"
+    status, printed, _ = run_script(evaluate, [held_out_model, second, "--report", report], capsys)
+    assert status == 0 and "McNemar" in printed
+    paired = pd.read_csv(report / "generalisation_paired.csv")
+    both = pd.read_csv(held_out_model / "predictions.csv").query("split == 'test'").merge(
+        pd.read_csv(second / "predictions.csv"), on="sample_id", suffixes=("_first", "_second"))
+    assert list(paired["part"]) == ["held out"] and paired["n"].iloc[0] == len(both)
+    only_second = int((~both["correct_second"] & both["correct_first"]).sum())
+    only_first = int((~both["correct_first"] & both["correct_second"]).sum())
+    assert (paired["only_model_wrong"].iloc[0], paired["only_baseline_wrong"].iloc[0]) == (only_second, only_first)
+    assert "## Each model against the first, on the same clips" in (report / "generalisation.md").read_text()
+    # The same folder, one model: no pairs, and no earlier report's pairs left to be read as this one's.
+    assert run_script(evaluate, [held_out_model, "--report", report, "-q"], capsys)[0] == 0
+    assert not (report / "generalisation_paired.csv").exists()
+    assert "against the first" not in (report / "generalisation.md").read_text()
