@@ -28,10 +28,9 @@ import pandas as pd
 
 from .cli import UserError, warn
 from .defaults import DEFAULT_DATASET_DIR
-from .features import ALGORITHM_VERSION
 from .metrics import error_interval, read_final_metrics
-from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREDICTIONS_CSV,
-                          PREPROCESSING_JSON, is_model_dir)
+from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, MODEL_FILE, MODELS_DIR, PREDICTIONS_CSV, is_model_dir,
+                          read_prediction_records)
 
 COLUMNS = ("rank", "model_id", "arch", "target", "split", "parameters", "epochs_run", "train_seconds",
            "valid_error", "valid_loss", "test_error", "test_auc")
@@ -202,24 +201,15 @@ def best_model_dir(models_dir: str | os.PathLike, *, target: str | None = DEFAUL
 def load_problem(model_dir: Path) -> str | None:
     """Why a finished model folder could not be loaded, or None; without Keras, in milliseconds.
 
-    Checks what :func:`model_bundle.load_model_dir` reads: the two JSON files are
-    objects with the fields prediction needs, and model.keras is an intact
+    Checks what :func:`model_bundle.load_model_dir` reads
+    (:func:`model_files.read_prediction_records`: the two JSON files, the
+    chromagram version, the scaler), and that model.keras is an intact
     Keras archive (every member's checksum, the config and the weights there).
     """
-    records = {}
-    for name in (CONFIG_JSON, PREPROCESSING_JSON):
-        try:
-            records[name] = json.loads((model_dir / name).read_text())
-        except (OSError, ValueError) as error:
-            return f"cannot read {name} ({error})"
-        if not isinstance(records[name], dict):
-            return f"{name} is not a JSON object"
-    missing = [key for key in ("class_names", "scaler", "features") if key not in records[PREPROCESSING_JSON]]
-    if missing:
-        return f"{PREPROCESSING_JSON} lacks {', '.join(missing)}"
-    version = records[PREPROCESSING_JSON].get("algorithm_version", 1)
-    if version != ALGORITHM_VERSION:
-        return f"trained on chromagrams of algorithm version {version}, this code computes {ALGORITHM_VERSION}"
+    try:
+        read_prediction_records(model_dir)
+    except UserError as error:
+        return str(error)
     try:
         with zipfile.ZipFile(model_dir / MODEL_FILE) as archive:
             damaged = archive.testzip()

@@ -25,8 +25,8 @@ import keras
 from . import models  # noqa: F401 (registers the custom layers that model.keras names)
 from .cli import UserError
 from .defaults import SCORING_BATCH_SIZE
-from .features import ALGORITHM_VERSION, ChromagramExtractor
-from .model_files import MODEL_FILE, PREPROCESSING_JSON, read_model_records
+from .features import ChromagramExtractor
+from .model_files import MODEL_FILE, read_prediction_records
 from .scaling import ChromagramScaler, to_model_input
 from .streaming import ChromagramBatches, keras_input
 
@@ -90,15 +90,7 @@ class ModelBundle:
 
 def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
     """Load and validate a model folder; one-line UserError for anything wrong."""
-    model_dir, preprocessing, config, class_names, feature_params = read_model_records(model_dir)
-    version = preprocessing.get("algorithm_version", 1)  # models from before it was recorded: version 1
-    if version != ALGORITHM_VERSION:
-        raise UserError(f"{model_dir} was trained on chromagrams of algorithm version {version}; this code computes "
-                        f"version {ALGORITHM_VERSION}, which the model has never seen: train it again")
-    try:
-        scaler = ChromagramScaler.from_dict(preprocessing["scaler"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
+    (model_dir, preprocessing, config, class_names, feature_params), scaler = read_prediction_records(model_dir)
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:

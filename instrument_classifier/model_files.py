@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .cli import UserError, read_json
+from .features import ALGORITHM_VERSION
+from .scaling import ChromagramScaler
 
 MODELS_DIR = "models"                      # DATASET/models/<model_id>/
 MODEL_FILE = "model.keras"                 # the network (classes' probabilities out)
@@ -89,6 +91,24 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
         raise UserError(f"cannot load {model_dir / MODEL_FILE}: not a Keras model (a .keras file is a zip archive; "
                         "truncated or overwritten?)")
     return ModelRecords(model_dir, preprocessing, config, class_names, feature_params)
+
+
+def read_prediction_records(model_dir: str | os.PathLike) -> tuple[ModelRecords, ChromagramScaler]:
+    """All that prediction reads of a model folder but the network, checked (one-line UserError if wrong).
+
+    :func:`read_model_records`, the chromagram algorithm the model was trained
+    on (this code's), and its scaler.  What :func:`model_bundle.load_model_dir`
+    checks before it loads the network, and :func:`leaderboard.load_problem`
+    without Keras: a model the one refuses the other skips.
+    """
+    records = read_model_records(model_dir)
+    version = records.preprocessing.get("algorithm_version", 1)  # models from before it was recorded: version 1
+    if version != ALGORITHM_VERSION:
+        raise UserError(f"{records.model_dir} was trained on chromagrams of algorithm version {version}; this code "
+                        f"computes version {ALGORITHM_VERSION}, which the model has never seen: train it again")
+    if not isinstance(records.preprocessing.get("scaler"), dict):
+        raise UserError(f"invalid {records.model_dir / PREPROCESSING_JSON}: missing or bad 'scaler'")
+    return records, ChromagramScaler.from_dict(records.preprocessing["scaler"])
 
 
 def own_dataset_changed(config: dict, identity: str | None) -> bool:

@@ -370,6 +370,30 @@ def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, ca
     assert error.endswith(f"error: no model of target family and split random in {models} can be loaded (see the warnings)")
 
 
+@pytest.mark.parametrize("change, reason", [
+    ({"class_names": ["brass", "brass"]}, "class_names must be distinct"),
+    ({"features": {}}, "no feature parameters"),
+    ({"scaler": {"kind": "standard-scalar", "mean": 0.0, "std": 0.0}}, "invalid scaler std 0.0"),
+])
+def test_best_model_skips_what_prediction_would_refuse(tiny_model_dir, tmp_path, capsys, change, reason):
+    """--best chose a folder that predict.py then refused, instead of the next model (two checks that drifted)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    good = copy_model(tiny_model_dir, tmp_path / "good").rename(models / "20990101-000000-x-s1")
+    bad = copy_model(tiny_model_dir, tmp_path / "bad").rename(models / "20990101-000001-x-s1")
+    metrics = pd.read_csv(bad / "final_metrics.csv")
+    metrics.loc[metrics["split"] == "valid", "error"] = 0.0  # the better one on paper
+    metrics.to_csv(bad / "final_metrics.csv", index=False)
+    preprocessing = json.loads((bad / "preprocessing.json").read_text())
+    (bad / "preprocessing.json").write_text(json.dumps({**preprocessing, **change}))
+    assert leaderboard.main([str(models), "--best"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(good)
+    assert err.count("\n") == 1 and f"skipping model {bad}: " in err and reason in err, err
+    assert predict.main(["-m", str(bad), str(next((tiny_model_dir.parent.parent / "audio").glob("*.flac")))]) == 2
+    assert reason in capsys.readouterr().err
+
+
 def test_predict_with_stdout_closed_fails(tiny_model_dir):
     """`predict.py clip >&-` printed nothing and exited 0."""
     clip = next((tiny_model_dir.parent.parent / "audio").glob("*.flac"))
