@@ -34,7 +34,7 @@ from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.model_files import MODELS_DIR, check_model_dir
+from instrument_classifier.model_files import MODELS_DIR, check_model_dir, dataset_name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,38 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         if not (Path(dataset) / FEATURES_DIR / FEATURES_JSON).is_file():
             raise UserError(f"{dataset} has no features: run extract_features.py {dataset} first")
     if args.report:
-        blocker = next((p for p in [Path(args.report), *Path(args.report).parents] if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise UserError(f"cannot write the report into {args.report}: {blocker} is a file, not a folder")
-        from instrument_classifier.generalisation import REPORT_FILES
+        from instrument_classifier.generalisation import check_report_dir, write_report
 
-        report = Path(args.report)
-        others = sorted(p.name for p in report.iterdir() if p.name not in REPORT_FILES and not p.name.startswith(".")
-                        ) if report.is_dir() else []
-        if others:  # a dataset's or a model's folder, say: the report would mix in (and replace) its files
-            raise UserError(f"{args.report} holds other files than a generalisation report ({others[0]}"
-                            f"{', ...' if len(others) > 1 else ''}): give a new folder, or an earlier report's")
+        check_report_dir(args.report)
     for model_dir in models:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
     if args.report:
-        from instrument_classifier.generalisation import PAIRED_NOTE, family_table, format_markdown, \
-            format_paired, generalisation_table, instrument_table, paired_table, unheard_parts, worst_instruments, \
-            write_generalisation_report
-
-        names = [Path(dataset).resolve().name for dataset in args.dataset or []]
-        table = generalisation_table(models, names)
-        parts = unheard_parts(models, names)
-        families, instruments, paired = family_table(parts), instrument_table(parts), paired_table(parts)
-        path = write_generalisation_report(table, args.report, families, instruments, paired)
+        path = write_report(models, [dataset_name(dataset) for dataset in args.dataset or []], args.report)
         if not args.quiet:
-            print(format_markdown(table))
-            if len(families):
-                print(format_markdown(families))
-            if len(instruments):
-                print(format_markdown(worst_instruments(instruments)))
-            if len(paired):
-                print(format_paired(paired) + "\n" + PAIRED_NOTE)
+            print(path.read_text(), end="")
             print(f"generalisation report: {path}")
     return 0
 

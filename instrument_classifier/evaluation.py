@@ -39,7 +39,7 @@ from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
 from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
 from .model_files import (EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir,
-                          own_dataset_changed)
+                          dataset_name, own_dataset_changed)
 from .feature_store import features_identity, load_dataset_features
 from .pages import render_page
 from .plots import figure
@@ -382,7 +382,7 @@ def evaluate_on_own_dataset(bundle: ModelBundle) -> Path:
 
 def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
     """Predict every clip of another dataset and write its report into ``evaluation/<dataset name>/``."""
-    name = dataset_dir.resolve().name
+    name = dataset_name(dataset_dir)
     if name in RESERVED_NAMES or name.startswith("."):
         raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
     chromagrams, _, parameters, feature_params = load_dataset_features(dataset_dir)

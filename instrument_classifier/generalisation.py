@@ -25,7 +25,7 @@ import pandas as pd
 
 from .cli import UserError, atomic_path, read_json
 from .metrics import calibration_error, error_interval, read_predictions
-from .model_files import CONFIG_JSON, PREDICTIONS_CSV
+from .model_files import CONFIG_JSON, EVALUATION_DIR, PREDICTIONS_CSV
 
 GENERALISATION_CSV = "generalisation.csv"
 GENERALISATION_MD = "generalisation.md"
@@ -99,7 +99,7 @@ def model_row(model_dir: str | os.PathLike, dataset_names: list[str] = ()) -> di
             row[f"held out: {label}"] = item.error
             row[f"held out: {label} low"], row[f"held out: {label} high"] = item.error_low, item.error_high
     for name in dataset_names:
-        path = model_dir / "evaluation" / name / PREDICTIONS_CSV
+        path = model_dir / EVALUATION_DIR / name / PREDICTIONS_CSV
         if not path.is_file():
             raise UserError(f"{model_dir} has not been evaluated on {name}: run evaluate.py {model_dir} "
                             f"--dataset DATASET_DIR")
@@ -139,7 +139,7 @@ def unheard_parts(model_dirs: list[str | os.PathLike],
         trained_on = set(own.loc[own["split"] == "train", "soundfont"]) if "soundfont" in own else set()
         parts = [("held out", own[own["split"] == "test"])] if config.get("split") == "soundfont" else []
         for name in dataset_names:
-            other = read_predictions(model_dir / "evaluation" / name / PREDICTIONS_CSV)
+            other = read_predictions(model_dir / EVALUATION_DIR / name / PREDICTIONS_CSV)
             parts.append((name, other[~other["soundfont"].isin(trained_on)] if "soundfont" in other else other))
         model_id = config.get("model_id", model_dir.name)
         found += [(model_id, part, predictions) for part, predictions in parts if len(predictions)]
@@ -209,32 +209,32 @@ def mcnemar_p(only_first_wrong: int, only_second_wrong: int) -> float:
     return 1.0 if discordant == 0 else float(binomtest(only_first_wrong, discordant, 0.5).pvalue)
 
 
-def paired_table(parts: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
-    """Each model against the first model, on the clips of a part that both scored (:func:`unheard_parts`).
+def paired_table(baseline: list[tuple[str, str, pd.DataFrame]],
+                 others: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
+    """Each other model against the baseline model, on the clips of a part that both scored.
 
-    One row per later model and part it shares with the first: model_id,
-    baseline (the first model), part, n (the shared clips, matched by
-    sample_id), error and baseline_error on them, difference (error -
-    baseline_error), only_model_wrong and only_baseline_wrong (the discordant
-    clips) and p_value (:func:`mcnemar_p`).  Two errors measured on the same
-    clips differ by less than their separate intervals suggest: the test
-    uses the pairing.  It asks whether these two trained models differ on
-    such clips; the spread between two trainings of one recipe (its seed) is
-    not in it.  A part whose shared clips disagree on what they are (two
-    datasets of one folder name, or held-out splits of other datasets) is
-    left out.
+    ``baseline`` is the :func:`unheard_parts` of one model, ``others`` those
+    of the models compared with it.  One row per other model and part it
+    shares with the baseline: model_id, baseline (its model_id), part, n
+    (the shared clips, matched by sample_id), error and baseline_error on
+    them, difference (error - baseline_error), only_model_wrong and
+    only_baseline_wrong (the discordant clips) and p_value
+    (:func:`mcnemar_p`).  Two errors measured on the same clips differ by less
+    than their separate intervals suggest: the test uses the pairing.  It asks
+    whether these two trained models differ on such clips; the spread between
+    two trainings of one recipe (its seed) is not in it.  A part whose shared
+    clips disagree on what they are (two datasets of one folder name, or
+    held-out splits of other datasets) is left out.
     """
     columns = ["model_id", "baseline", "part", "n", "error", "baseline_error", "difference", "only_model_wrong",
                "only_baseline_wrong", "p_value"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    first = parts[0][0]
-    baseline = {part: predictions for model_id, part, predictions in parts if model_id == first}
+    own = {part: (model_id, predictions) for model_id, part, predictions in baseline}
     rows = []
-    for model_id, part, predictions in parts:
-        if model_id == first or part not in baseline:
+    for model_id, part, predictions in others:
+        if part not in own:
             continue
-        both = baseline[part].merge(predictions, on="sample_id", suffixes=("_baseline", ""))
+        first, reference = own[part]
+        both = reference.merge(predictions, on="sample_id", suffixes=("_baseline", ""))
         same = [c for c in SAME_CLIP_COLUMNS if c in predictions.columns and f"{c}_baseline" in both.columns]
         if not len(both) or any((both[c] != both[f"{c}_baseline"]).any() for c in same):
             continue
@@ -331,3 +331,34 @@ def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike,
     with atomic_path(out_dir / GENERALISATION_MD) as tmp:
         tmp.write_text(text)
     return out_dir / GENERALISATION_MD
+
+
+def check_report_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path, if a report may be written there: a new folder, or an earlier report's.
+
+    UserError for a path that is, or lies under, a file, and for a folder
+    holding other files than a report's (a dataset's or a model's, say:
+    the report would mix in with them, and replace some).
+    """
+    out_dir = Path(out_dir)
+    blocker = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(f"cannot write the report into {out_dir}: {blocker} is a file, not a folder")
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES and not p.name.startswith(".")
+                    ) if out_dir.is_dir() else []
+    if others:
+        raise UserError(f"{out_dir} holds other files than a generalisation report ({others[0]}"
+                        f"{', ...' if len(others) > 1 else ''}): give a new folder, or an earlier report's")
+    return out_dir
+
+
+def write_report(model_dirs: list[str | os.PathLike], dataset_names: list[str], out_dir: str | os.PathLike) -> Path:
+    """The whole generalisation report of ``model_dirs`` (each evaluated on every dataset of ``dataset_names``)
+    into ``out_dir``: :func:`generalisation_table`, :func:`family_table` and :func:`instrument_table` of the
+    fonts each never heard, and :func:`paired_table` of every model against the first.  Returns the .md's path.
+    """
+    table = generalisation_table(model_dirs, dataset_names)
+    by_model = [unheard_parts([model_dir], dataset_names) for model_dir in model_dirs]
+    parts = [part for found in by_model for part in found]
+    return write_generalisation_report(table, out_dir, family_table(parts), instrument_table(parts),
+                                       paired_table(by_model[0], parts[len(by_model[0]):]))

@@ -32,6 +32,12 @@ PREDICTION_FILES = (MODEL_FILE, PREPROCESSING_JSON, CONFIG_JSON)
 MODEL_FOLDER_FILES = PREDICTION_FILES + (FINAL_METRICS_CSV, LEARNING_CURVES_CSV, PREDICTIONS_CSV, MODEL_SUMMARY_TXT)
 
 
+def dataset_name(dataset_dir: str | os.PathLike) -> str:
+    """The name a dataset goes by in a model's records, its ``evaluation/<name>/`` report and the
+    generalisation report's columns: its folder's name."""
+    return Path(dataset_dir).resolve().name
+
+
 def missing_files(path: Path, names: tuple[str, ...] = MODEL_FOLDER_FILES) -> list[str]:
     """Those of ``names`` that are not files in ``path``."""
     return [name for name in names if not (path / name).is_file()]

@@ -38,7 +38,7 @@ from .cli import UserError, atomic_dir, library_versions, signals_between_steps,
 from .defaults import DEFAULT_SEED, SCORING_BATCH_SIZE
 from .features import ALGORITHM_VERSION
 from .model_files import (CONFIG_JSON, FINAL_METRICS_CSV, LEARNING_CURVES_CSV, MODEL_FILE, MODEL_SUMMARY_TXT,
-                          MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON)
+                          MODELS_DIR, PREDICTIONS_CSV, PREPROCESSING_JSON, dataset_name)
 from .architectures import ARCHITECTURE_OPTIONS, DEFAULT_ARCHITECTURE, TRAINING_DEFAULTS
 from .losses import AllowedSetCrossEntropy, allowed_targets, crossentropy_metric, group_accuracy
 from .metrics import metrics_table, predictions_table
@@ -363,7 +363,7 @@ def _config_record(model_id: str, arch: str, dataset_dir: Path, data: TrainingDa
         "model_id": model_id,
         "arch": arch,
         "dataset": str(dataset_dir.resolve()),
-        "dataset_name": dataset_dir.resolve().name,
+        "dataset_name": dataset_name(dataset_dir),
         "training_data": str(data.training_dir.resolve()),
         "features_identity": data.record.get("features_identity"),
         "target": data.target,

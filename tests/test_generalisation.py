@@ -204,7 +204,7 @@ def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
     # 8 clips only the second model gets wrong, 2 only the first, 5 both, 5 neither.
     first = _predictions([True] * 8 + [False] * 2 + [False] * 5 + [True] * 5)
     second = _predictions([False] * 8 + [True] * 2 + [False] * 5 + [True] * 5)
-    table = paired_table([("m1", "held out", first), ("m2", "held out", second), ("m2", "other", second)])
+    table = paired_table([("m1", "held out", first)], [("m2", "held out", second), ("m2", "other", second)])
     assert len(table) == 1  # "other": a part the first model has not scored
     row = table.iloc[0]
     assert (row.model_id, row.baseline, row.n, row.only_model_wrong, row.only_baseline_wrong) == \
@@ -213,9 +213,11 @@ def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
     assert row.p_value == pytest.approx(2 * (1 + 10 + 45) / 1024)  # two-sided binomial, 2 or fewer of 10
     assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(5, 5) == 1.0
     # Only the clips both scored are paired; clips that are not the same under one sample_id are not paired.
-    assert paired_table([("m1", "p", first), ("m2", "p", second.iloc[:10])]).iloc[0].n == 10
+    assert paired_table([("m1", "p", first)], [("m2", "p", second.iloc[:10])]).iloc[0].n == 10
     other_clips = second.assign(soundfont="B")
-    assert paired_table([("m1", "p", first), ("m2", "p", other_clips)]).empty
+    assert paired_table([("m1", "p", first)], [("m2", "p", other_clips)]).empty
+    # A first model with nothing to compare on is the baseline all the same: no pairs, not the second as baseline.
+    assert paired_table([], [("m2", "p", second), ("m3", "p", first)]).empty
 
 
 def test_generalisation_report_pairs_two_models_on_the_same_clips(fonts_dataset, held_out_model, tmp_path, capsys):
