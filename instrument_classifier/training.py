@@ -121,15 +121,23 @@ MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the epoch with the lowest :data:`MONITOR` (in memory)."""
+    """Keep the weights of the epoch with the lowest :data:`MONITOR` (in memory).
+
+    An epoch whose loss is not a number is never the best (it kept the first
+    epoch's weights for good, so a finite later epoch could not replace them);
+    the first epoch's weights are kept as they are until one is, with
+    ``best_loss`` infinite.
+    """
 
     def on_train_begin(self, logs=None):
         self.best_loss, self.best_epoch, self.weights = np.inf, None, None
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get(MONITOR, np.nan)
-        if self.weights is None or loss < self.best_loss:
+        if loss < self.best_loss:
             self.best_loss, self.best_epoch, self.weights = loss, epoch + 1, self.model.get_weights()
+        elif self.weights is None:
+            self.best_epoch, self.weights = epoch + 1, self.model.get_weights()
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -308,7 +316,7 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
         if not np.isfinite(best_weights.best_loss):
             raise UserError(f"training diverged: {what} (a lower --learning-rate, now "
                             f"{run.settings['learning_rate']:g}, may train)")
-        warn(f"training diverged: {what}; the model is epoch {best_weights.best_epoch}, the best before it")
+        warn(f"training diverged: {what}; the model is epoch {best_weights.best_epoch}, the one of lowest validation loss")
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 

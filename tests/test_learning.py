@@ -375,6 +375,37 @@ def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
     assert expected_calibration_error(y, proba) < 0.02 < 0.1 < expected_calibration_error(y, sharp)
 
 
+def test_final_metrics_count_the_answers_the_predictions_give():
+    """Two probabilities that round to a tie in predictions.csv: the error follows its predicted column."""
+    from instrument_classifier.metrics import metrics_table, predictions_table
+
+    proba = np.array([[0.4999996, 0.5000004], [0.9, 0.1]])
+    table = predictions_table(pd.DataFrame({"sample_id": [0, 1]}), np.array(["test", "test"]), np.array([1, 0]),
+                              proba, ["a", "b"])
+    assert list(table["p_a"]) == [0.5, 0.9] and list(table["p_b"]) == [0.5, 0.1]  # stored to 6 decimals
+    row = metrics_table(table, ["a", "b"], ["test"]).iloc[0]
+    assert list(table["predicted"]) == ["b", "a"] and row["error"] == 0 and row["accuracy"] == 1
+
+
+def test_a_first_epoch_with_no_loss_is_not_kept_as_the_best():
+    """A NaN validation loss in epoch 1 was kept as the best for good: no later epoch is "< NaN"."""
+    import keras
+
+    from instrument_classifier.training import MONITOR, _BestWeights
+
+    network = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    best = _BestWeights()
+    best.set_model(network)
+    best.on_train_begin()
+    for epoch, loss in enumerate([float("nan"), 0.9, 0.7, float("nan"), 0.8]):
+        network.layers[0].kernel.assign([[float(epoch)]])
+        best.on_epoch_end(epoch, {MONITOR: loss})
+    assert (best.best_epoch, best.best_loss, best.weights[0][0, 0]) == (3, 0.7, 2.0)
+    best.on_train_begin()
+    best.on_epoch_end(0, {MONITOR: float("nan")})  # nothing better yet: the first weights, and no loss
+    assert best.best_epoch == 1 and best.weights is not None and best.best_loss == float("inf")
+
+
 def test_macro_auc_is_the_mean_of_the_one_vs_rest_aucs():
     from sklearn.metrics import roc_auc_score
 
