@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, finite_float, seed_type, warn
-from instrument_classifier.defaults import CLIP_SECONDS, SAMPLE_RATE
+from instrument_classifier.defaults import CLIP_SECONDS, DEFAULT_SEED, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
 from instrument_classifier.soundfonts import load_catalogue, resolve_soundfont
 from instrument_classifier.midi_files import midi_file_bytes
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bank", type=int, default=0,
                         help="MIDI bank: with --soundfont additive, which of its random instruments (0-16383)")
     parser.add_argument("--clip-seconds", type=float, default=CLIP_SECONDS, help="length of the audio")
-    parser.add_argument("--seed", type=seed_type, default=0,
+    parser.add_argument("--seed", type=seed_type, default=DEFAULT_SEED,
                         help="seed of the noise and hum: with --sample-id, a dataset's (seed, sample_id) "
                              "gives exactly its clip")
     parser.add_argument("--sample-id", type=int, default=0, help="see --seed")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     variation = Variation(**{item.name: getattr(args, item.name) for item in dataclasses.fields(Variation)}).checked()
     font = resolve_soundfont(args.soundfont)
 
-    from instrument_classifier.generation import render_clip
+    from instrument_classifier.generation import SILENCE_PEAK, is_silent, render_clip
 
     with font.renderer(SAMPLE_RATE) as renderer:
         if not font.builtin and not renderer.has_preset(int(instrument.midi_program), args.bank):
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         peak = 1.0
     if not np.any(dry):  # the recording chain's noise and hum are relative to the note's peak: silent stays silent
         warn(f"{font.name} has no sound for {instrument['name']} at {args.pitch}: the note is silent")
+    elif is_silent(dry):
+        warn(f"the note peaks at {20 * math.log10(float(np.abs(dry).max())):.1f} dBFS before the recording chain, "
+             f"under the {20 * math.log10(SILENCE_PEAK):.0f} dBFS a dataset counts as silent (it would draw another)")
     level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "silent"
     print(f"wrote {output} and {midi_path}: {instrument['name']} {args.pitch} velocity {velocity}, "
           f"{font.name}, {level}")

@@ -151,8 +151,13 @@ def load_soundfonts(settings: GenerationSettings) -> None:
         if not font.builtin:
             try:
                 _hold(font, settings.sample_rate)
-            except Exception:  # reported by the first task that needs the font
-                return
+            except Exception:  # reported by the first task that needs the font; the others still load here
+                continue
+
+
+def is_silent(dry: np.ndarray) -> bool:
+    """Whether a note rendered dry peaks under :data:`SILENCE_PEAK`: the font has no sound for it."""
+    return not len(dry) or float(np.abs(dry).max()) < SILENCE_PEAK
 
 
 def render_clip(renderer, *, program: int, pitch: int, velocity: int, variation: Variation, clip_seconds: float,
@@ -193,7 +198,7 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
                     renderers[font.name], program=note["midi_program"], pitch=note["midi_number"],
                     velocity=note["velocity"], variation=variation, clip_seconds=settings.clip_seconds, bank=bank,
                     rng=np.random.default_rng([settings.seed, sample_id, 2]))
-                if float(np.abs(dry).max()) >= SILENCE_PEAK:
+                if not is_silent(dry):
                     break
             else:
                 raise UserError(f"SoundFont {font.name} left {MAX_DRAWS} draws for clip {sample_id} silent")

@@ -80,7 +80,7 @@ def error_interval(errors: int, n: int, confidence: float = INTERVAL_CONFIDENCE)
     """The Wilson score interval of an error rate of ``errors`` wrong in ``n`` clips: (low, high).
 
     Where a model's error on many more clips drawn the same way would lie: what
-    the number of clips allows (2000 clips at 18 %: 16.6-20.0 %), not the spread
+    the number of clips allows (2000 clips at 18 %: 16.4-19.7 %), not the spread
     between training seeds (README, *What was tried*: ~1 point).  (NaN, NaN)
     for no clips.
     """

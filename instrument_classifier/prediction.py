@@ -41,6 +41,7 @@ from .cli import UserError
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
 from .metrics import read_final_metrics
 from .model_bundle import load_model_dir
+from .model_files import PREPROCESSING_JSON
 
 # A clip whose peak is below this is silence (under one 16-bit step).
 SILENCE_DBFS = -90.0
@@ -141,7 +142,7 @@ class Predictor:
         Checked before the first clip is made: a damaged preprocessing.json
         (a sample rate of 1e12, say) would otherwise allocate terabytes.
         """
-        where = Path(self.model_dir) / "preprocessing.json"
+        where = Path(self.model_dir) / PREPROCESSING_JSON
         if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
             raise UserError(f"invalid {where}: feature sample_rate {self.sample_rate} Hz is outside "
                             f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
@@ -332,6 +333,6 @@ def _training_level_range(preprocessing: dict, model_dir: str | os.PathLike) -> 
         if not (math.isfinite(low) and math.isfinite(high) and low <= high):
             raise ValueError
     except (TypeError, ValueError):
-        raise UserError(f"invalid {Path(model_dir) / 'preprocessing.json'}: peak_dbfs_range must be two numbers, "
+        raise UserError(f"invalid {Path(model_dir) / PREPROCESSING_JSON}: peak_dbfs_range must be two numbers, "
                         f"low then high, got {stored!r}") from None
     return low, high

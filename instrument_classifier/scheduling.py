@@ -222,7 +222,7 @@ def _local_cluster(workers: int, threads: int = 1) -> Any:
             # not 8787, which may be taken (a warning) or reachable from the network.
             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             **({"host": "127.0.0.1", "preload": [__name__]} if processes else {}))
-    except Exception as error:
+    except (OSError, RuntimeError, TimeoutError, ValueError) as error:  # ports, processes, threads, memory limits
         raise UserError(f"cannot start {_plural(workers, 'Dask worker')} on this machine: "
                         f"{_reason(error)}") from None
 

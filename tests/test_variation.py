@@ -352,6 +352,12 @@ def test_a_note_the_font_leaves_silent_is_said_so_on_stderr(tmp_path, capsys):
     assert render_note.main(["--instrument", "violin", "--pitch", "G4", "--soundfont", "FluidR3_GM",
                              "-o", str(tmp_path / "g4.wav")]) == 0
     assert capsys.readouterr().err == ""
+    # A note with sound, but under the level a dataset redraws a note at: said too, by the generator's measure.
+    assert render_note.main(["--instrument", "violin", "--pitch", "G4", "--soundfont", "FluidR3_GM", "--velocity",
+                             "1", "-o", str(tmp_path / "soft.wav")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "under the -60 dBFS a dataset counts as silent" in err
+    assert np.any(sf.read(tmp_path / "soft.wav")[0])
 
 
 def test_a_fixed_codec_quality_is_the_one_drawn():

@@ -425,3 +425,27 @@ def test_an_example_clip_gone_since_start_up_is_a_404(predictor, clips, tmp_path
     for response in (client.get("/examples/7"), client.post("/", data={"example": "7"})):
         assert response.status_code == 404
         assert b"no longer on the server" in response.data
+
+
+def test_examples_of_an_instrument_model_come_from_parameters_csv(tiny_model_dir, tmp_path):
+    """Without predictions.csv the examples were looked up by family: an instrument model had none."""
+    import shutil
+
+    import pandas as pd
+
+    from instrument_classifier.prediction import Predictor
+    from instrument_classifier.training_data import target_labels
+    from instrument_classifier.webapp import find_examples
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("evaluation")))
+    (model / "predictions.csv").unlink()
+    parameters = pd.read_csv(tiny_model_dir.parent.parent / "parameters.csv")
+    preprocessing = json.loads((model / "preprocessing.json").read_text())
+    names = sorted(set(target_labels(parameters, "instrument")))[:len(preprocessing["class_names"])]
+    (model / "preprocessing.json").write_text(json.dumps({**preprocessing, "target": "instrument",
+                                                          "class_names": names}))
+    examples = find_examples(Predictor(model))
+    assert [example.label for example in examples] == names[:len(examples)] and len(examples) == len(names)
+    for example in examples:
+        row = parameters[parameters["audio_file"] == example.path.relative_to(tiny_model_dir.parent.parent).as_posix()]
+        assert target_labels(row, "instrument").iloc[0] == example.label

@@ -49,6 +49,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, render_templa
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from ..cli import UserError
 from ..dataset import PARAMETERS_CSV
 from ..model_files import PREDICTIONS_CSV, own_dataset_changed
 from ..plots import colormap_table, note_name, octave_ticks
@@ -360,9 +361,13 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
             continue
     if table is None or "audio_file" not in table.columns or "sample_id" not in table.columns:
         return []
-    label_column = next((c for c in ("true", "family_name") if c in table.columns), None)
-    if label_column is None:
-        return []
+    if "true" not in table.columns:  # parameters.csv: the labels of the model's target
+        from ..training_data import target_labels
+
+        try:
+            table = table.assign(true=target_labels(table, predictor.bundle.target))
+        except (UserError, KeyError):
+            return []
     rank = np.zeros(len(table))
     if "split" in table.columns:
         rank -= 2 * (table["split"] == "test").to_numpy()
@@ -371,7 +376,7 @@ def find_examples(predictor: Predictor, *, limit: int = MAX_EXAMPLES) -> list[Ex
     table = table.assign(_rank=rank).sort_values(["_rank", "sample_id"], kind="stable")
     examples = []
     for label in predictor.class_names:
-        rows = table[table[label_column].astype(str) == label]
+        rows = table[table["true"].astype(str) == label]
         for row in rows.itertuples():
             path = dataset / str(row.audio_file)
             if path.is_file():
