@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instrument_classifier.cli import ArgumentParser, entry_point, seed_type
+from instrument_classifier.cli import ArgumentParser, entry_point, read_json, seed_type
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR, DEFAULT_SEED
 from instrument_classifier.soundfonts import load_catalogue
-from instrument_classifier.training_data import (SPLIT_METHODS, TARGETS, TEST_FRACTION, VALID_FRACTION,
-                                                 load_training_data, prepare_training_data)
+from instrument_classifier.training_data import (SPLIT_METHODS, SPLITS, TARGETS, TEST_FRACTION,
+                                                 TRAINING_RECORD_JSON, VALID_FRACTION, prepare_training_data)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                                 valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
                                 output_dir=args.output_dir, overwrite=args.overwrite, test_fonts=args.test_fonts,
                                 test_lineages=args.test_lineage, valid_fonts=args.valid_fonts)
-    data = load_training_data(args.dataset, out)
-    counts = ", ".join(f"{name} {int((data.split == name).sum())}" for name in ("train", "valid", "test"))
-    print(f"{len(data.class_names)} classes ({args.target}), {args.split} split: {counts}")
+    record = read_json(out / TRAINING_RECORD_JSON)  # its counts: no need to read the features again
+    counts = ", ".join(f"{name} {sum(record['counts'][name].values())}" for name in SPLITS)
+    print(f"{len(record['class_names'])} classes ({args.target}), {args.split} split: {counts}")
     print(f"wrote {out}")
     return 0
 
