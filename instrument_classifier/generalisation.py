@@ -7,11 +7,13 @@ predictions table (a model's own ``predictions.csv``, or the one
 lineage.  :func:`generalisation_table` puts several models side by side,
 one row per model (a training recipe), one column per held-out font and
 lineage, beside the in-distribution error (the validation split: clips of
-the training fonts the model did not learn from); :func:`family_table` splits
+the training fonts the model did not learn from, though they chose its
+epoch, so the figure leans a little low); :func:`family_table` splits
 the error on the fonts each model never heard (:func:`unheard_parts`) by
 family, and :func:`instrument_table` by instrument, so that a headline
 error can be read (bowed strings are not harpsichords; one bank's violin may
-be unlike any other)::
+be unlike any other); :func:`paired_table` sets each model against the first
+on the same clips::
 
     python evaluate.py MODEL_A MODEL_B --dataset data/working/other --report data/working/report
 """
