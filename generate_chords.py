@@ -29,10 +29,11 @@ from instrument_classifier.synthesis import check_audio_path, write_audio
 def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):
     """A music21 stream of the Roman-numeral ``progression`` in ``key``."""
     from music21 import instrument, key as m21key, roman, stream, tempo as m21tempo
+    from music21.exceptions21 import Music21Exception
 
     try:
         scale = m21key.Key(key)
-    except Exception as error:  # music21 raises assorted exception types for bad keys
+    except (Music21Exception, ValueError) as error:  # PitchException, AccidentalException; ValueError for "1"
         raise UserError(f"unknown key {key!r}: {error}") from None
     part = stream.Part()
     part.insert(0, m21tempo.MetronomeMark(number=tempo))
@@ -42,7 +43,7 @@ def chord_stream(progression: list[str], *, key: str, beats: float, program: int
     for figure in progression:
         try:
             chord = roman.RomanNumeral(figure, scale)
-        except Exception as error:
+        except (Music21Exception, ValueError) as error:  # RomanNumeralException
             raise UserError(f"unknown chord {figure!r}: {error}") from None
         if not chord.pitches:
             raise UserError(f"unknown chord {figure!r}")
