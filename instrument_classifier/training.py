@@ -121,20 +121,22 @@ MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the epoch with the lowest :data:`MONITOR` (in memory).
+    """Keep the weights of the epoch with the lowest :data:`MONITOR` (in memory), before any diverged.
 
-    An epoch whose loss is not a number is never the best (it kept the first
-    epoch's weights for good, so a finite later epoch could not replace them);
-    the first epoch's weights are kept as they are until one is, with
-    ``best_loss`` infinite.
+    Once an epoch's loss is not a number, no later epoch is kept: weights that
+    went through NaN or overflow are not a model, however their loss reads
+    after (measured: a learning rate of 1e6 gives NaN in epoch 1, then a finite
+    loss and 92 % error in epoch 2).  The first epoch's weights stand in until
+    one is kept, with ``best_loss`` infinite: :func:`_fit` then refuses the run.
     """
 
     def on_train_begin(self, logs=None):
-        self.best_loss, self.best_epoch, self.weights = np.inf, None, None
+        self.best_loss, self.best_epoch, self.weights, self.diverged = np.inf, None, None, False
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get(MONITOR, np.nan)
-        if loss < self.best_loss:
+        self.diverged = self.diverged or not np.isfinite(loss)
+        if not self.diverged and loss < self.best_loss:
             self.best_loss, self.best_epoch, self.weights = loss, epoch + 1, self.model.get_weights()
         elif self.weights is None:
             self.best_epoch, self.weights = epoch + 1, self.model.get_weights()
@@ -316,7 +318,7 @@ def _fit(network: keras.Model, run: _Run, *, verbose: int) -> _Fitted:
         if not np.isfinite(best_weights.best_loss):
             raise UserError(f"training diverged: {what} (a lower --learning-rate, now "
                             f"{run.settings['learning_rate']:g}, may train)")
-        warn(f"training diverged: {what}; the model is epoch {best_weights.best_epoch}, the one of lowest validation loss")
+        warn(f"training diverged: {what}; the model is epoch {best_weights.best_epoch}, the best before it")
     return _Fitted(history, epoch_log, best_weights, time.perf_counter() - started,
                    time.process_time() - cpu_started)
 

@@ -387,8 +387,8 @@ def test_final_metrics_count_the_answers_the_predictions_give():
     assert list(table["predicted"]) == ["b", "a"] and row["error"] == 0 and row["accuracy"] == 1
 
 
-def test_a_first_epoch_with_no_loss_is_not_kept_as_the_best():
-    """A NaN validation loss in epoch 1 was kept as the best for good: no later epoch is "< NaN"."""
+def test_the_best_epoch_is_the_best_before_the_loss_diverged():
+    """No epoch after a NaN validation loss is kept, though its loss be lower: its weights went through NaN."""
     import keras
 
     from instrument_classifier.training import MONITOR, _BestWeights
@@ -396,14 +396,13 @@ def test_a_first_epoch_with_no_loss_is_not_kept_as_the_best():
     network = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     best = _BestWeights()
     best.set_model(network)
-    best.on_train_begin()
-    for epoch, loss in enumerate([float("nan"), 0.9, 0.7, float("nan"), 0.8]):
-        network.layers[0].kernel.assign([[float(epoch)]])
-        best.on_epoch_end(epoch, {MONITOR: loss})
-    assert (best.best_epoch, best.best_loss, best.weights[0][0, 0]) == (3, 0.7, 2.0)
-    best.on_train_begin()
-    best.on_epoch_end(0, {MONITOR: float("nan")})  # nothing better yet: the first weights, and no loss
-    assert best.best_epoch == 1 and best.weights is not None and best.best_loss == float("inf")
+    for losses, kept in (([0.9, 0.7, 0.8, float("nan"), 0.5], (2, 0.7, 1.0)),
+                         ([float("nan"), 0.5], (1, float("inf"), 0.0))):  # none: epoch 1 stands in, no loss
+        best.on_train_begin()
+        for epoch, loss in enumerate(losses):
+            network.layers[0].kernel.assign([[float(epoch)]])
+            best.on_epoch_end(epoch, {MONITOR: loss})
+        assert (best.best_epoch, best.best_loss, best.weights[0][0, 0]) == kept
 
 
 def test_macro_auc_is_the_mean_of_the_one_vs_rest_aucs():
