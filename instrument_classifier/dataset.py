@@ -12,6 +12,13 @@ A dataset folder (written by ``generate_audio_samples.py``)::
     DATASET/midi/sample_000000.mid ...
     DATASET/generation.json       the run record
 
+and what the later stages write beside them (named here, in the module of
+the dataset folder, which each of them imports)::
+
+    DATASET/features/             extract_features.py (feature_store)
+    DATASET/training-data/        prepare_training.py (training_data; -o names others)
+    DATASET/models/<model_id>/    train.py (model_files)
+
 >>> dataset = SingleToneDataset("data/working/single-notes-2000")
 >>> dataset.samples.shape
 (2000, 88200)
@@ -38,6 +45,15 @@ RUN_RECORD = "generation.json"
 # (synthesis.py, *Determinism*); a record without it was written before, when each SoundFont clip but a shard's
 # first of its font held the release of the note rendered before it (README, Stage 1).
 RENDERER_VERSION = 2
+# The later stages' files in a dataset folder (the stages take the names from here).
+FEATURES_DIR = "features"
+FEATURES_JSON = "features.json"
+CHROMAGRAMS_NPZ = "chromagrams.npz"
+CHROMAGRAMS_DIR = "chromagrams"     # the chunked layout
+PLOT_PNG = "chromagrams.png"
+TRAINING_DATA_DIR = "training-data"
+SPLITS_CSV = "splits.csv"
+TRAINING_RECORD_JSON = "preprocessing.json"  # not the model folder's file of that name (model_files)
 REQUIRED_COLUMNS = ("sample_id", "family_name", "midi_number", "audio_file")
 # Whole-number columns later stages compute with, and their ranges (None: unbounded), where present.
 INTEGER_COLUMNS = {"sample_id": (0, None), "midi_number": (0, 127), "instrument_id": (1, 128)}

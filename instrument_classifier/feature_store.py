@@ -34,15 +34,11 @@ import pandas as pd
 
 from .chunked_array import ChunkedArray, file_sha256, index_sha256, open_chunked
 from .cli import UserError, read_json
-from .dataset import PARAMETERS_CSV, SingleToneDataset
+from .dataset import (CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PARAMETERS_CSV,  # noqa: F401
+                      PLOT_PNG, SingleToneDataset)
 from .features import ALGORITHM_VERSION
 
-FEATURES_DIR = "features"
-CHROMAGRAMS_NPZ = "chromagrams.npz"
-CHROMAGRAMS_DIR = "chromagrams"     # the chunked layout
 SAMPLE_ID_NPY = "sample_id.npy"     # inside CHROMAGRAMS_DIR
-FEATURES_JSON = "features.json"
-PLOT_PNG = "chromagrams.png"
 
 
 def load_features(dataset_dir: str | os.PathLike, *, verify: bool = True

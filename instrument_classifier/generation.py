@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import threading
 import time
@@ -52,7 +53,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, warn, write_json
-from .dataset import PARAMETERS_CSV, RENDERER_VERSION, RUN_RECORD
+from .dataset import (CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PARAMETERS_CSV, PLOT_PNG,
+                      RENDERER_VERSION, RUN_RECORD, SPLITS_CSV, TRAINING_RECORD_JSON)
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .midi_files import midi_file_bytes
 from .model_files import is_model_dir
@@ -237,6 +239,40 @@ def worker_problem(out_dir: Path, soundfonts: tuple[SoundFont, ...]) -> str | No
     return None
 
 
+# What the generator names the files of audio/ and midi/.
+CLIP_FILE = re.compile(r"sample_\d{6,}\.[a-z0-9]+")
+# What else the pipeline writes in a dataset folder: each later stage's folder and the names in it.
+STAGE_FOLDERS = {"audio": CLIP_FILE, "midi": CLIP_FILE,
+                 FEATURES_DIR: re.compile("|".join(map(re.escape, (FEATURES_JSON, CHROMAGRAMS_NPZ, CHROMAGRAMS_DIR,
+                                                                   PLOT_PNG))))}
+TRAINING_DATA_FILE = re.compile(f"{re.escape(SPLITS_CSV)}|{re.escape(TRAINING_RECORD_JSON)}")  # any -o folder
+
+
+def foreign_contents(dataset_dir: Path) -> str | None:
+    """What ``--overwrite`` would delete in ``dataset_dir`` beyond an earlier run of the pipeline, or None.
+
+    A trained model (:func:`trained_models`: it cost more than the clips), or
+    the first file or folder no stage wrote: a user's notes, a dataset
+    inside audio/.  The stages' files are this dataset's clips, MIDI files and
+    records, its features, and its prepared training data (a folder of
+    splits.csv and preprocessing.json, under any name); hidden names are the
+    stages' temporary folders.
+    """
+    kept = trained_models(dataset_dir)
+    if kept:
+        return kept
+    for entry in sorted(dataset_dir.iterdir()):
+        if entry.name.startswith(".") or entry.is_file() and entry.name in (PARAMETERS_CSV, RUN_RECORD):
+            continue
+        names = STAGE_FOLDERS.get(entry.name, TRAINING_DATA_FILE) if entry.is_dir() and not entry.is_symlink() else None
+        stray = next((inner for inner in sorted(entry.iterdir()) if not inner.name.startswith(".")
+                      and not names.fullmatch(inner.name)), None) if names is not None else entry
+        if stray is not None:
+            shown = f"{stray.relative_to(dataset_dir)}{'/' if stray.is_dir() else ''}"
+            return f"{shown} (which no stage of the pipeline wrote)"
+    return None
+
+
 def trained_models(dataset_dir: Path) -> str | None:
     """The first model folder in ``dataset_dir`` (``models/<id>/``, or another ``--models-dir`` there), or None."""
     for folder in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
@@ -269,9 +305,10 @@ def generate_dataset(settings: GenerationSettings, output_dir: str | os.PathLike
     whose workers must all see ``output_dir``.
     """
     check_jobs(jobs, scheduler)
-    # --overwrite replaces an earlier dataset (its features and splits go with its clips), never trained models.
+    # --overwrite replaces an earlier dataset (its features and splits go with its clips), never trained models
+    # or anything else the pipeline did not write there.
     output_dir = check_output_dir(output_dir, overwrite=overwrite, marker=RUN_RECORD,
-                                  protected=trained_models).absolute()
+                                  protected=foreign_contents).absolute()
     check_disk_space(settings, output_dir)
     shards = [range(start, min(start + settings.shard_size, settings.count))
               for start in range(0, settings.count, settings.shard_size)]

@@ -31,14 +31,11 @@ import pandas as pd
 from .chunked_array import ChunkedArray
 from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, warn, write_json
 from .defaults import DEFAULT_SEED
-from .dataset import PARAMETERS_CSV, stale_renders
+from .dataset import (PARAMETERS_CSV, SPLITS_CSV, TRAINING_DATA_DIR, TRAINING_RECORD_JSON,  # noqa: F401
+                      stale_renders)
 from .feature_store import features_identity, load_dataset_features
 from .instruments import load_instruments
 from .scaling import ChromagramScaler, to_model_input
-
-TRAINING_DATA_DIR = "training-data"
-SPLITS_CSV = "splits.csv"
-TRAINING_RECORD_JSON = "preprocessing.json"  # not the model folder's file of that name (model_files)
 
 TARGETS = ("family", "instrument")
 SPLIT_METHODS = ("random", "instrument", "soundfont")

@@ -168,7 +168,23 @@ def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(
             in capsys.readouterr().err
         assert (model / "model.keras").is_file()
         shutil.rmtree(dataset / models)
+    # A user's file in the dataset, a folder put in its audio/: not the pipeline's, so never deleted (they were).
+    for stray, shown in (("my_notes.txt", "my_notes.txt"), ("audio/nested/parameters.csv", "audio/nested/"),
+                         ("features/notes.txt", "features/notes.txt")):
+        (dataset / stray).parent.mkdir(parents=True, exist_ok=True)
+        (dataset / stray).write_text("mine")
+        assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"holds {shown} (which no stage of the pipeline wrote)" in err, err
+        assert (dataset / stray).read_text() == "mine"
+        shutil.rmtree(dataset / "audio" / "nested") if "nested" in stray else (dataset / stray).unlink()
+    # What the later stages wrote goes with the clips it was made from: features, training data under any name.
+    for name in ("features/features.json", "features/chromagrams.npz", "training-data/splits.csv",
+                 "training-data/preprocessing.json", "td-without-gs/splits.csv", "models/.partial/x"):
+        (dataset / name).parent.mkdir(parents=True, exist_ok=True)
+        (dataset / name).write_text("x")
     assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 0  # its own earlier dataset: replaced
+    assert sorted(p.name for p in dataset.iterdir()) == ["audio", "generation.json", "midi", "parameters.csv"]
 
     here = tmp_path / "here"  # a dataset without models: only the rule for the current folder protects it
     assert generate_audio_samples.main([*args, "-o", str(here)]) == 0
