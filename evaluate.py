@@ -70,20 +70,25 @@ def main(argv: list[str] | None = None) -> int:
     # Every argument checked before anything is written: a failed run changes no model folder.
     for model_dir in models:
         check_model_dir(model_dir)
+    names = [dataset_name(dataset) for dataset in args.dataset or []]
+    if clash := next((name for name in names if names.count(name) > 1), None):
+        raise UserError(f"two datasets named {clash!r}: each model's report of one would replace the other's "
+                        f"(evaluation/{clash}/); give each dataset once, and rename one of two namesakes")
     for dataset in args.dataset or []:
         if not (Path(dataset) / PARAMETERS_CSV).is_file():
             raise UserError(f"{dataset} is not a dataset: {PARAMETERS_CSV} not found")
         if not (Path(dataset) / FEATURES_DIR / FEATURES_JSON).is_file():
             raise UserError(f"{dataset} has no features: run extract_features.py {dataset} first")
     if args.report:
-        from instrument_classifier.generalisation import check_report_dir, write_report
+        from instrument_classifier.generalisation import check_report_datasets, check_report_dir, write_report
 
         check_report_dir(args.report)
+        check_report_datasets(models, args.dataset or [])
     for model_dir in models:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
     if args.report:
-        path = write_report(models, [dataset_name(dataset) for dataset in args.dataset or []], args.report)
+        path = write_report(models, names, args.report)
         if not args.quiet:
             print(path.read_text(), end="")
             print(f"generalisation report: {path}")

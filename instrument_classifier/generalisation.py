@@ -27,7 +27,8 @@ import pandas as pd
 
 from .cli import UserError, atomic_path, read_json
 from .metrics import calibration_error, error_interval, read_predictions
-from .model_files import CONFIG_JSON, EVALUATION_DIR, PREDICTIONS_CSV
+from .feature_store import features_identity
+from .model_files import CONFIG_JSON, EVALUATION_DIR, PREDICTIONS_CSV, own_dataset_changed
 
 GENERALISATION_CSV = "generalisation.csv"
 GENERALISATION_MD = "generalisation.md"
@@ -352,6 +353,20 @@ def check_report_dir(out_dir: str | os.PathLike) -> Path:
         raise UserError(f"{out_dir} holds other files than a generalisation report ({others[0]}"
                         f"{', ...' if len(others) > 1 else ''}): give a new folder, or an earlier report's")
     return out_dir
+
+
+def check_report_datasets(model_dirs: list[str | os.PathLike], dataset_dirs: list[str | os.PathLike]) -> None:
+    """UserError when a dataset of the report is a model's own: its column would be what
+    ``evaluation/<name>/`` held from before, or nothing (the model's own clips are scored in its own
+    report, and its held-out fonts are the ``held out:`` columns)."""
+    for model_dir in model_dirs:
+        config = read_json(Path(model_dir) / CONFIG_JSON, what="model config file")
+        own = config.get("dataset") if isinstance(config, dict) else None
+        for dataset in dataset_dirs:
+            if own and Path(dataset).resolve() == Path(own).resolve() and \
+                    not own_dataset_changed(config, features_identity(dataset)):
+                raise UserError(f"{dataset} is the dataset {model_dir} was trained on: the report's 'held out:' "
+                                f"columns are its unheard clips; leave it out of --dataset")
 
 
 def write_report(model_dirs: list[str | os.PathLike], dataset_names: list[str], out_dir: str | os.PathLike) -> Path:

@@ -241,3 +241,21 @@ def test_generalisation_report_pairs_two_models_on_the_same_clips(fonts_dataset,
     assert run_script(evaluate, [held_out_model, "--report", report, "-q"], capsys)[0] == 0
     assert not (report / "generalisation_paired.csv").exists()
     assert "against the first" not in (report / "generalisation.md").read_text()
+
+
+def test_a_report_refuses_datasets_whose_columns_would_be_wrong(fonts_dataset, held_out_model, tmp_path, capsys):
+    """Two namesakes shared evaluation/<name>/ (the later's figures under both); the own dataset had none."""
+    import shutil
+
+    first, second = tmp_path / "a" / "fonts", tmp_path / "b" / "fonts"
+    for copy in (first, second):
+        shutil.copytree(fonts_dataset, copy, ignore=shutil.ignore_patterns("models*", "training-data*"))
+    before = sorted(p.name for p in (held_out_model / "evaluation").iterdir())
+    cases = [([first, second], "two datasets named 'fonts'"), ([first, first], "two datasets named 'fonts'"),
+             ([fonts_dataset], "is the dataset"), ]
+    for datasets, message in cases:
+        status, _, err = run_script(evaluate, [held_out_model, "--dataset", *datasets, "--report", tmp_path / "r"],
+                                    capsys)
+        assert_one_line_error(status, err, message)
+        assert not (tmp_path / "r").exists()
+        assert sorted(p.name for p in (held_out_model / "evaluation").iterdir()) == before
