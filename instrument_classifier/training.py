@@ -113,6 +113,9 @@ def fine_classes(data: TrainingData) -> tuple[list[str], np.ndarray, np.ndarray]
     return fine_names, groups, fine_y
 
 
+# The largest learning rate taken: far past any that trains (a run at it diverges, said in one line); past
+# float32's range (3.4e38) the optimiser's own arithmetic fails, with a traceback.
+MAX_LEARNING_RATE = 1e6
 MONITOR = "val_crossentropy"  # what picks the saved epoch (and stops early)
 
 
@@ -228,8 +231,9 @@ def training_settings(arch: str, **overrides) -> dict:
     for name in ("epochs", "batch_size"):
         if settings[name] < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {settings[name]}")
-    if not 0 < settings["learning_rate"] < float("inf"):  # also refuses NaN
-        raise UserError(f"--learning-rate must be a positive number, got {settings['learning_rate']}")
+    if not 0 < settings["learning_rate"] <= MAX_LEARNING_RATE:  # also refuses NaN
+        raise UserError(f"--learning-rate must be a positive number up to {MAX_LEARNING_RATE:g}, "
+                        f"got {settings['learning_rate']}")
     if settings["patience"] < 0:
         raise UserError(f"--patience must be 0 (no early stopping) or more, got {settings['patience']}")
     return settings

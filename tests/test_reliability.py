@@ -132,8 +132,9 @@ def test_web_app_on_a_host_that_does_not_resolve(tiny_model_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--learning-rate", "nan"], "--learning-rate must be a positive number, got nan"),
-    (["--learning-rate", "inf"], "--learning-rate must be a positive number, got inf"),
+    (["--learning-rate", "nan"], "--learning-rate must be a positive number up to 1e+06, got nan"),
+    (["--learning-rate", "inf"], "--learning-rate must be a positive number up to 1e+06, got inf"),
+    (["--learning-rate", "1e39"], "--learning-rate must be a positive number up to 1e+06, got 1e+39"),
     (["--patience", "-1"], "--patience must be 0"),
 ])
 def test_training_refuses_numbers_that_cannot_train(tiny_model_dir, tmp_path, capsys, argv, message):
