@@ -232,9 +232,13 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     if valid_fonts and valid_fraction is not None:
         raise UserError("--valid-fraction does not apply with --valid-fonts: the validation split is every clip "
                         "of those fonts")
-    valid_fraction = VALID_FRACTION if valid_fraction is None else valid_fraction
-    test_fraction = TEST_FRACTION if test_fraction is None else test_fraction
-    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
+    valid_fraction = None if valid_fonts and split == "soundfont" else \
+        VALID_FRACTION if valid_fraction is None else valid_fraction
+    test_fraction = None if split == "soundfont" else TEST_FRACTION if test_fraction is None else test_fraction
+    if test_fraction is None:  # --split soundfont: the held-out fonts are the test split, the rest is shared
+        if valid_fraction is not None and not 0 < valid_fraction < 1:
+            raise UserError(f"the valid fraction must be in (0, 1), got {valid_fraction}")
+    elif not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
     check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, TRAINING_RECORD_JSON), overwrite=overwrite)

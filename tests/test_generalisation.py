@@ -259,3 +259,16 @@ def test_a_report_refuses_datasets_whose_columns_would_be_wrong(fonts_dataset, h
         assert_one_line_error(status, err, message)
         assert not (tmp_path / "r").exists()
         assert sorted(p.name for p in (held_out_model / "evaluation").iterdir()) == before
+
+
+def test_a_soundfont_split_takes_any_valid_fraction_and_records_no_test_fraction(fonts_dataset, tmp_path):
+    """--valid-fraction 0.85 was refused: the unused test fraction (0.2) was counted against it, and recorded."""
+    import json
+
+    out = tmp_path / "td"
+    assert prepare_training.main([str(fonts_dataset), "--split", "soundfont", "--test-lineage", "gs",
+                                  "--valid-fraction", "0.85", "-o", str(out)]) == 0
+    record = json.loads((out / "preprocessing.json").read_text())
+    assert (record["valid_fraction"], record["test_fraction"]) == (0.85, None)
+    fluid = sum(record["counts"]["train"].values()) + sum(record["counts"]["valid"].values())
+    assert sum(record["counts"]["valid"].values()) == pytest.approx(0.85 * fluid, abs=4)
