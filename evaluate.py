@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{dataset} is not a dataset: {PARAMETERS_CSV} not found")
         if not (Path(dataset) / FEATURES_DIR / FEATURES_JSON).is_file():
             raise UserError(f"{dataset} has no features: run extract_features.py {dataset} first")
-    if args.report:
+    if args.report is not None:
         from instrument_classifier.generalisation import check_report_datasets, check_report_dir, write_report
 
         check_report_dir(args.report)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for model_dir in models:
         for dataset in args.dataset or [None]:
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
-    if args.report:
+    if args.report is not None:
         path = write_report(models, names, args.report)
         if not args.quiet:
             print(path.read_text(), end="")

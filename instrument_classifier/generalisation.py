@@ -343,6 +343,8 @@ def check_report_dir(out_dir: str | os.PathLike) -> Path:
     holding other files than a report's (a dataset's or a model's, say:
     the report would mix in with them, and replace some).
     """
+    if not str(out_dir).strip():
+        raise UserError("the report folder is an empty path")
     out_dir = Path(out_dir)
     blocker = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
     if blocker is not None and not blocker.is_dir():

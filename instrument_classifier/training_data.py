@@ -240,6 +240,8 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
             raise UserError(f"the valid fraction must be in (0, 1), got {valid_fraction}")
     elif not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
+    if output_dir is not None and not str(output_dir).strip():
+        raise UserError("the output folder is an empty path")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
     check_replaceable_dir(output_dir, own_files=(SPLITS_CSV, TRAINING_RECORD_JSON), overwrite=overwrite)
     chromagrams, sample_id, parameters, feature_params = load_dataset_features(dataset_dir)

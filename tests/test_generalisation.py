@@ -173,6 +173,8 @@ def test_prepare_soundfont_split_bad_input(fonts_dataset, tmp_path, capsys):
     for argv, message in cases:
         assert_one_line_error(*run_script(prepare_training, [fonts_dataset, *argv, "-o", out], capsys)[::2], message)
         assert not out.exists()
+    assert_one_line_error(*run_script(prepare_training, [fonts_dataset, "-o", ""], capsys)[::2],
+                          "the output folder is an empty path")  # was taken for the current folder
 
 
 def test_in_distribution_error_counts_only_the_fonts_trained_on():

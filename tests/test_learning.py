@@ -902,7 +902,8 @@ def test_evaluate_checks_every_argument_before_it_writes(model_dir, tmp_path, ca
                           ([copy, "--dataset", no_features], "has no features: run extract_features.py"),
                           ([copy, "--report", tmp_path / "file.txt" / "report"], "file.txt is a file, not a folder"),
                           # A dataset's folder: the report would have been written in among its files.
-                          ([copy, "--report", no_features], "holds other files than a generalisation report")]:
+                          ([copy, "--report", no_features], "holds other files than a generalisation report"),
+                          ([copy, "--report", ""], "the report folder is an empty path")]:  # was: no report, 0
         assert_one_line_error(*run_script(evaluate, argv, capsys)[::2], message)
         assert not (copy / "evaluation").exists()
 
