@@ -76,13 +76,16 @@ def default_soundfont() -> Path:
     Order: the path stored in ``~/.fluidsynth/default_sound_font``, Debian's
     ``FluidR3_GM.sf2``, pretty_midi's ``TimGM6mb.sf2``.
     """
-    stored = DEFAULT_SOUNDFONT_FILE.expanduser()
+    stored = _stored_default_file()
     if stored.is_file():
-        path = Path(stored.read_text().strip()).expanduser()
         try:
-            return check_soundfont(path)
-        except UserError as error:
-            raise UserError(f"{error} (the default stored in {stored}: store another with "
+            text = stored.read_text().strip()
+            if not text:
+                raise UserError(f"{stored}, which stores the default SoundFont, is empty")
+            return check_soundfont(Path(text).expanduser())
+        except (UserError, OSError, UnicodeDecodeError) as error:
+            reason = error if isinstance(error, UserError) else f"cannot read {stored} ({error})"
+            raise UserError(f"{reason} (the default stored in {stored}: store another with "
                             f"fluidsynth_wrapper.py --set-default FONT, or remove that file)") from None
     for candidate in (*SYSTEM_SOUNDFONTS, bundled_soundfont()):
         if candidate.is_file():
@@ -93,10 +96,21 @@ def default_soundfont() -> Path:
 def set_default_soundfont(path: str | os.PathLike) -> Path:
     """Store ``path`` as the default SoundFont in ``~/.fluidsynth/default_sound_font``."""
     path = check_soundfont(Path(path).expanduser().resolve())
-    stored = DEFAULT_SOUNDFONT_FILE.expanduser()
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    stored.write_text(f"{path}\n")
+    stored = _stored_default_file()
+    try:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(f"{path}\n")
+    except OSError as error:
+        raise UserError(f"cannot store the default SoundFont in {stored}: {error.strerror or error}") from None
     return path
+
+
+def _stored_default_file() -> Path:
+    """``~/.fluidsynth/default_sound_font``; UserError if a folder is there (it was passed over in silence)."""
+    stored = DEFAULT_SOUNDFONT_FILE.expanduser()
+    if stored.is_dir():
+        raise UserError(f"{stored} is a folder: it should be the file that stores the default SoundFont's path")
+    return stored
 
 
 def check_soundfont(path: str | os.PathLike) -> Path:

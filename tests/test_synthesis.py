@@ -88,6 +88,17 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     assert fluidsynth_wrapper.main(["--show-default"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "gone.sf2" in err and "default_sound_font" in err and "--set-default" in err
+    # An empty file said ". is a folder"; a folder in its place was passed over, or a bare "Is a directory".
+    stored = tmp_path / ".fluidsynth" / "default_sound_font"
+    stored.write_text("")
+    assert fluidsynth_wrapper.main(["--show-default"]) == 2
+    assert f"{stored}, which stores the default SoundFont, is empty" in capsys.readouterr().err
+    stored.unlink()
+    stored.mkdir()
+    for argv in (["--show-default"], ["--set-default", "FluidR3_GM"]):
+        assert fluidsynth_wrapper.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{stored} is a folder: it should be the file that stores" in err, err
 
 
 @pytest.mark.parametrize("make_args, message", [
