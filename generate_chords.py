@@ -26,6 +26,11 @@ from instrument_classifier.midi_files import MAX_MIDI_SECONDS
 from instrument_classifier.synthesis import check_audio_path, write_audio
 
 
+# The fastest --tempo: past any score's (prestissimo is ~200 bpm); MIDI would store 100,000,000 as 1 us a
+# quarter note, and the file would last microseconds.
+MAX_TEMPO = 1000
+
+
 def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):
     """A music21 stream of the Roman-numeral ``progression`` in ``key``."""
     from music21 import instrument, key as m21key, roman, stream, tempo as m21tempo
@@ -59,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Roman-numeral chords")
     parser.add_argument("--key", default="C", help="key, e.g. C, a (minor), E-")
     parser.add_argument("--beats", type=float, default=2.0, help="quarter notes per chord")
-    parser.add_argument("--tempo", type=int, default=100, help="beats per minute")
+    parser.add_argument("--tempo", type=int, default=100, help=f"beats per minute (1-{MAX_TEMPO})")
     parser.add_argument("--instrument", default="1",
                         help="GM instrument, as the other scripts take it: a name of instruments.csv or an id 1-128, "
                              "the GM program + 1 (until 2026-12 this option took the program, 0-127; "
@@ -77,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     program = int(select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]["midi_program"])
     if not (math.isfinite(args.beats) and args.beats > 0) or args.tempo <= 0:
         raise UserError("--beats and --tempo must be positive numbers")
+    if args.tempo > MAX_TEMPO:
+        raise UserError(f"--tempo must be at most {MAX_TEMPO} beats per minute, got {args.tempo}")
     from music21.defaults import ticksPerQuarter  # music21's MIDI resolution
 
     if args.beats < 1 / ticksPerQuarter:  # it rounds a shorter chord to no time at all: a silent file

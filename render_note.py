@@ -52,11 +52,13 @@ COMPANIONS = {
 
 
 def _given(args: argparse.Namespace, setting: str) -> bool:
-    """Whether a variation setting differs from its default (NaN, "off", counts as the default NaN)."""
-    value, default = getattr(args, setting), getattr(Variation, setting)
-    if isinstance(default, float) and math.isnan(default):
-        return not math.isnan(value)
-    return value != default
+    """Whether a variation setting was given on the command line (its default too: a stage's setting alone)."""
+    return getattr(args, setting) is not None
+
+
+def _shown_default(default) -> str:
+    """The help's note of a setting's default: none for NaN (the stage off until a setting is given)."""
+    return "" if isinstance(default, float) and math.isnan(default) else f" (default: {default:g})"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,12 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for item in dataclasses.fields(Variation):
         option = "--" + item.name.replace("_", "-")
         if item.name in CHOICES:
-            variation.add_argument(option, choices=CHOICES[item.name], default=item.default)
+            variation.add_argument(option, choices=CHOICES[item.name], default=None,
+                                   help=f"default: {item.default}")
         else:
             low, high = VALUE_LIMITS[item.name]
             help_text = f"{low:g}..{high:g}" + (" (note length)" if item.name == "note_seconds" else "")
             variation.add_argument(option, type=int if item.type == "int" else finite_float,
-                                   default=item.default, metavar="X", help=help_text)
+                                   default=None, metavar="X", help=help_text + _shown_default(item.default))
     return parser.parse_args(argv)
 
 
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     for setting, (needed, shown) in COMPANIONS.items():
         if _given(args, setting) and not _given(args, needed):
             raise UserError(f"--{setting.replace('_', '-')} does nothing without {shown}: give {shown} too")
-    variation = Variation(**{item.name: getattr(args, item.name) for item in dataclasses.fields(Variation)}).checked()
+    variation = Variation(**{item.name: item.default if getattr(args, item.name) is None else getattr(args, item.name)
+                             for item in dataclasses.fields(Variation)}).checked()
     font = resolve_soundfont(args.soundfont)
 
     from instrument_classifier.generation import SILENCE_PEAK, is_silent, render_clip

@@ -38,6 +38,8 @@ def model_options(items: list[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key.strip().isidentifier():
             raise UserError(f"bad --model-option {item!r}: use KEY=VALUE, e.g. relative_db=80")
+        if key.strip() in options:  # the last would have won in silence
+            raise UserError(f"--model-option {key.strip()} is given twice: give each option once")
         try:
             value = json.loads(text)
         except ValueError:

@@ -128,7 +128,7 @@ def resolve_soundfonts(specs: list[str] | None, *, several: bool = True) -> tupl
     No value means the default SoundFont (``fluidsynth_wrapper.py --show-default``).
     A catalogue name is matched without regard to case; a font that is not
     installed is a UserError naming its Debian package; anything else must be
-    the path of a SoundFont file.  Duplicates are kept once.
+    the path of a SoundFont file.  A font named twice is a UserError.
     """
     if not specs:
         return (soundfont_for_path(default_soundfont()),)
@@ -148,6 +148,10 @@ def resolve_soundfonts(specs: list[str] | None, *, several: bool = True) -> tupl
             raise UserError(f"unknown SoundFont {key!r}: give {choices} from "
                             f"{SOUNDFONTS_CSV.name} ({', '.join(font.name for font in catalogue)})")
     unique = list(dict.fromkeys(fonts))
+    if len(unique) < len(fonts):  # clip i plays font i mod n: a font named twice would be dropped in silence
+        twice = next(font.name for font in unique if fonts.count(font) > 1)
+        raise UserError(f"SoundFont {twice} is named twice" + (" ('all' names every font of the catalogue)" if any(
+            str(spec).strip().lower() == "all" for spec in specs) else "") + ": name each font once")
     names = [font.name for font in unique]
     clash = sorted({name for name in names if names.count(name) > 1})
     if clash:

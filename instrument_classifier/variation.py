@@ -269,6 +269,8 @@ class Recipe:
             if not sep or key not in fields:
                 raise UserError(f"bad --vary {text!r}: use KEY=VALUE or KEY=LOW:HIGH with KEY one of "
                                 f"{', '.join(fields)}")
+            if key in changes:  # the last would have won in silence
+                raise UserError(f"--vary {key} is given twice: give each setting once")
             try:
                 if key.endswith("_probability"):
                     changes[key] = float(value)

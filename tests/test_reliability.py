@@ -472,12 +472,16 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
     (render_note, ["--instrument", "1", "--noise-db", "nan"], "must be a finite number"),  # was: no noise
     (render_note, ["--instrument", "1", "--vibrato-cents", "20"], "does nothing without --vibrato-hz"),  # no vibrato
     (render_note, ["--instrument", "1", "--hum-hz", "60"], "--hum-hz does nothing without --hum-db"),
+    # The same with the setting's default value: it was taken as not given (accepted alone).
+    (render_note, ["--instrument", "1", "--eq-peak-hz", "1000"], "--eq-peak-hz does nothing without --eq-peak-db"),
+    (render_note, ["--instrument", "1", "--codec-quality", "0"], "give --codec mp3 too"),
     (render_note, ["--instrument", "1", "--eq-highpass-hz", "2000", "--eq-lowpass-hz", "100"],
      "must be below eq_lowpass_hz (100)"),  # was: a clip of almost nothing
     (render_note, ["--instrument", "1", "--pitch", "-1"], "pitch '-1' is outside MIDI's 0..127"),
     (generate_chords, ["--beats", "inf"], "must be positive numbers"),
     (generate_chords, ["--beats", "1e-300"], "--beats must be at least 1/10080 (one MIDI tick)"),
     (generate_chords, ["--tempo", "1", "--beats", "1000000"], "at most 3600 s"),
+    (generate_chords, ["--tempo", "100000000"], "--tempo must be at most 1000"),  # a file of 11 us, exit 0
     (generate_chords, ["-s", "all"], "--soundfont all names every font"),
     (generate_chords, ["-s", "{tmp}/random.sf2"], "not a SoundFont"),
 ])
@@ -560,6 +564,8 @@ def test_bad_model_options_are_one_line_naming_the_option(option, message):
     assert build_model("reference", (44, 115, 1), 7).count_params() > 0
     with pytest.raises(UserError, match="architecture reference has no option 'filters' \\(its options: none\\)"):
         build_model("reference", (44, 115, 1), 7, options={"filters": 8})
+    with pytest.raises(UserError, match="--model-option filters is given twice"):  # the last won, in silence
+        train.model_options(["filters=10", "filters=20"])
 
 
 def test_a_diverging_training_is_one_line_and_leaves_no_models_folder(tiny_model_dir, tmp_path, capsys):
