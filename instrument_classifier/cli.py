@@ -431,7 +431,7 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool, marker: str | 
     if path.exists() and not path.is_dir():
         raise UserError(f"output path exists and is not a directory: {path}")
     if path.is_dir() and Path.cwd().resolve().is_relative_to(path.resolve()):
-        where = "is the current folder" if Path.cwd().resolve() == path.resolve() else "the current folder lies in it"
+        where = "is the current folder" if Path.cwd().resolve() == path.resolve() else "holds the current folder"
         raise UserError(f"the output folder {path} {where}; name a folder of its own")
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:

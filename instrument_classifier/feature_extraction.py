@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 import numpy as np
@@ -299,6 +299,7 @@ def _fingerprint(dataset: SingleToneDataset, extractor: ChromagramExtractor) -> 
         except OSError as error:
             raise UserError(f"cannot read audio clip {path}: {error.strerror}") from None
         if not S_ISREG(stat.st_mode):  # opening a FIFO would wait for a writer, past Ctrl-C
-            raise UserError(f"audio clip {path} is not a regular file (a pipe or a device?)")
+            raise UserError(f"audio clip {path} is " + ("a folder" if S_ISDIR(stat.st_mode) else
+                                                         "not a regular file (a pipe or a device?)"))
         digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

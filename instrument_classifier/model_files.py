@@ -52,8 +52,8 @@ def check_model_dir(model_dir: str | os.PathLike, *, finished: bool = False) -> 
     """``model_dir`` as a Path; UserError unless it holds what prediction needs (``finished``: every file)."""
     model_dir = Path(model_dir)
     if model_dir.is_file():
-        raise UserError(f"{model_dir} is a file: give the model's folder (the one holding {MODEL_FILE}), "
-                        f"here {model_dir.parent}")
+        here = f", here {model_dir.parent}" if (model_dir.parent / MODEL_FILE).is_file() else ""
+        raise UserError(f"{model_dir} is a file: give the model's folder (the one holding {MODEL_FILE}){here}")
     if not model_dir.is_dir():
         raise UserError(f"model directory not found: {model_dir}")
     missing = missing_files(model_dir, MODEL_FOLDER_FILES if finished else PREDICTION_FILES)

@@ -190,7 +190,7 @@ def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(
     assert generate_audio_samples.main([*args, "-o", str(here)]) == 0
     monkeypatch.chdir(here)
     for output, message in (("", "the output folder is an empty path"), (".", "is the current folder"),
-                            ("..", "the current folder lies in it")):
+                            ("..", "the output folder .. holds the current folder; name a folder of its own")):
         assert generate_audio_samples.main([*args, "-o", output]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err

@@ -410,6 +410,8 @@ def test_cli_bad_model_dir(tiny_model_dir, tmp_path, clip_files, capsys):
     assert predict.main(["-m", str(tiny_model_dir / "model.keras"), str(clip_files / "one.wav")]) == 2
     assert f"is a file: give the model's folder (the one holding model.keras), here {tiny_model_dir}" in \
         capsys.readouterr().err
+    assert predict.main(["-m", str(clip_files / "one.wav"), str(clip_files / "one.wav")]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a file: give the model's folder (the one holding model.keras)")
 
 
 @pytest.mark.parametrize("size", ["0", "-3"])

@@ -242,7 +242,7 @@ def test_prepare_training_refuses_nan_features_before_writing(tiny_model_dir, tm
 # Items 10 and 11: extract_features.py
 
 
-def test_a_fifo_among_the_clips_is_refused_at_once(dataset):
+def test_a_fifo_among_the_clips_is_refused_at_once(dataset, capsys):
     """Opening a FIFO waits for a writer: it once hung the stage for 700 s, past the first Ctrl-C."""
     clip = sorted((dataset / "audio").glob("*.flac"))[3]
     clip.unlink()
@@ -252,6 +252,11 @@ def test_a_fifo_among_the_clips_is_refused_at_once(dataset):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         f"extract_features.py: error: audio clip {clip} is not a regular file (a pipe or a device?)"]
+    assert not (dataset / "features").exists()
+    clip.unlink()
+    clip.mkdir()  # and a folder in a clip's place is named so
+    assert extract_features.main([str(dataset), "-q"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"audio clip {clip} is a folder")
     assert not (dataset / "features").exists()
 
 
