@@ -29,6 +29,7 @@ from instrument_classifier.synthesis import check_audio_path, write_audio
 # The fastest --tempo: past any score's (prestissimo is ~200 bpm); MIDI would store 100,000,000 as 1 us a
 # quarter note, and the file would last microseconds.
 MAX_TEMPO = 1000
+DEFAULT_PROGRESSION = ("I", "vi", "IV", "V", "I")
 
 
 def chord_stream(progression: list[str], *, key: str, beats: float, program: int, tempo: int):
@@ -60,8 +61,9 @@ def chord_stream(progression: list[str], *, key: str, beats: float, program: int
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-o", "--output", default="chords.mid", help="MIDI file to write")
-    parser.add_argument("--progression", nargs="+", default=["I", "vi", "IV", "V", "I"],
-                        help="Roman-numeral chords")
+    parser.add_argument("--progression", nargs="+", action="extend", default=None,
+                        help=f"Roman-numeral chords (default: {' '.join(DEFAULT_PROGRESSION)}; given twice, "
+                             "the second follows the first)")
     parser.add_argument("--key", default="C", help="key, e.g. C, a (minor), E-")
     parser.add_argument("--beats", type=float, default=2.0, help="quarter notes per chord")
     parser.add_argument("--tempo", type=int, default=100, help=f"beats per minute (1-{MAX_TEMPO})")
@@ -79,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.progression = args.progression or list(DEFAULT_PROGRESSION)
     program = int(select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]["midi_program"])
     if not (math.isfinite(args.beats) and args.beats > 0) or args.tempo <= 0:
         raise UserError("--beats and --tempo must be positive numbers")

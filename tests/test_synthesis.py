@@ -151,6 +151,10 @@ def test_chord_example_writes_midi_and_audio(tmp_path):
     assert first_chord == [0, 4, 7]  # C major
     audio, rate = sf.read(audio_path)
     assert rate == 44100 and np.abs(audio).max() > 0.01
+    # --progression given twice: the second follows the first (the last alone was played).
+    assert generate_chords.main(["-o", str(midi_path), "--progression", "I", "--progression", "V"]) == 0
+    notes_on = [m.note % 12 for m in mido.MidiFile(midi_path) if m.type == "note_on" and m.velocity > 0]
+    assert sorted(notes_on[:3]) == [0, 4, 7] and sorted(notes_on[3:]) == [2, 7, 11]  # C major, then G major
 
 
 @pytest.mark.parametrize("args, message", [
