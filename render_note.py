@@ -52,8 +52,18 @@ COMPANIONS = {
 
 
 def _given(args: argparse.Namespace, setting: str) -> bool:
-    """Whether a variation setting was given on the command line (its default too: a stage's setting alone)."""
-    return getattr(args, setting) is not None
+    """Whether a variation setting was given with a value other than its default (NaN, "off", counts as NaN).
+
+    A setting at its default changes nothing, so it may come alone: a dataset row holds every setting,
+    the defaults of the stages that were off too (hum_hz 50 without hum_db), and its values given back
+    render its clip again.
+    """
+    value, default = getattr(args, setting), getattr(Variation, setting)
+    if value is None:
+        return False
+    if isinstance(default, float) and math.isnan(default):
+        return not math.isnan(value)
+    return value != default
 
 
 def _shown_default(default) -> str:

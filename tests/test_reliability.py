@@ -477,9 +477,6 @@ def test_truncated_midi_and_soundfont_are_one_line_each(tiny_dataset, tmp_path, 
     (render_note, ["--instrument", "1", "--noise-db", "nan"], "must be a finite number"),  # was: no noise
     (render_note, ["--instrument", "1", "--vibrato-cents", "20"], "does nothing without --vibrato-hz"),  # no vibrato
     (render_note, ["--instrument", "1", "--hum-hz", "60"], "--hum-hz does nothing without --hum-db"),
-    # The same with the setting's default value: it was taken as not given (accepted alone).
-    (render_note, ["--instrument", "1", "--eq-peak-hz", "1000"], "--eq-peak-hz does nothing without --eq-peak-db"),
-    (render_note, ["--instrument", "1", "--codec-quality", "0"], "give --codec mp3 too"),
     (render_note, ["--instrument", "1", "--eq-highpass-hz", "2000", "--eq-lowpass-hz", "100"],
      "must be below eq_lowpass_hz (100)"),  # was: a clip of almost nothing
     (render_note, ["--instrument", "1", "--pitch", "-1"], "pitch '-1' is outside MIDI's 0..127"),

@@ -392,8 +392,11 @@ def test_a_nearer_microphone_hears_more_of_the_note_than_of_the_room():
     assert ratios[0] > ratios[1] + 6
 
 
-def test_a_font_named_twice_is_used_once():
-    assert soundfonts.resolve_soundfonts(["TimGM6mb", "timgm6mb"]) == soundfonts.resolve_soundfonts(["TimGM6mb"])
+def test_a_font_named_twice_is_refused():
+    """Clip i plays font i mod n: a font named twice was dropped in silence (a user may have meant it twice)."""
+    with pytest.raises(UserError, match="SoundFont TimGM6mb is named twice: name each font once"):
+        soundfonts.resolve_soundfonts(["TimGM6mb", "timgm6mb"])
+    assert [font.name for font in soundfonts.resolve_soundfonts(["TimGM6mb", "sf_GMbank"])] == ["TimGM6mb", "sf_GMbank"]
 
 
 def test_the_seed_draws_the_variation(tmp_path):
