@@ -239,3 +239,20 @@ def test_a_failed_chunked_extraction_leaves_the_features_as_they_were(both_layou
     assert "expected 88200" in capsys.readouterr().err
     after = {p.relative_to(features_dir): p.read_bytes() for p in features_dir.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_splits_arrays_are_what_training_streams(tiny_model_dir):
+    """TrainingData.arrays, the in-memory route a notebook takes, holds what the batches of training hold."""
+    from instrument_classifier.training_data import load_training_data
+
+    data = load_training_data(tiny_model_dir.parent.parent)
+    for split in ("train", "valid"):
+        x, y = data.arrays(split)
+        rows = np.flatnonzero(data.split == split)
+        batches = ChromagramBatches(data.chromagrams, data.scaler, rows=rows, targets=data.y[rows], batch_size=7)
+        streamed = [batches[i] for i in range(len(batches))]
+        np.testing.assert_array_equal(x, np.concatenate([b[0] for b in streamed]))
+        np.testing.assert_array_equal(y, np.concatenate([b[1] for b in streamed]))
+        assert x.shape == (len(rows), *data.chromagrams.shape[1:], 1) and abs(float(x.mean())) < 5
+    with pytest.raises(ValueError, match="unknown split 'bogus'"):
+        data.arrays("bogus")
