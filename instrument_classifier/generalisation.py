@@ -132,7 +132,9 @@ def unheard_parts(model_dirs: list[str | os.PathLike],
 
     A part is the model's held-out test split (``held out``, with ``--split
     soundfont``) or a dataset of ``dataset_names`` (its clips of fonts the
-    model did not train on); empty parts are left out.  Call after
+    model did not train on); empty parts are left out.  Each part's
+    ``predictions.attrs["clips"]`` names the clips it scored (the dataset's
+    identity), which :func:`paired_table` compares.  Call after
     :func:`generalisation_table`, which checks that the evaluations exist.
     """
     found = []
@@ -140,12 +142,21 @@ def unheard_parts(model_dirs: list[str | os.PathLike],
         config = read_json(model_dir / CONFIG_JSON, what="model config file")
         own = read_predictions(model_dir / PREDICTIONS_CSV)
         trained_on = set(own.loc[own["split"] == "train", "soundfont"]) if "soundfont" in own else set()
-        parts = [("held out", own[own["split"] == "test"])] if config.get("split") == "soundfont" else []
-        for name in dataset_names:
+        # Its own dataset: two datasets of one seed and fonts hold the same notes under the same sample ids,
+        # rendered with other variation; its features' identity tells them apart.
+        own_clips = config.get("features_identity") or str(Path(config.get("dataset") or model_dir).resolve())
+        parts = [("held out", own[own["split"] == "test"], f"own:{own_clips}")] \
+            if config.get("split") == "soundfont" else []
+        for name in dataset_names:  # scored by evaluate.py just before, every model on the same dataset
             other = read_predictions(model_dir / EVALUATION_DIR / name / PREDICTIONS_CSV)
-            parts.append((name, other[~other["soundfont"].isin(trained_on)] if "soundfont" in other else other))
+            parts.append((name, other[~other["soundfont"].isin(trained_on)] if "soundfont" in other else other,
+                          f"dataset:{name}"))
         model_id = config.get("model_id", model_dir.name)
-        found += [(model_id, part, predictions) for part, predictions in parts if len(predictions)]
+        for part, predictions, clips in parts:
+            if len(predictions):
+                predictions = predictions.copy()
+                predictions.attrs["clips"] = clips
+                found.append((model_id, part, predictions))
     return found
 
 
@@ -212,6 +223,11 @@ def mcnemar_p(only_first_wrong: int, only_second_wrong: int) -> float:
     return 1.0 if discordant == 0 else float(binomtest(only_first_wrong, discordant, 0.5).pvalue)
 
 
+def reference_clips(predictions: pd.DataFrame) -> str | None:
+    """Which clips a part of :func:`unheard_parts` scored (its ``attrs["clips"]``; None if not said)."""
+    return predictions.attrs.get("clips")
+
+
 def paired_table(baseline: list[tuple[str, str, pd.DataFrame]],
                  others: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
     """Each other model against the baseline model, on the clips of a part that both scored.
@@ -225,16 +241,18 @@ def paired_table(baseline: list[tuple[str, str, pd.DataFrame]],
     (:func:`mcnemar_p`).  Two errors measured on the same clips differ by less
     than their separate intervals suggest: the test uses the pairing.  It asks
     whether these two trained models differ on such clips; the spread between
-    two trainings of one recipe (its seed) is not in it.  A part whose shared
-    clips disagree on what they are (two datasets of one folder name, or
-    held-out splits of other datasets) is left out.
+    two trainings of one recipe (its seed) is not in it.  Parts of other clips
+    are left out: held-out splits of two datasets (:func:`reference_clips`:
+    two datasets of one seed hold the same notes, rendered otherwise), or
+    clips that disagree on what they are under one sample_id.
     """
     columns = ["model_id", "baseline", "part", "n", "error", "baseline_error", "difference", "only_model_wrong",
                "only_baseline_wrong", "p_value"]
     own = {part: (model_id, predictions) for model_id, part, predictions in baseline}
     rows = []
     for model_id, part, predictions in others:
-        if part not in own:
+        if part not in own or reference_clips(own[part][1]) != reference_clips(predictions) or \
+                "sample_id" not in predictions or "sample_id" not in own[part][1]:
             continue
         first, reference = own[part]
         both = reference.merge(predictions, on="sample_id", suffixes=("_baseline", ""))

@@ -218,6 +218,10 @@ def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
     assert paired_table([("m1", "p", first)], [("m2", "p", second.iloc[:10])]).iloc[0].n == 10
     other_clips = second.assign(soundfont="B")
     assert paired_table([("m1", "p", first)], [("m2", "p", other_clips)]).empty
+    # Held-out clips of two datasets: one seed gives both the same notes and ids, rendered with other variation.
+    first.attrs["clips"], other_dataset = "own:a", second.copy()
+    other_dataset.attrs["clips"] = "own:b"
+    assert paired_table([("m1", "held out", first)], [("m2", "held out", other_dataset)]).empty
     # A first model with nothing to compare on is the baseline all the same: no pairs, not the second as baseline.
     assert paired_table([], [("m2", "p", second), ("m3", "p", first)]).empty
 
