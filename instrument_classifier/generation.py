@@ -61,6 +61,7 @@ from .model_files import is_model_dir
 from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 from .soundfonts import SoundFont
 from .synthesis import Renderer
+from .temporaries import is_temporary
 from .additive import BANKS
 from .recording import apply_recording_chain
 from .variation import RECIPES, Recipe, Variation, note_events
@@ -239,37 +240,45 @@ def worker_problem(out_dir: Path, soundfonts: tuple[SoundFont, ...]) -> str | No
     return None
 
 
-# What the generator names the files of audio/ and midi/.
-CLIP_FILE = re.compile(r"sample_\d{6,}\.[a-z0-9]+")
-# What else the pipeline writes in a dataset folder: each later stage's folder and the names in it.
-STAGE_FOLDERS = {"audio": CLIP_FILE, "midi": CLIP_FILE,
-                 FEATURES_DIR: re.compile("|".join(map(re.escape, (FEATURES_JSON, CHROMAGRAMS_NPZ, CHROMAGRAMS_DIR,
-                                                                   PLOT_PNG))))}
-TRAINING_DATA_FILE = re.compile(f"{re.escape(SPLITS_CSV)}|{re.escape(TRAINING_RECORD_JSON)}")  # any -o folder
+# What the pipeline writes in a dataset folder, for --overwrite to tell it from a user's files: (name pattern,
+# None for a file or the spec of a folder's contents).  The generator's clips and MIDI files (and the probe of
+# a worker's access to audio/, if a killed run left it), the features (in either layout), and training data,
+# under any folder name (prepare_training.py -o).  An atomic write's temporary may lie anywhere.
+_CLIPS = ((r"sample_\d{6,}\.[a-z0-9]+", None), (r"\.probe-[0-9a-f]{12}", None))
+_FEATURES = ((re.escape(FEATURES_JSON), None), (re.escape(CHROMAGRAMS_NPZ), None), (re.escape(PLOT_PNG), None),
+             (re.escape(CHROMAGRAMS_DIR), ((r"[\w-]+\.(npy|json)", None),)))
+_TRAINING_DATA = ((re.escape(SPLITS_CSV), None), (re.escape(TRAINING_RECORD_JSON), None))
+DATASET_FOLDER = ((re.escape(PARAMETERS_CSV), None), (re.escape(RUN_RECORD), None), ("audio", _CLIPS),
+                  ("midi", _CLIPS), (re.escape(FEATURES_DIR), _FEATURES), (r"[^.].*", _TRAINING_DATA))
 
 
 def foreign_contents(dataset_dir: Path) -> str | None:
     """What ``--overwrite`` would delete in ``dataset_dir`` beyond an earlier run of the pipeline, or None.
 
     A trained model (:func:`trained_models`: it cost more than the clips), or
-    the first file or folder no stage wrote: a user's notes, a dataset
-    inside audio/.  The stages' files are this dataset's clips, MIDI files and
-    records, its features, and its prepared training data (a folder of
-    splits.csv and preprocessing.json, under any name); hidden names are the
-    stages' temporary folders.
+    the first file or folder that is not where the pipeline writes one
+    (:data:`DATASET_FOLDER`): a user's notes, a dataset inside audio/, a
+    hidden folder of theirs (.git), a report kept in the dataset.
     """
     kept = trained_models(dataset_dir)
     if kept:
         return kept
-    for entry in sorted(dataset_dir.iterdir()):
-        if entry.name.startswith(".") or entry.is_file() and entry.name in (PARAMETERS_CSV, RUN_RECORD):
+    stray = _stray(dataset_dir, DATASET_FOLDER)
+    if stray is None:
+        return None
+    return f"{stray.relative_to(dataset_dir)}{'/' if stray.is_dir() else ''} (not one of the pipeline's files)"
+
+
+def _stray(folder: Path, spec: tuple) -> Path | None:
+    """The first entry of ``folder`` (depth first) that ``spec`` does not allow, or None."""
+    for entry in sorted(folder.iterdir()):
+        if is_temporary(entry.name):
             continue
-        names = STAGE_FOLDERS.get(entry.name, TRAINING_DATA_FILE) if entry.is_dir() and not entry.is_symlink() else None
-        stray = next((inner for inner in sorted(entry.iterdir()) if not inner.name.startswith(".")
-                      and not names.fullmatch(inner.name)), None) if names is not None else entry
-        if stray is not None:
-            shown = f"{stray.relative_to(dataset_dir)}{'/' if stray.is_dir() else ''}"
-            return f"{shown} (which no stage of the pipeline wrote)"
+        inner = next((inner for pattern, inner in spec if re.fullmatch(pattern, entry.name)), ())
+        if inner == () or entry.is_symlink() or (entry.is_dir() if inner is None else not entry.is_dir()):
+            return entry
+        if inner is not None and (found := _stray(entry, inner)) is not None:
+            return found
     return None
 
 

@@ -35,6 +35,11 @@ def host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is that of an atomic write's temporary (:data:`_TEMPORARY`)."""
+    return _TEMPORARY.fullmatch(name) is not None
+
+
 def temporary_prefix(name: str) -> str:
     """The start of a temporary's name for ``name`` (see :data:`_TEMPORARY`)."""
     return f".{name}.{os.getpid()}-{host_tag()}-"

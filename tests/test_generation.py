@@ -170,17 +170,21 @@ def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(
         shutil.rmtree(dataset / models)
     # A user's file in the dataset, a folder put in its audio/: not the pipeline's, so never deleted (they were).
     for stray, shown in (("my_notes.txt", "my_notes.txt"), ("audio/nested/parameters.csv", "audio/nested/"),
-                         ("features/notes.txt", "features/notes.txt")):
+                         ("features/notes.txt", "features/notes.txt"), (".git/HEAD", ".git/"),
+                         ("features/chromagrams/notes.txt", "features/chromagrams/notes.txt"),
+                         ("audio/sample_000009.flac/x", "audio/sample_000009.flac/")):
         (dataset / stray).parent.mkdir(parents=True, exist_ok=True)
         (dataset / stray).write_text("mine")
         assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"holds {shown} (which no stage of the pipeline wrote)" in err, err
+        assert err.count("\n") == 1 and f"holds {shown} (not one of the pipeline's files)" in err, err
         assert (dataset / stray).read_text() == "mine"
-        shutil.rmtree(dataset / "audio" / "nested") if "nested" in stray else (dataset / stray).unlink()
+        shutil.rmtree(dataset / Path(shown)) if shown.endswith("/") else (dataset / stray).unlink()
     # What the later stages wrote goes with the clips it was made from: features, training data under any name.
-    for name in ("features/features.json", "features/chromagrams.npz", "training-data/splits.csv",
-                 "training-data/preprocessing.json", "td-without-gs/splits.csv", "models/.partial/x"):
+    for name in ("features/features.json", "features/chromagrams.npz", "features/chromagrams/00000.npy",
+                 "features/chromagrams/index.json", "training-data/splits.csv", "training-data/preprocessing.json",
+                 "td-without-gs/splits.csv", "models/.20260101-000000-harmonic-s42.123-abcdef-x1.tmp/model.keras",
+                 ".parameters.csv.99-abcdef-x2.tmp.csv"):  # and temporaries that killed runs left
         (dataset / name).parent.mkdir(parents=True, exist_ok=True)
         (dataset / name).write_text("x")
     assert generate_audio_samples.main([*args, "-o", str(dataset)]) == 0  # its own earlier dataset: replaced
