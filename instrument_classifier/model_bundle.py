@@ -90,7 +90,7 @@ class ModelBundle:
 
 def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
     """Load and validate a model folder; one-line UserError for anything wrong."""
-    (model_dir, preprocessing, config, class_names, feature_params), scaler = read_prediction_records(model_dir)
+    (model_dir, preprocessing, config, class_names, feature_params), scaler, _, _ = read_prediction_records(model_dir)
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:

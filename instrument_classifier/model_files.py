@@ -7,14 +7,13 @@ prediction needs the first three (:data:`PREDICTION_FILES`).
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .cli import UserError, read_json
-from .features import ALGORITHM_VERSION
-from .scaling import ChromagramScaler
 
 MODELS_DIR = "models"                      # DATASET/models/<model_id>/
 MODEL_FILE = "model.keras"                 # the network (classes' probabilities out)
@@ -99,22 +98,71 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
     return ModelRecords(model_dir, preprocessing, config, class_names, feature_params)
 
 
-def read_prediction_records(model_dir: str | os.PathLike) -> tuple[ModelRecords, ChromagramScaler]:
+class PredictionRecords(NamedTuple):
+    """What prediction reads of a model folder but the network, checked (:func:`read_prediction_records`)."""
+
+    records: ModelRecords
+    scaler: Any             # scaling.ChromagramScaler
+    extractor: Any          # features.ChromagramExtractor
+    level_range_dbfs: tuple[float, float] | None
+
+
+def read_prediction_records(model_dir: str | os.PathLike) -> PredictionRecords:
     """All that prediction reads of a model folder but the network, checked (one-line UserError if wrong).
 
     :func:`read_model_records`, the chromagram algorithm the model was trained
-    on (this code's), and its scaler.  What :func:`model_bundle.load_model_dir`
-    checks before it loads the network, and :func:`leaderboard.load_problem`
-    without Keras: a model the one refuses the other skips.
+    on (this code's), its scaler, its feature extractor (whose parameters must
+    make a 2 s clip at a sample rate a file can have) and the peak levels of
+    its training clips.  What :func:`model_bundle.load_model_dir` and
+    :class:`prediction.Predictor` check before the network, and
+    :func:`leaderboard.load_problem` without Keras: a model the one refuses the
+    other skips.
     """
+    # Imported here: the leaderboard and the generator (for is_model_dir) need none of the feature code.
+    from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from .defaults import CLIP_SECONDS
+    from .features import ALGORITHM_VERSION, ChromagramExtractor
+    from .scaling import ChromagramScaler
+
     records = read_model_records(model_dir)
+    where = records.model_dir / PREPROCESSING_JSON
     version = records.preprocessing.get("algorithm_version", 1)  # models from before it was recorded: version 1
     if version != ALGORITHM_VERSION:
         raise UserError(f"{records.model_dir} was trained on chromagrams of algorithm version {version}; this code "
                         f"computes version {ALGORITHM_VERSION}, which the model has never seen: train it again")
     if not isinstance(records.preprocessing.get("scaler"), dict):
-        raise UserError(f"invalid {records.model_dir / PREPROCESSING_JSON}: missing or bad 'scaler'")
-    return records, ChromagramScaler.from_dict(records.preprocessing["scaler"])
+        raise UserError(f"invalid {where}: missing or bad 'scaler'")
+    scaler = ChromagramScaler.from_dict(records.preprocessing["scaler"])
+    try:
+        extractor = ChromagramExtractor.from_params(records.feature_params)
+    except UserError as error:
+        raise UserError(f"invalid {where}: {error}") from None
+    # Before the first clip is made: a sample rate of 1e12, say, would otherwise allocate terabytes.
+    if not MIN_SAMPLE_RATE <= extractor.sample_rate <= MAX_SAMPLE_RATE:
+        raise UserError(f"invalid {where}: feature sample_rate {extractor.sample_rate} Hz is outside "
+                        f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+    if extractor.block_size > round(CLIP_SECONDS * extractor.sample_rate):
+        raise UserError(f"invalid {where}: feature block_size {extractor.block_size} is longer than "
+                        f"the {CLIP_SECONDS:g} s clip")
+    return PredictionRecords(records, scaler, extractor, _training_level_range(records.preprocessing, where))
+
+
+def _training_level_range(preprocessing: dict, where: Path) -> tuple[float, float] | None:
+    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown.
+
+    UserError for a stored value that is not two finite numbers, low <= high.
+    """
+    stored = preprocessing.get("peak_dbfs_range")
+    if stored is None:
+        return None
+    try:
+        low, high = (float(value) for value in stored)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"invalid {where}: peak_dbfs_range must be two numbers, low then high, "
+                        f"got {stored!r}") from None
+    return low, high
 
 
 def own_dataset_changed(config: dict, identity: str | None) -> bool:

@@ -41,7 +41,7 @@ from .cli import UserError
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
 from .metrics import read_final_metrics
 from .model_bundle import load_model_dir
-from .model_files import PREPROCESSING_JSON
+from .model_files import PREPROCESSING_JSON, read_prediction_records
 
 # A clip whose peak is below this is silence (under one 16-bit step).
 SILENCE_DBFS = -90.0
@@ -122,13 +122,12 @@ class Predictor:
     def __init__(self, model_dir: str | os.PathLike):
         self.bundle = load_model_dir(model_dir)
         self.model_dir = self.bundle.model_dir
-        self.extractor = self.bundle.extractor()
+        _, _, self.extractor, self.level_range_dbfs = read_prediction_records(self.model_dir)  # checked there
         self.class_names = list(self.bundle.class_names)
         self.model_id = str(self.bundle.config.get("model_id") or Path(self.model_dir).name)
         self.sample_rate = int(self.extractor.sample_rate)
         self.clip_samples = round(CLIP_SECONDS * self.sample_rate)
-        self._check_extractor()
-        self.level_range_dbfs = _training_level_range(self.bundle.preprocessing, self.model_dir)
+        self._check_input_shape()
         self._lock = threading.Lock()
         # The first call builds the graph; do it now so no request pays for it.
         self._run_network(np.zeros((1, self.clip_samples), dtype=np.float32))
@@ -136,19 +135,9 @@ class Predictor:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.model_dir)!r})"
 
-    def _check_extractor(self) -> None:
-        """UserError unless the stored feature parameters give the network's input, at a sane cost.
-
-        Checked before the first clip is made: a damaged preprocessing.json
-        (a sample rate of 1e12, say) would otherwise allocate terabytes.
-        """
+    def _check_input_shape(self) -> None:
+        """UserError unless the stored feature parameters give the network's input."""
         where = Path(self.model_dir) / PREPROCESSING_JSON
-        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
-            raise UserError(f"invalid {where}: feature sample_rate {self.sample_rate} Hz is outside "
-                            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
-        if self.extractor.block_size > self.clip_samples:
-            raise UserError(f"invalid {where}: feature block_size {self.extractor.block_size} is longer than "
-                            f"the {CLIP_SECONDS:g} s clip")
         shape = (self.extractor.n_frames(self.clip_samples), self.extractor.n_bins)
         expected = tuple(self.bundle.model.input_shape[1:3])
         if shape != expected:
@@ -318,21 +307,3 @@ class Predictor:
             "features": self.extractor.get_params(),
             "level_range_dbfs": list(self.level_range_dbfs) if self.level_range_dbfs else None,
         }
-
-
-def _training_level_range(preprocessing: dict, model_dir: str | os.PathLike) -> tuple[float, float] | None:
-    """Peak levels (dBFS) of the training clips, as train.py stored them; None where unknown.
-
-    UserError for a stored value that is not two finite numbers, low <= high.
-    """
-    stored = preprocessing.get("peak_dbfs_range")
-    if stored is None:
-        return None
-    try:
-        low, high = (float(value) for value in stored)
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise UserError(f"invalid {Path(model_dir) / PREPROCESSING_JSON}: peak_dbfs_range must be two numbers, "
-                        f"low then high, got {stored!r}") from None
-    return low, high

@@ -380,6 +380,9 @@ def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, ca
     ({"class_names": ["brass", "brass"]}, "class_names must be distinct"),
     ({"features": {}}, "no feature parameters"),
     ({"scaler": {"kind": "standard-scalar", "mean": 0.0, "std": 0.0}}, "invalid scaler std 0.0"),
+    ({"peak_dbfs_range": "loud"}, "peak_dbfs_range must be two numbers"),
+    ({"features": {"sample_rate": 10**12}}, "sample_rate 1000000000000 Hz is outside"),
+    ({"features": {"tuning": "A"}}, "unknown feature parameters: tuning"),
 ])
 def test_best_model_skips_what_prediction_would_refuse(tiny_model_dir, tmp_path, capsys, change, reason):
     """--best chose a folder that predict.py then refused, instead of the next model (two checks that drifted)."""
