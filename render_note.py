@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (math.isfinite(args.clip_seconds) and 0.05 <= args.clip_seconds <= 60):
         raise UserError(f"--clip-seconds must be within 0.05..60, got {args.clip_seconds}")
     for setting, (needed, shown) in COMPANIONS.items():
-        if _given(args, setting) and not _given(args, needed):
+        if _given(args, setting) and getattr(args, needed) is None:  # its partner's value: a dataset row's, say
             raise UserError(f"--{setting.replace('_', '-')} does nothing without {shown}: give {shown} too")
     variation = Variation(**{item.name: item.default if getattr(args, item.name) is None else getattr(args, item.name)
                              for item in dataclasses.fields(Variation)}).checked()

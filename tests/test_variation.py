@@ -392,6 +392,14 @@ def test_a_nearer_microphone_hears_more_of_the_note_than_of_the_room():
     assert ratios[0] > ratios[1] + 6
 
 
+def test_a_setting_beside_its_partner_at_zero_is_taken(tmp_path):
+    """A row of --vary eq_peak_db=0 holds a drawn eq_peak_hz beside a gain of 0: its values must render it again."""
+    assert render_note.main(["--instrument", "1", "--eq-peak-hz", "2345", "--eq-peak-db", "0",
+                             "-o", str(tmp_path / "a.wav")]) == 0
+    assert render_note.main(["--instrument", "1", "-o", str(tmp_path / "b.wav")]) == 0
+    np.testing.assert_array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
+
+
 def test_a_font_named_twice_is_refused():
     """Clip i plays font i mod n: a font named twice was dropped in silence (a user may have meant it twice)."""
     with pytest.raises(UserError, match="SoundFont TimGM6mb is named twice: name each font once"):
