@@ -34,7 +34,7 @@ from pathlib import Path
 
 from instrument_classifier.cli import ArgumentParser, UserError, entry_point
 from instrument_classifier.defaults import DEFAULT_DATASET_DIR
-from instrument_classifier.model_files import MODELS_DIR, check_model_dir, dataset_name
+from instrument_classifier.model_files import MODELS_DIR, check_model_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,13 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         raise UserError("give a model directory or --best")
     from instrument_classifier.dataset import PARAMETERS_CSV
-    from instrument_classifier.evaluation import evaluate_model
+    from instrument_classifier.evaluation import check_dataset_name, evaluate_model
     from instrument_classifier.feature_store import FEATURES_DIR, FEATURES_JSON
 
     # Every argument checked before anything is written: a failed run changes no model folder.
     for model_dir in models:
         check_model_dir(model_dir)
-    names = [dataset_name(dataset) for dataset in args.dataset or []]
+    names = [check_dataset_name(dataset) for dataset in args.dataset or []]
     if clash := next((name for name in names if names.count(name) > 1), None):
         raise UserError(f"two datasets named {clash!r}: each model's report of one would replace the other's "
                         f"(evaluation/{clash}/); give each dataset once, and rename one of two namesakes")

@@ -39,8 +39,8 @@ from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
 from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
 from .model_files import (EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir,
-                          dataset_name, own_dataset_changed)
-from .feature_store import features_identity, load_dataset_features
+                          dataset_name, is_own_dataset)
+from .feature_store import load_dataset_features
 from .pages import render_page
 from .plots import figure
 from .training_data import SPLITS, target_labels
@@ -343,11 +343,8 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
     is of the model's own splits as it predicted them (predictions.csv).
     """
     bundle = load_model_dir(model_dir)  # also validates model.keras
-    own_dataset = bundle.config.get("dataset")
-    is_own = dataset_dir is None or (own_dataset and Path(dataset_dir).resolve() == Path(own_dataset).resolve())
-    if is_own and dataset_dir is not None and own_dataset_changed(bundle.config, features_identity(dataset_dir)):
-        is_own = False  # generated again since training: its clips are new to the model, scored as another dataset's
-    if is_own:
+    # Generated again since training, the own dataset's clips are new to the model: scored as another dataset's.
+    if dataset_dir is None or is_own_dataset(bundle.config, dataset_dir):
         index = evaluate_on_own_dataset(bundle)
     else:
         index = evaluate_on_dataset(bundle, Path(dataset_dir))
@@ -380,11 +377,18 @@ def evaluate_on_own_dataset(bundle: ModelBundle) -> Path:
                         curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
 
 
-def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
-    """Predict every clip of another dataset and write its report into ``evaluation/<dataset name>/``."""
+def check_dataset_name(dataset_dir: str | os.PathLike) -> str:
+    """The name of ``dataset_dir``'s report folder, ``evaluation/<name>/``; UserError for one that would clash
+    with the other report folders (:data:`RESERVED_NAMES`) or be hidden."""
     name = dataset_name(dataset_dir)
     if name in RESERVED_NAMES or name.startswith("."):
         raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
+    return name
+
+
+def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
+    """Predict every clip of another dataset and write its report into ``evaluation/<dataset name>/``."""
+    name = check_dataset_name(dataset_dir)
     chromagrams, _, parameters, feature_params = load_dataset_features(dataset_dir)
     if feature_params != bundle.feature_params:
         differ = [key for key in sorted(set(feature_params) | set(bundle.feature_params))

@@ -27,8 +27,7 @@ import pandas as pd
 
 from .cli import UserError, atomic_path, read_json
 from .metrics import calibration_error, error_interval, read_predictions
-from .feature_store import features_identity
-from .model_files import CONFIG_JSON, EVALUATION_DIR, PREDICTIONS_CSV, own_dataset_changed
+from .model_files import CONFIG_JSON, EVALUATION_DIR, PREDICTIONS_CSV, is_own_dataset
 
 GENERALISATION_CSV = "generalisation.csv"
 GENERALISATION_MD = "generalisation.md"
@@ -381,10 +380,8 @@ def check_report_datasets(model_dirs: list[str | os.PathLike], dataset_dirs: lis
     report, and its held-out fonts are the ``held out:`` columns)."""
     for model_dir in model_dirs:
         config = read_json(Path(model_dir) / CONFIG_JSON, what="model config file")
-        own = config.get("dataset") if isinstance(config, dict) else None
         for dataset in dataset_dirs:
-            if own and Path(dataset).resolve() == Path(own).resolve() and \
-                    not own_dataset_changed(config, features_identity(dataset)):
+            if isinstance(config, dict) and is_own_dataset(config, dataset):
                 raise UserError(f"{dataset} is the dataset {model_dir} was trained on: the report's 'held out:' "
                                 f"columns are its unheard clips; leave it out of --dataset")
 

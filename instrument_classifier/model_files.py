@@ -175,6 +175,18 @@ def own_dataset_changed(config: dict, identity: str | None) -> bool:
     return recorded is not None and recorded != identity
 
 
+def is_own_dataset(config: dict, dataset_dir: str | os.PathLike) -> bool:
+    """Whether ``dataset_dir`` is the dataset the model (its ``config``) was trained on, unchanged since.
+
+    A dataset generated again in the same folder holds clips new to the model: not its own.
+    """
+    from .feature_store import features_identity  # the features' module reads datasets; none needed above
+
+    own = config.get("dataset")
+    return bool(own) and Path(dataset_dir).resolve() == Path(own).resolve() and \
+        not own_dataset_changed(config, features_identity(dataset_dir))
+
+
 def check_own_dataset(config: dict, identity: str | None) -> None:
     """UserError where :func:`own_dataset_changed`."""
     if own_dataset_changed(config, identity):

@@ -210,9 +210,10 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     """Write ``splits.csv`` and ``preprocessing.json``; return the output folder.
 
     ``valid_fraction`` and ``test_fraction`` default to :data:`VALID_FRACTION`
-    and :data:`TEST_FRACTION`; one given where the split does not use it
+    and :data:`TEST_FRACTION` where the split uses them; where it does not
     (the test fraction of ``--split soundfont``, the validation fraction
-    beside ``valid_fonts``) is a UserError rather than silently ignored.
+    beside ``valid_fonts``) they are None, recorded so, and one given is a
+    UserError rather than silently ignored.
     The folder (default ``DATASET/training-data``) is built beside its target
     and renamed into place, so a failure leaves the previous one untouched.
     An existing one is replaced only with ``overwrite``, and only if it holds

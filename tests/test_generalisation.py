@@ -278,3 +278,16 @@ def test_a_soundfont_split_takes_any_valid_fraction_and_records_no_test_fraction
     assert (record["valid_fraction"], record["test_fraction"]) == (0.85, None)
     fluid = sum(record["counts"]["train"].values()) + sum(record["counts"]["valid"].values())
     assert sum(record["counts"]["valid"].values()) == pytest.approx(0.85 * fluid, abs=4)
+
+
+def test_a_reserved_dataset_name_is_refused_before_anything_is_written(held_out_model, fonts_dataset, tmp_path,
+                                                                         capsys):
+    """`--dataset good errors`: evaluation/good/ was written before 'errors' was refused."""
+    import shutil
+
+    good, reserved = tmp_path / "good", tmp_path / "errors"
+    for copy in (good, reserved):
+        shutil.copytree(fonts_dataset, copy, ignore=shutil.ignore_patterns("models*", "training-data*"))
+    status, _, err = run_script(evaluate, [held_out_model, "--dataset", good, reserved], capsys)
+    assert_one_line_error(status, err, "a dataset named 'errors' would clash with the report folders")
+    assert not (held_out_model / "evaluation" / "good").exists()
