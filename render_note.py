@@ -139,16 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                              for item in dataclasses.fields(Variation)}).checked()
     font = resolve_soundfont(args.soundfont)
 
-    from instrument_classifier.generation import SILENCE_PEAK, is_silent, render_clip
+    from instrument_classifier.generation import SILENCE_PEAK, is_silent, render_note
 
-    with font.renderer(SAMPLE_RATE) as renderer:
-        if not font.builtin and not renderer.has_preset(int(instrument.midi_program), args.bank):
-            raise UserError(f"{font.name} has no preset {int(instrument.midi_program)} ({instrument['name']}) "
-                            f"in bank {args.bank}")
-        audio, dry, events = render_clip(renderer, program=int(instrument.midi_program), pitch=pitch,
-                                         velocity=velocity, variation=variation, clip_seconds=args.clip_seconds,
-                                         bank=args.bank,
-                                         rng=np.random.default_rng([args.seed, args.sample_id, 2]))
+    audio, dry, events = render_note(font, program=int(instrument.midi_program), pitch=pitch, velocity=velocity,
+                                     variation=variation, clip_seconds=args.clip_seconds, bank=args.bank,
+                                     seed=args.seed, sample_id=args.sample_id)
     with atomic_path(midi_path) as tmp:  # the MIDI file appears only once the audio is written
         tmp.write_bytes(midi_file_bytes(events, SAMPLE_RATE))
         write_audio(output, audio, SAMPLE_RATE)

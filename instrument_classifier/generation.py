@@ -181,6 +181,28 @@ def render_clip(renderer, *, program: int, pitch: int, velocity: int, variation:
     return apply_recording_chain(dry, variation, renderer.sample_rate, rng), dry, events
 
 
+def chain_rng(seed: int, sample_id: int) -> np.random.Generator:
+    """The generator of clip ``sample_id``'s recording chain (its noise) in a dataset of ``seed``."""
+    return np.random.default_rng([seed, sample_id, 2])
+
+
+def render_note(font: SoundFont, *, program: int, pitch: int, velocity: int, variation: Variation,
+                clip_seconds: float = CLIP_SECONDS, bank: int = 0, seed: int = 0, sample_id: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, list]:
+    """One note exactly as asked, on a fresh synth of ``font``: (the clip, the dry render, the MIDI events).
+
+    With a dataset's ``seed`` and a clip's ``sample_id``, and the settings of
+    its row, that clip, byte for byte (the synth is settled before every
+    note, :mod:`synthesis`).  UserError when the font has no preset
+    ``program`` in ``bank``.
+    """
+    with font.renderer(SAMPLE_RATE) as renderer:
+        if not font.builtin and not renderer.has_preset(program, bank):
+            raise UserError(f"{font.name} has no preset {program} in bank {bank}")
+        return render_clip(renderer, program=program, pitch=pitch, velocity=velocity, variation=variation,
+                           clip_seconds=clip_seconds, bank=bank, rng=chain_rng(seed, sample_id))
+
+
 def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path) -> list[dict]:
     """Render and write the clips ``sample_ids`` on fresh synths; return their parameter rows."""
     renderers: dict[str, Renderer] = {}
@@ -200,7 +222,7 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
                 audio, dry, events = render_clip(
                     renderers[font.name], program=note["midi_program"], pitch=note["midi_number"],
                     velocity=note["velocity"], variation=variation, clip_seconds=settings.clip_seconds, bank=bank,
-                    rng=np.random.default_rng([settings.seed, sample_id, 2]))
+                    rng=chain_rng(settings.seed, sample_id))
                 if not is_silent(dry):
                     break
             else:
