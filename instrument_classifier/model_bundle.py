@@ -48,6 +48,7 @@ class ModelBundle:
     feature_params: dict
     preprocessing: dict
     config: dict
+    level_range_dbfs: tuple[float, float] | None = None  # peak levels of the training clips, where recorded
 
     @property
     def target(self) -> str:
@@ -90,7 +91,8 @@ class ModelBundle:
 
 def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
     """Load and validate a model folder; one-line UserError for anything wrong."""
-    (model_dir, preprocessing, config, class_names, feature_params), scaler, _, _ = read_prediction_records(model_dir)
+    (model_dir, preprocessing, config, class_names, feature_params), scaler, _, level_range = \
+        read_prediction_records(model_dir)
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as error:
@@ -100,4 +102,5 @@ def load_model_dir(model_dir: str | os.PathLike) -> ModelBundle:
         raise UserError(f"{model_dir / MODEL_FILE} has {model.output_shape[-1]} outputs "
                         f"but preprocessing.json names {len(class_names)} classes")
     return ModelBundle(model_dir=model_dir, model=model, scaler=scaler, class_names=class_names,
-                       feature_params=feature_params, preprocessing=preprocessing, config=config)
+                       feature_params=feature_params, preprocessing=preprocessing, config=config,
+                       level_range_dbfs=level_range)

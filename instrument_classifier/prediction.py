@@ -41,7 +41,7 @@ from .cli import UserError
 from .defaults import CLIP_SECONDS, NOTE_SECONDS, PREDICT_BATCH_SIZE
 from .metrics import read_final_metrics
 from .model_bundle import load_model_dir
-from .model_files import PREPROCESSING_JSON, read_prediction_records
+from .model_files import PREPROCESSING_JSON
 
 # A clip whose peak is below this is silence (under one 16-bit step).
 SILENCE_DBFS = -90.0
@@ -122,7 +122,8 @@ class Predictor:
     def __init__(self, model_dir: str | os.PathLike):
         self.bundle = load_model_dir(model_dir)
         self.model_dir = self.bundle.model_dir
-        _, _, self.extractor, self.level_range_dbfs = read_prediction_records(self.model_dir)  # checked there
+        self.extractor = self.bundle.extractor()  # its parameters checked by load_model_dir
+        self.level_range_dbfs = self.bundle.level_range_dbfs
         self.class_names = list(self.bundle.class_names)
         self.model_id = str(self.bundle.config.get("model_id") or Path(self.model_dir).name)
         self.sample_rate = int(self.extractor.sample_rate)

@@ -202,6 +202,27 @@ def assign_splits(parameters: pd.DataFrame, labels: pd.Series, split: str, *, se
 # Preparing and loading
 
 
+def _fractions(split: str, valid_fraction: float | None, test_fraction: float | None,
+               valid_fonts: list[str] | None) -> tuple[float | None, float | None]:
+    """The (valid, test) fractions the split uses, defaults filled in, None where it uses none; UserError for
+    one given where the split would ignore it, or out of range."""
+    if split == "soundfont" and test_fraction is not None:
+        raise UserError("--test-fraction does not apply to --split soundfont: its test split is every clip of "
+                        "the held-out fonts")
+    if valid_fonts and valid_fraction is not None:
+        raise UserError("--valid-fraction does not apply with --valid-fonts: the validation split is every clip "
+                        "of those fonts")
+    valid_fraction = None if valid_fonts and split == "soundfont" else \
+        VALID_FRACTION if valid_fraction is None else valid_fraction
+    test_fraction = None if split == "soundfont" else TEST_FRACTION if test_fraction is None else test_fraction
+    if test_fraction is None:  # --split soundfont: the held-out fonts are the test split, the rest is shared
+        if valid_fraction is not None and not 0 < valid_fraction < 1:
+            raise UserError(f"the valid fraction must be in (0, 1), got {valid_fraction}")
+    elif not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
+    return valid_fraction, test_fraction
+
+
 def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "family", split: str = "random",
                           seed: int = DEFAULT_SEED, valid_fraction: float | None = None,
                           test_fraction: float | None = None, output_dir: str | os.PathLike | None = None,
@@ -227,20 +248,7 @@ def prepare_training_data(dataset_dir: str | os.PathLike, *, target: str = "fami
     if target == "instrument" and split == "instrument":
         raise UserError("--split instrument holds whole instruments out, so every --target instrument class "
                         "would be missing from training; use --split random")
-    if split == "soundfont" and test_fraction is not None:
-        raise UserError("--test-fraction does not apply to --split soundfont: its test split is every clip of "
-                        "the held-out fonts")
-    if valid_fonts and valid_fraction is not None:
-        raise UserError("--valid-fraction does not apply with --valid-fonts: the validation split is every clip "
-                        "of those fonts")
-    valid_fraction = None if valid_fonts and split == "soundfont" else \
-        VALID_FRACTION if valid_fraction is None else valid_fraction
-    test_fraction = None if split == "soundfont" else TEST_FRACTION if test_fraction is None else test_fraction
-    if test_fraction is None:  # --split soundfont: the held-out fonts are the test split, the rest is shared
-        if valid_fraction is not None and not 0 < valid_fraction < 1:
-            raise UserError(f"the valid fraction must be in (0, 1), got {valid_fraction}")
-    elif not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise UserError("the valid and test fractions must be in (0, 1) and sum to less than 1")
+    valid_fraction, test_fraction = _fractions(split, valid_fraction, test_fraction, valid_fonts)
     if output_dir is not None and not str(output_dir).strip():
         raise UserError("the output folder is an empty path")
     output_dir = Path(output_dir) if output_dir is not None else dataset_dir / TRAINING_DATA_DIR
