@@ -118,6 +118,7 @@ def test_generalisation_report_compares_models_on_unheard_fonts(fonts_dataset, h
     assert table["held out: gs lineage"].iloc[0] == pytest.approx(1 - test["correct"].mean(), abs=1e-4)
     assert table["in_distribution_error"].iloc[0] == pytest.approx(
         1 - predictions.loc[predictions["split"] == "valid", "correct"].mean(), abs=1e-4)
+    assert table["test_error"].iloc[0] == pytest.approx(1 - test["correct"].mean(), abs=1e-4)
     assert {"clean-fonts: TimGM6mb", "clean-fonts: fluid lineage", "clean-fonts: all"} <= set(table.columns)
     header = (tmp_path / "report" / "generalisation.md").read_text().splitlines()[2]
     assert "| held out: gs lineage |" in header and "| in_distribution_error |" in header
@@ -201,7 +202,7 @@ def _predictions(correct, **columns):
 
 
 def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
-    from instrument_classifier.generalisation import mcnemar_p, paired_table
+    from instrument_classifier.generalisation import format_paired, mcnemar_p, paired_table
 
     # 8 clips only the second model gets wrong, 2 only the first, 5 both, 5 neither.
     first = _predictions([True] * 8 + [False] * 2 + [False] * 5 + [True] * 5)
@@ -214,6 +215,9 @@ def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
     assert (row.error, row.baseline_error, row.difference) == pytest.approx((13 / 20, 7 / 20, 6 / 20))
     assert row.p_value == pytest.approx(2 * (1 + 10 + 45) / 1024)  # two-sided binomial, 2 or fewer of 10
     assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(5, 5) == 1.0
+    # As the report's Markdown shows it: errors and their difference in percent and points, p to two digits.
+    shown = format_paired(table).splitlines()[2]
+    assert "| 65.0 % |" in shown and "| 35.0 % |" in shown and "| +30.0 points |" in shown and "| 0.11 |" in shown
     # Only the clips both scored are paired; clips that are not the same under one sample_id are not paired.
     assert paired_table([("m1", "p", first)], [("m2", "p", second.iloc[:10])]).iloc[0].n == 10
     other_clips = second.assign(soundfont="B")
@@ -224,6 +228,16 @@ def test_paired_comparison_counts_the_clips_only_one_model_gets_wrong():
     assert paired_table([("m1", "held out", first)], [("m2", "held out", other_dataset)]).empty
     # A first model with nothing to compare on is the baseline all the same: no pairs, not the second as baseline.
     assert paired_table([], [("m2", "p", second), ("m3", "p", first)]).empty
+
+
+def test_the_report_shows_the_worst_instruments_of_each_model_and_part():
+    from instrument_classifier.generalisation import WORST_INSTRUMENTS_SHOWN, worst_instruments
+
+    instruments = pd.DataFrame({"model_id": ["m1"] * 15 + ["m2"] * 3, "part": ["held out"] * 12 + ["other"] * 6,
+                                "instrument": [f"i{k}" for k in range(18)]})
+    shown = worst_instruments(instruments)
+    assert WORST_INSTRUMENTS_SHOWN == 10
+    assert list(shown["instrument"]) == [f"i{k}" for k in [*range(10), 12, 13, 14, 15, 16, 17]]
 
 
 def test_generalisation_report_pairs_two_models_on_the_same_clips(fonts_dataset, held_out_model, tmp_path, capsys):

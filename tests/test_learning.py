@@ -375,6 +375,17 @@ def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
     assert expected_calibration_error(y, proba) < 0.02 < 0.1 < expected_calibration_error(y, sharp)
 
 
+def test_final_metrics_read_for_the_web_api_have_no_nan(tmp_path):
+    """An undefined AUC (one class in a split) is NaN in the CSV; as a bare NaN the API's JSON would not parse."""
+    from instrument_classifier.metrics import read_final_metrics
+
+    (tmp_path / "final_metrics.csv").write_text("split,error,auc,loss\ntest,0.25,nan,inf\nvalid,0.5,0.75,x\n")
+    metrics = read_final_metrics(tmp_path)
+    assert metrics == {"test": {"error": 0.25, "auc": None, "loss": None}, "valid": {"error": 0.5, "auc": 0.75}}
+    json.dumps(metrics, allow_nan=False)
+    assert read_final_metrics(tmp_path / "missing") == {}
+
+
 def test_final_metrics_count_the_answers_the_predictions_give():
     """Two probabilities that round to a tie in predictions.csv: the error follows its predicted column."""
     from instrument_classifier.metrics import metrics_table, predictions_table
@@ -715,6 +726,34 @@ def test_clips_of_classes_the_model_does_not_know_are_left_out_with_a_word(model
     assert status == 0 and err.count("\n") == 1 and "legend" not in err
 
 
+def test_a_dataset_of_other_features_is_refused(model_dir, dataset, tmp_path, capsys):
+    """Chromagrams of another floor would be read as if they were the model's: figures, not a refusal."""
+    from instrument_classifier.feature_extraction import extract_dataset
+    from instrument_classifier.features import ChromagramExtractor
+
+    other = tmp_path / "other-floor"
+    shutil.copytree(dataset, other, ignore=shutil.ignore_patterns("models", "training-data", "features"))
+    extract_dataset(other, quiet=True, jobs=1, extractor=ChromagramExtractor(floor_db=-100.0))
+    status, _, err = run_script(evaluate, [model_dir, "--dataset", other], capsys)
+    assert_one_line_error(status, err, "were extracted with other parameters than the model was trained on "
+                                       "(floor_db -100.0 there, -120.0 the model's)")
+    assert not (model_dir / "evaluation" / "other-floor").exists()
+
+
+def test_error_by_pitch_counts_each_clip_in_its_band():
+    from instrument_classifier.evaluation import error_by_pitch
+
+    predictions = pd.DataFrame({"split": ["test"] * 5 + ["valid"], "midi_number": [59, 60, 65, 66, 71, 60],
+                                "correct": [False, True, False, True, True, False]})
+    table = error_by_pitch(predictions, ["test", "valid"], band=6)
+    test = table[table["split"] == "test"]
+    assert list(test["midi_low"]) == [54, 60, 66] and list(test["midi_high"]) == [59, 65, 71]
+    assert list(test["n"]) == [1, 2, 2] and list(test["errors"]) == [1, 1, 0]
+    assert list(test["error"]) == [1.0, 0.5, 0.0]
+    valid = table[table["split"] == "valid"]
+    assert list(valid["n"]) == [0, 1, 0] and valid["error"].isna().tolist() == [True, False, True]
+
+
 def test_analyze_errors_is_rerunnable(model_dir, capsys):
     for _ in range(2):
         status, out, _ = run_script(analyze_errors, [model_dir, "--split", "all"], capsys)
@@ -896,6 +935,9 @@ def test_evaluate_checks_every_argument_before_it_writes(model_dir, tmp_path, ca
     shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("evaluation"))
     (tmp_path / "file.txt").write_text("x")
     no_features = tmp_path / "no-features"
+    notes = tmp_path / "notes"  # one user's file is as many as a dataset's
+    notes.mkdir()
+    (notes / "notes.txt").write_text("x")
     shutil.copytree(model_dir.parent.parent, no_features, ignore=shutil.ignore_patterns("features", "models"))
     for argv, message in [([copy, tmp_path / "missing"], "model directory not found"),
                           ([copy, "--dataset", tmp_path], "is not a dataset: parameters.csv not found"),
@@ -903,6 +945,7 @@ def test_evaluate_checks_every_argument_before_it_writes(model_dir, tmp_path, ca
                           ([copy, "--report", tmp_path / "file.txt" / "report"], "file.txt is a file, not a folder"),
                           # A dataset's folder: the report would have been written in among its files.
                           ([copy, "--report", no_features], "holds other files than a generalisation report"),
+                          ([copy, "--report", notes], "holds other files than a generalisation report (notes.txt)"),
                           ([copy, "--report", ""], "the report folder is an empty path")]:  # was: no report, 0
         assert_one_line_error(*run_script(evaluate, argv, capsys)[::2], message)
         assert not (copy / "evaluation").exists()

@@ -225,7 +225,8 @@ def test_same_clip_in_other_formats_gets_the_same_label(predictor, confident_cli
 
 
 def test_clip_far_outside_the_training_levels_is_scaled_into_them(predictor, confident_clip):
-    """A file normalised to -1 dBFS (the clips peak near -19 dBFS) is brought to the loudest training level."""
+    """A file normalised to -1 dBFS (the clips peak near -19 dBFS) is brought to the loudest training level,
+    one 30 dB under the quietest to the quietest."""
     path, clip = confident_clip
     low, high = predictor.level_range_dbfs
     base = predictor.predict_file(path)
@@ -236,6 +237,12 @@ def test_clip_far_outside_the_training_levels_is_scaled_into_them(predictor, con
     prepared = predictor.prepare(normalised, RATE)
     assert abs(20 * np.log10(np.abs(prepared.window).max()) - high) < 0.01
     assert not any("scaled" in w for w in predictor.predict(clip * np.float32(10 ** (3 / 20)), RATE).warnings)
+    # and a recording far quieter than any training clip is brought up to the quietest level, not the loudest
+    quiet = clip * np.float32(10 ** ((low - 30) / 20) / np.abs(clip).max())
+    result = predictor.predict(quiet, RATE)
+    assert result.label == base.label
+    assert any(f"scaled to {low:.0f} dBFS" in w for w in result.warnings), result.warnings
+    assert abs(20 * np.log10(np.abs(predictor.prepare(quiet, RATE).window).max()) - low) < 0.01
 
 
 def test_silent_and_short_clips_get_warnings(predictor):
