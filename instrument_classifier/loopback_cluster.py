@@ -39,13 +39,15 @@ class LoopbackCluster:
 
 
 @contextlib.contextmanager
-def loopback_cluster(workers: int = 2, *, dashboard: bool = False) -> Iterator[LoopbackCluster]:
+def loopback_cluster(workers: int = 2, *, dashboard: bool = False, scheduler_imports_project: bool = True
+                     ) -> Iterator[LoopbackCluster]:
     """A real Dask cluster on this machine, for tests and benchmarks.
 
     ``dask scheduler`` and ``workers`` separate ``dask worker`` processes
     (one thread each, no nanny: a killed worker stays dead), talking TCP on
     127.0.0.1, each with this project on its ``PYTHONPATH`` as the README's
-    recipe has it.  Their logs go to files in a temporary folder; on leaving,
+    recipe has it (``scheduler_imports_project=False``: all but the scheduler,
+    the mistake a user may make).  Their logs go to files in a temporary folder; on leaving,
     every process is stopped.
     """
     with tempfile.TemporaryDirectory(prefix="dask-loopback-") as name:
@@ -54,7 +56,7 @@ def loopback_cluster(workers: int = 2, *, dashboard: bool = False) -> Iterator[L
         command = [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
                    "--scheduler-file", str(scheduler_file), "--dashboard-address", "127.0.0.1:0",
                    *([] if dashboard else ["--no-dashboard"])]
-        processes = [_start(command, folder / "scheduler.log")]
+        processes = [_start(command, folder / "scheduler.log", REPO_DIR if scheduler_imports_project else None)]
         cluster = None
         try:
             address = _wait_for_address(scheduler_file, processes[0], folder / "scheduler.log")
@@ -75,12 +77,15 @@ def loopback_cluster(workers: int = 2, *, dashboard: bool = False) -> Iterator[L
                     process.wait()
 
 
-def _project_env(project_dir: Path) -> dict[str, str]:
+def _project_env(project_dir: Path | None) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
+    if project_dir is None:  # without this project (run from its temporary folder, not the project's)
+        kept = [p for p in (path or "").split(os.pathsep) if p and Path(p).resolve() != REPO_DIR.resolve()]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(kept)}
     return {**os.environ, "PYTHONPATH": str(project_dir) + (os.pathsep + path if path else "")}
 
 
-def _start(command: list[str], log: Path, project_dir: Path = REPO_DIR) -> subprocess.Popen:
+def _start(command: list[str], log: Path, project_dir: Path | None = REPO_DIR) -> subprocess.Popen:
     with open(log, "ab") as handle:
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
                                 env=_project_env(project_dir), cwd=log.parent)

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import logging
 import platform
 import queue
@@ -191,6 +192,7 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, threads: int 
         try:
             if cluster is None:
                 _wait_for_workers(client, scheduler)
+                check_scheduler_imports(client, scheduler)
                 check_worker_software(client)
                 if announce:
                     print(describe_cluster(client), file=sys.stderr)
@@ -271,6 +273,20 @@ def _wait_for_workers(client: Any, scheduler: str) -> None:
     except (TimeoutError, OSError):
         raise UserError(f"the Dask cluster at {scheduler} has no workers (waited {NO_WORKER_SECONDS} s; "
                         "start some with `dask worker`)") from None
+
+
+# By value (a lambda, not a name the scheduler would have to import): whether the scheduler can import a module.
+_importable = lambda name: importlib.util.find_spec(name) is not None  # noqa: E731
+
+
+def check_scheduler_imports(client: Any, scheduler: str) -> None:
+    """Refuse a scheduler that cannot import this project: it unpickles every task it is sent (its
+    ``update_graph``), so a scheduler started without the project on its path failed each task with a
+    traceback about deserialising the graph."""
+    package = __name__.split(".")[0]
+    if not client.run_on_scheduler(_importable, package):
+        raise UserError(f"the Dask scheduler at {scheduler} cannot import {package}: start it as the workers, "
+                        f"in the project's folder with PYTHONPATH=$PWD (README, Running on a cluster)")
 
 
 def describe_cluster(client: Any) -> str:

@@ -193,6 +193,19 @@ def other_checkout_cluster(tmp_path_factory):
         yield running
 
 
+def test_a_scheduler_that_cannot_import_the_project_is_one_line_before_any_work(tmp_path, capsys):
+    """The README's recipe started the scheduler without PYTHONPATH: it unpickles every task's graph, and
+    each run failed with a traceback about deserialising it."""
+    with loopback_cluster(1, scheduler_imports_project=False) as running:
+        status = generate_audio_samples.main(["-c", "4", "-o", str(tmp_path / "dataset"), "-q",
+                                              "--scheduler", running.address])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "cannot import instrument_classifier: start it as the workers, in the project's folder with " \
+           "PYTHONPATH=$PWD" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_worker_on_another_checkout_is_refused_before_any_work(other_checkout_cluster, tmp_path, capsys):
     """Same seed, same bytes needs the same code on every machine: the run names the worker and what differs."""
     status = generate_audio_samples.main(["-c", "4", "-o", str(tmp_path / "dataset"), "-q",
