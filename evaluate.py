@@ -8,10 +8,15 @@ SoundFont and lineage; metrics.csv; and index.html showing it all (open it
 as a file, no server needed).  Re-runnable: train.py calls it, and you can
 call it again any time.
 
+With --recordings DIR, on a folder of recordings sorted into class
+folders (DIR/strings/*.wav, DIR/brass/..., any format, rate and length),
+each file read as predict.py reads it: the report goes to
+evaluation/<DIR name>/, its predictions.csv names each file.
+
 With --report DIR, also a generalisation table of all the models given:
 one row per model, one column per held-out SoundFont and lineage (the test
 split of a model trained with prepare_training.py --split soundfont, and
-every --dataset), beside the in-distribution error; the error by family
+every --dataset and --recordings folder), beside the in-distribution error; the error by family
 and by instrument on the fonts each model never heard; and, with two models
 or more, each against the first on the same clips (McNemar's exact test).
 DIR/generalisation.csv, DIR/generalisation_by_family.csv,
@@ -23,6 +28,7 @@ Examples:
     python evaluate.py data/working/multi-font-10000/models/<model_id>
     python evaluate.py MODEL_DIR --dataset data/working/single-notes-other-font   # -> evaluation/<name>/
     python evaluate.py --best                      # the best model of the default dataset
+    python evaluate.py --best --recordings ~/my-recordings   # DIR/<family>/*.wav, your own
     python evaluate.py MODEL_A MODEL_B --dataset data/working/clean-fonts --report data/working/report
 """
 
@@ -47,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", nargs="+", default=None, metavar="DATASET",
                         help="evaluate on these other datasets (features extracted with the same parameters); "
                              "each report goes to MODEL_DIR/evaluation/<dataset name>/")
+    parser.add_argument("--recordings", nargs="+", default=None, metavar="DIR",
+                        help="evaluate on these folders of labelled recordings: DIR/<class>/... holds the "
+                             "recordings of a class of the model (any depth, any format predict.py reads); each "
+                             "report goes to MODEL_DIR/evaluation/<DIR name>/")
     parser.add_argument("--report", default=None, metavar="DIR",
                         help="write the generalisation table of the models to DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -64,16 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         raise UserError("give a model directory or --best")
     from instrument_classifier.dataset import PARAMETERS_CSV
-    from instrument_classifier.evaluation import check_dataset_name, evaluate_model
+    from instrument_classifier.evaluation import check_dataset_name, evaluate_model, print_summary
+    from instrument_classifier.labelled_recordings import evaluate_on_recordings, find_recordings
+    from instrument_classifier.model_files import read_model_records
     from instrument_classifier.feature_store import FEATURES_DIR, FEATURES_JSON
 
     # Every argument checked before anything is written: a failed run changes no model folder.
     for model_dir in models:
         check_model_dir(model_dir)
-    names = [check_dataset_name(dataset) for dataset in args.dataset or []]
+    recordings = args.recordings or []
+    names = [check_dataset_name(folder) for folder in [*(args.dataset or []), *recordings]]
     if clash := next((name for name in names if names.count(name) > 1), None):
         raise UserError(f"two datasets named {clash!r}: each model's report of one would replace the other's "
                         f"(evaluation/{clash}/); give each dataset once, and rename one of two namesakes")
+    for folder in recordings:
+        if (Path(folder) / PARAMETERS_CSV).is_file():
+            raise UserError(f"{folder} is a dataset: give it with --dataset")
+        for model_dir in models:
+            find_recordings(folder, read_model_records(model_dir).class_names)
     for dataset in args.dataset or []:
         if not (Path(dataset) / PARAMETERS_CSV).is_file():
             raise UserError(f"{dataset} is not a dataset: {PARAMETERS_CSV} not found")
@@ -85,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         check_report_dir(args.report)
         check_report_datasets(models, args.dataset or [])
     for model_dir in models:
-        for dataset in args.dataset or [None]:
+        for dataset in args.dataset or ([] if recordings else [None]):
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
+        for folder in recordings:
+            index = evaluate_on_recordings(model_dir, folder, quiet=args.quiet)
+            if not args.quiet:
+                print_summary(index)
     if args.report is not None:
         path = write_report(models, names, args.report)
         if not args.quiet:

@@ -17,7 +17,8 @@ On the model's own dataset it reads ``predictions.csv`` (written by
 training from the best epoch), so it is cheap and re-runnable.  With
 ``dataset_dir`` set to another dataset (say, one rendered with another
 SoundFont) it predicts that dataset's clips and writes the same report,
-without learning curves, into ``evaluation/<dataset name>/``.
+without learning curves, into ``evaluation/<dataset name>/``; so does
+:mod:`labelled_recordings` for a folder of recordings sorted into class folders.
 
 Report files are written into a hidden staging folder and moved into place
 one by one, ``index.html`` last (:func:`cli.atomic_files`); sub-reports
@@ -317,13 +318,13 @@ def _table(frame: pd.DataFrame, *, floats: str) -> Markup:
     return Markup(frame.to_html(index=False, float_format=floats.format, na_rep="–", border=0, classes="metrics"))
 
 
-def _links(model_dir: Path, evaluation_dir: Path, own: bool) -> dict[str, str]:
+def links_to_neighbours(model_dir: Path, evaluation_dir: Path, own: bool) -> dict[str, str]:
     """Links from a report to its neighbours: other-dataset reports, the error listing, the config."""
     links = {}
     if own:
         for sub in sorted(evaluation_dir.iterdir()) if evaluation_dir.is_dir() else []:
             if sub.is_dir() and not sub.name.startswith(".") and (sub / INDEX_HTML).is_file():
-                label = "misclassified clips" if sub.name == "errors" else f"evaluation on dataset {sub.name}"
+                label = "misclassified clips" if sub.name == "errors" else f"evaluation on {sub.name}"
                 links[label] = f"{sub.name}/{INDEX_HTML}"
         if "misclassified clips" not in links:  # the page analyze_errors.py writes later, in this folder
             links["misclassified clips (once analyze_errors.py has listed them)"] = f"errors/{INDEX_HTML}"
@@ -349,12 +350,17 @@ def evaluate_model(model_dir: str | os.PathLike, *, dataset_dir: str | os.PathLi
     else:
         index = evaluate_on_dataset(bundle, Path(dataset_dir))
     if not quiet:
-        metrics = pd.read_csv(index.parent / "metrics.csv")
-        for row in metrics.itertuples():
-            print(f"{row.split:>5}: error {row.error:.2%} (95 % interval {row.error_low:.1%}-{row.error_high:.1%}), "
-                  f"AUC {row.auc:.4f} ({row.n} clips)")
-        print(f"evaluation report: {index}")
+        print_summary(index)
     return index
+
+
+def print_summary(index: Path) -> None:
+    """Print a written report's metrics, a line per split, and where its page is."""
+    metrics = pd.read_csv(index.parent / "metrics.csv")
+    for row in metrics.itertuples():
+        print(f"{row.split:>5}: error {row.error:.2%} (95 % interval {row.error_low:.1%}-{row.error_high:.1%}), "
+              f"AUC {row.auc:.4f} ({row.n} clips)")
+    print(f"evaluation report: {index}")
 
 
 def evaluate_on_own_dataset(bundle: ModelBundle) -> Path:
@@ -374,7 +380,7 @@ def evaluate_on_own_dataset(bundle: ModelBundle) -> Path:
                      "instruments', the validation cross-entropy and both error curves are the families'.")
     evaluation_dir = model_dir / EVALUATION_DIR
     return write_report(evaluation_dir, predictions, bundle.class_names, list(SPLITS), title=title,
-                        curves=curves, links=_links(model_dir, evaluation_dir, own=True), notes=notes)
+                        curves=curves, links=links_to_neighbours(model_dir, evaluation_dir, own=True), notes=notes)
 
 
 def check_dataset_name(dataset_dir: str | os.PathLike) -> str:
@@ -418,5 +424,5 @@ def evaluate_on_dataset(bundle: ModelBundle, dataset_dir: Path) -> Path:
              f"know ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''})")
     return write_report(evaluation_dir / name, predictions, bundle.class_names, ["all"],
                         title=f"Evaluation of {model_id} on {name}",
-                        links=_links(bundle.model_dir, evaluation_dir, own=False), notes=notes,
+                        links=links_to_neighbours(bundle.model_dir, evaluation_dir, own=False), notes=notes,
                         with_predictions=True)

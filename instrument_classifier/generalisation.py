@@ -36,7 +36,7 @@ INSTRUMENT_CSV = "generalisation_by_instrument.csv"
 PAIRED_CSV = "generalisation_paired.csv"
 REPORT_FILES = (GENERALISATION_CSV, GENERALISATION_MD, FAMILY_CSV, INSTRUMENT_CSV, PAIRED_CSV)
 # What two parts' clips of one sample_id must agree on to be taken as the same clip.
-SAME_CLIP_COLUMNS = ("true", "soundfont", "instrument_name", "midi_number")
+SAME_CLIP_COLUMNS = ("true", "soundfont", "instrument_name", "midi_number", "file")  # "file": a recording
 # generalisation.md lists this many of the worst instruments of each model and part (the CSV has all).
 WORST_INSTRUMENTS_SHOWN = 10
 # Columns of a model row before the per-font ones.
