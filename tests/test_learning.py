@@ -103,6 +103,30 @@ def test_random_split_is_stratified_and_seeded():
     assert (split != random_split(labels, seed=2)).any()
 
 
+def test_a_seed_gives_the_same_split_in_every_process():
+    """Python salts string hashes per process: a split that followed a set's order changed from run to run."""
+    import subprocess
+    import sys
+
+    code = ("from instrument_classifier.training_data import random_split; import pandas as pd; "
+            "labels = pd.Series([f'class-{k % 7}' for k in range(140)]); print(''.join(s[1] for s in "
+            "random_split(labels, seed=3)))")
+    splits = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": salt}, cwd=Path(__file__).parent.parent
+                             ).stdout for salt in ("1", "2", "3")}
+    assert len(splits) == 1 and len(splits.pop().strip()) == 140
+
+
+def test_a_small_class_keeps_a_training_clip_and_every_split_is_checked():
+    from instrument_classifier.training_data import check_split
+
+    split = random_split(pd.Series(["a"] * 4), seed=0, valid_fraction=0.45, test_fraction=0.45)
+    assert list(split).count("train") == 1 and {"valid", "test"} <= set(split)  # fractions allowed, 4 clips
+    labels = pd.Series(["a", "a", "a", "b", "b", "b"])
+    with pytest.raises(UserError, match="the test split has no samples of class 'b'"):
+        check_split(labels, np.array(["train", "valid", "test", "train", "valid", "valid"], dtype=object))
+
+
 def test_instrument_split_holds_whole_instruments_out():
     parameters = synthetic_parameters()
     split = instrument_split(parameters, parameters["family_name"], seed=0)
@@ -1067,6 +1091,14 @@ def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
     assert_one_line_error(*run_script(prepare_training, [dataset, "--target", "instrument", "--split", "instrument",
                                                          "-o", tmp_path / "td"], capsys)[::2])
     assert not (tmp_path / "td").exists()
+
+
+def test_prepare_training_follows_its_seed(dataset, tmp_path, capsys):
+    for seed in (1, 2):
+        assert run_script(prepare_training, [dataset, "--seed", seed, "-o", tmp_path / f"s{seed}"],
+                          capsys)[0] == 0
+        assert json.loads((tmp_path / f"s{seed}" / "preprocessing.json").read_text())["seed"] == seed
+    assert (tmp_path / "s1" / "splits.csv").read_text() != (tmp_path / "s2" / "splits.csv").read_text()
 
 
 def test_instrument_split_end_to_end(dataset, tmp_path, capsys):
