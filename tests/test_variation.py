@@ -59,10 +59,26 @@ def test_fonts_by_name_are_case_blind_and_a_path_outside_the_catalogue_is_its_ow
     assert soundfonts.resolve_soundfonts(["/usr/share/sounds/sf2/TimGM6mb.sf2"])[0].lineage == "gs"
 
 
-def test_a_missing_font_names_its_debian_package():
+def test_a_missing_font_names_its_debian_package(monkeypatch):
     font = soundfonts.SoundFont("Nowhere", soundfonts.Path("/nonexistent/nowhere.sf2"), "x", "nowhere-soundfont")
     with pytest.raises(UserError, match="install the Debian package nowhere-soundfont"):
         soundfonts.installed(font)
+    # by its name, and within --soundfont all (not a FluidSynth failure in a worker later)
+    monkeypatch.setattr(soundfonts, "load_catalogue", lambda *args: (*soundfonts._read_catalogue(
+        str(soundfonts.SOUNDFONTS_CSV)), font))
+    for specs in (["nowhere"], ["all"]):
+        with pytest.raises(UserError, match="SoundFont Nowhere is not installed .*install the Debian package "
+                                            "nowhere-soundfont"):
+            soundfonts.resolve_soundfonts(specs)
+
+
+def test_two_fonts_of_one_name_are_refused(tmp_path):
+    """parameters.csv names a clip's font by its name: two files of one name would be one font to a split."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "piano.sf2").write_bytes(soundfonts.resolve_soundfonts(["TimGM6mb"])[0].path.read_bytes())
+    with pytest.raises(UserError, match="two different SoundFonts are both called 'piano.sf2'; rename one file"):
+        soundfonts.resolve_soundfonts([str(tmp_path / "a" / "piano.sf2"), str(tmp_path / "b" / "piano.sf2")])
 
 
 @pytest.mark.parametrize("argv, message", [
