@@ -65,6 +65,22 @@ def test_chunked_features_equal_the_npz_byte_for_byte(both_layouts):
     assert record["layout"] == "chunked" and record["n_clips"] == 56
 
 
+def test_features_up_to_date_change_layout_when_asked_and_add_a_plot(both_layouts, tmp_path, capsys):
+    """Up-to-date npz features stayed npz under --layout chunked, and --plot drew nothing, each "up to date"."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(both_layouts[0], dataset)
+    before = load_features(dataset)[0].tobytes()
+    assert extract_features.main([str(dataset), "-j", "1", "--layout", "chunked"]) == 0
+    assert "up to date" not in capsys.readouterr().out
+    features = dataset / FEATURES_DIR
+    assert (features / CHROMAGRAMS_DIR).is_dir() and not (features / CHROMAGRAMS_NPZ).exists()
+    assert np.asarray(load_features(dataset)[0]).tobytes() == before
+    assert not (dataset / FEATURES_DIR / "chromagrams.png").exists()
+    assert extract_features.main([str(dataset), "-j", "1", "--plot"]) == 0
+    assert "up to date" in capsys.readouterr().out  # nothing recomputed, the picture drawn
+    assert (dataset / FEATURES_DIR / "chromagrams.png").is_file()
+
+
 def test_layout_by_size(monkeypatch):
     extractor = ChromagramExtractor()
     assert feature_extraction.choose_layout(26_000, extractor) == "npz"
