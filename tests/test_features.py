@@ -397,6 +397,10 @@ def break_nan(folder):  # a float file holds NaN; FLAC cannot, so a WAV under th
     sf.write(folder / "audio/clip_002.flac", samples, SAMPLE_RATE, subtype="FLOAT", format="WAV")
 
 
+def break_stereo(folder):
+    sf.write(folder / "audio/clip_002.flac", np.zeros((CLIP_SAMPLES, 2)), SAMPLE_RATE, subtype="PCM_16")
+
+
 def break_dataset(folder):
     (folder / "parameters.csv").unlink()
 
@@ -407,6 +411,7 @@ def break_dataset(folder):
     (break_rate, "sample rate 22050 Hz, expected 44100 Hz"),
     (break_length, "44100 samples, expected 88200"),
     (break_nan, "holds NaN or infinite samples"),  # was a traceback
+    (break_stereo, "has 2 channels, expected mono"),
     (break_dataset, "is not a dataset"),
 ])
 @pytest.mark.parametrize("had_features", [False, True])
