@@ -174,6 +174,24 @@ def test_a_clean_note_is_the_seeds_midi_file_byte_for_byte(a4_flute_midi):
     assert a4_flute_midi.read_bytes().hex() == expected
 
 
+def test_a_midi_file_of_another_program_reads_as_general_midi_means_it(tmp_path):
+    """Most sequencers end a note with a note-on of velocity 0, and channel 10 is the drum kit (bank 128)."""
+    import mido
+
+    from instrument_classifier.midi_files import NoteEvent, read_midi_events
+
+    track = mido.MidiTrack([mido.Message("program_change", channel=9, program=0, time=0),
+                            mido.Message("note_on", channel=0, note=60, velocity=90, time=0),
+                            mido.Message("note_on", channel=0, note=60, velocity=0, time=480)])
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(tmp_path / "song.mid")
+    events, length = read_midi_events(tmp_path / "song.mid", 44_100)
+    assert events == [NoteEvent(0, "program", 9, 0, 128), NoteEvent(0, "note_on", 0, 60, 90),
+                      NoteEvent(22_050, "note_off", 0, 60)]  # 480 ticks at 120 bpm: 0.5 s
+    assert length == 22_050
+
+
 def test_a_bank_above_127_survives_the_midi_file(tmp_path):
     """Our synthesiser's instruments are banks up to 16383 (MSB and LSB): a clip's .mid renders the same one."""
     from instrument_classifier.midi_files import NoteEvent, read_midi_events
