@@ -53,6 +53,16 @@ def energy(audio, start, stop):
     return float(np.sum(audio[int(start * RATE):int(stop * RATE)] ** 2))
 
 
+def test_a_note_sounds_as_long_and_as_loud_as_it_is_played(synth):
+    """The note length and velocity of a clip's row (its MIDI file) reach our synthesiser's notes."""
+    for program in (40, 56, 73):  # violin, trumpet, flute: sustained until released
+        short, long = play(synth, program, seconds=0.3), play(synth, program, seconds=1.5)
+        assert energy(short, 0.4, 0.8) < 0.25 * energy(long, 0.4, 0.8), program  # released: 6 dB under, and more
+        assert energy(short, 1.0, 1.4) < 0.01 * energy(long, 1.0, 1.4), program  # 20 dB under
+        quiet, loud = play(synth, program, velocity=40), play(synth, program, velocity=127)
+        assert np.abs(quiet).max() < 0.5 * np.abs(loud).max(), program
+
+
 @pytest.mark.parametrize("bank", [1, 2, 3])
 def test_struck_and_plucked_strings_decay_where_organs_and_winds_hold(synth, bank):
     for program in (0, 24, 46):     # acoustic grand piano, nylon guitar, harp
