@@ -40,6 +40,8 @@ def test_select_by_name_id_and_family():
     assert list(select_instruments(table, instruments=["Violin", "Acoustic Grand Piano", "electric-piano-1"])["name"]) \
         == ["acoustic_grand_piano", "electric_piano_1", "violin"]
     assert set(select_instruments(table, families=["bass"])["family_name"]) == {"bass"}
+    # One instrument however often it is named: drawn as often as any other.
+    assert list(select_instruments(table, instruments=["violin", "41", "Violin"])["name"]) == ["violin"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -47,6 +49,7 @@ def test_select_by_name_id_and_family():
     ({"instruments": ["theremin"]}, "unknown instrument 'theremin'"),
     ({"instruments": ["violine"]}, "did you mean violin or viola?"),
     ({"instruments": ["129"]}, "unknown instrument '129'"),
+    ({"instruments": ["0"]}, "unknown instrument '0'"),  # ids are 1-128
 ])
 def test_unknown_selection_is_a_clear_error(kwargs, message):
     with pytest.raises(UserError, match=message):
