@@ -1056,19 +1056,25 @@ def test_interrupted_training_leaves_no_model_folder(model_dir, dataset, tmp_pat
     assert not (tmp_path / "m").exists()  # not even the models folder it made
 
 
+@pytest.mark.parametrize("stop", ["Ctrl-C", "a failed report"])
 def test_training_stopped_in_its_evaluation_says_where_the_model_is(model_dir, dataset, tmp_path, capsys,
-                                                                     monkeypatch):
+                                                                     monkeypatch, stop):
     """The finished model stayed, ranked by the leaderboard, and its folder was never named."""
     from instrument_classifier import evaluation
 
     def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt if stop == "Ctrl-C" else UserError("cannot write the report")
 
     monkeypatch.setattr(evaluation, "write_report", interrupt)
     status, _, err = run_script(train, [dataset, "--epochs", "1", "--models-dir", tmp_path / "m", "-q"], capsys)
     (saved,) = (tmp_path / "m").iterdir()
-    assert status == 130 and (saved / "model.keras").is_file()
-    assert f"the model is saved in {saved}; its evaluation was stopped: evaluate.py {saved} writes it" in err
+    assert (saved / "model.keras").is_file()
+    if stop == "Ctrl-C":
+        assert status == 130
+        assert f"the model is saved in {saved}; its evaluation was stopped: evaluate.py {saved} writes it" in err
+    else:
+        assert_one_line_error(status, err, f"cannot write the report (the model is saved in {saved}; evaluate.py "
+                                           f"{saved} writes its ")
 
 
 def test_split_that_leaves_a_class_empty(dataset, tmp_path, capsys):
