@@ -298,7 +298,8 @@ def test_eight_concurrent_clients(server, clips):
 
 
 def test_idle_and_slow_clients_do_not_lock_others_out(server, predictor, clips):
-    """200 connections that send nothing and 100 that trickle a body: a normal client is still served."""
+    """200 connections that send nothing and 100 that trickle a body: a normal client is still served, and
+    the server closes them once idle for its timeout."""
     url = urlsplit(server)
     held = []
     try:
@@ -314,6 +315,10 @@ def test_idle_and_slow_clients_do_not_lock_others_out(server, predictor, clips):
         name, data = clips[0]
         status, _, body = post_form(server, files={"audio_file": (name, data, "audio/flac")}, timeout=10)
         assert status == 200 and json.loads(body)["label"] == predictor.predict_file(io.BytesIO(data), name=name).label
+        # And the server lets them go within a minute: a silent connection, and one whose body stopped (~35 s).
+        for sock in (held[0], held[-1]):
+            sock.settimeout(60)
+            assert sock.recv(1 << 16) == b""
     finally:
         for sock in held:
             sock.close()
