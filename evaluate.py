@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("give a model directory or --best")
     from instrument_classifier.dataset import PARAMETERS_CSV
     from instrument_classifier.evaluation import check_dataset_name, evaluate_model, print_summary
-    from instrument_classifier.labelled_recordings import evaluate_on_recordings, find_recordings
-    from instrument_classifier.model_files import read_model_records
+    from instrument_classifier.labelled_recordings import (check_recordings, score_every_folder,
+                                                           write_recordings_report)
     from instrument_classifier.feature_store import FEATURES_DIR, FEATURES_JSON
 
     # Every argument checked before anything is written: a failed run changes no model folder.
@@ -87,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if clash := next((name for name in names if names.count(name) > 1), None):
         raise UserError(f"two datasets named {clash!r}: each model's report of one would replace the other's "
                         f"(evaluation/{clash}/); give each dataset once, and rename one of two namesakes")
-    for folder in recordings:
-        if (Path(folder) / PARAMETERS_CSV).is_file():
-            raise UserError(f"{folder} is a dataset: give it with --dataset")
-        for model_dir in models:
-            find_recordings(folder, read_model_records(model_dir).class_names)
+    check_recordings(recordings, models)
     for dataset in args.dataset or []:
         if not (Path(dataset) / PARAMETERS_CSV).is_file():
             raise UserError(f"{dataset} is not a dataset: {PARAMETERS_CSV} not found")
@@ -102,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
 
         check_report_dir(args.report)
         check_report_datasets(models, args.dataset or [])
+    scored = score_every_folder(models, recordings, quiet=args.quiet)  # before any report is written
     for model_dir in models:
         for dataset in args.dataset or ([] if recordings else [None]):
             evaluate_model(model_dir, dataset_dir=dataset, quiet=args.quiet)
-        for folder in recordings:
-            index = evaluate_on_recordings(model_dir, folder, quiet=args.quiet)
-            if not args.quiet:
-                print_summary(index)
+    for result in scored:
+        index = write_recordings_report(result)
+        if not args.quiet:
+            print_summary(index)
     if args.report is not None:
         path = write_report(models, names, args.report)
         if not args.quiet:

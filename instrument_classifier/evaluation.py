@@ -245,13 +245,18 @@ def plot_calibration(table: pd.DataFrame, ece: dict[str, float], path: Path) -> 
 
 def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str], splits: list[str], *,
                  title: str, curves: pd.DataFrame | None = None, links: dict[str, str] | None = None,
-                 notes: list[str] | None = None, with_predictions: bool = False) -> Path:
+                 notes: list[str] | None = None, with_predictions: bool = False,
+                 tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write the report's files into ``out_dir`` (index.html last); return index.html's path.
 
     ``with_predictions``: ``predictions`` are written too (``predictions.csv``), with the rest, so that an
-    interrupted run leaves the report as it was rather than new predictions beside an old page.
+    interrupted run leaves the report as it was rather than new predictions beside an old page; ``tables``
+    (file name: table) too.  A report file of an earlier report that this one has not (its error by pitch,
+    say) is removed, so that no figure outlives the clips it was measured on.
     """
     with atomic_files(out_dir, last=INDEX_HTML) as staging:
+        for name, table in (tables or {}).items():
+            table.to_csv(staging / name, index=False)
         if with_predictions:
             predictions.to_csv(staging / PREDICTIONS_CSV, index=False)
         metrics = metrics_table(predictions, class_names, splits)
@@ -287,6 +292,10 @@ def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str
         (staging / INDEX_HTML).write_text(render_page(
             "evaluation.html", title=title, metrics=_table(metrics, floats="{:.4f}"), notes=notes or [],
             links=links or {}, sections=sections))
+        written = {p.name for p in staging.iterdir()}
+    for stale in out_dir.iterdir():
+        if stale.is_file() and stale.suffix in (".csv", ".png") and stale.name not in written:
+            stale.unlink()  # a report folder holds the report's files only (sub-reports are folders)
     return out_dir / INDEX_HTML
 
 

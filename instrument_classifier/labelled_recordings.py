@@ -10,25 +10,36 @@ copying them into a dataset::
 
 Each file's class is the first folder under the given one (a class of the
 model, in any case: ``Strings/`` is ``strings``); deeper folders only
-group.  Every file is read as ``predict.py`` reads it (:class:`Predictor`:
-any rate, channels and length, the window from the note's onset, a level
-outside the training range scaled into it), so the figures are those a user
-gets.  ``evaluate.py MODEL --recordings DIR`` writes the report of
-:func:`evaluation.write_report` into ``MODEL/evaluation/<DIR name>/``, its
-``predictions.csv`` with one row per file (``sample_id`` numbers the files
-in path order, ``file`` is the path under DIR, ``warnings`` what
-``predict.py`` would have said about the file), and the generalisation report
-(``--report``) gives it a column, as it does a dataset.
+group, and linked folders are followed.  Every file in a class folder is
+read as ``predict.py`` reads it (:class:`Predictor`: any format libsndfile
+reads, any rate, channels and length, the window from the note's onset, a
+level outside the training range scaled into it), so the figures are those
+a user gets.  ``evaluate.py MODEL --recordings DIR`` writes the report of
+:func:`evaluation.write_report` into ``MODEL/evaluation/<DIR name>/``: its
+``predictions.csv`` has a row per file (``file``, the path under DIR;
+``warnings``, what ``predict.py`` would have said about it) and
+``left_out.csv`` the files left out and why; the generalisation report
+(``--report``) gives the folder a column, as it does a dataset.
 
-Left out, with one warning line each: files in folders that are not a class
-of the model, files directly in DIR, and files that cannot be read (the
-first one's reason).  Files whose suffix is not an audio format's, and
-hidden files and folders, are skipped unsaid (notes, licences, ``.DS_Store``).
+``sample_id`` numbers every file under DIR in path order, whatever the
+model's classes and whichever files it could read, so that two models'
+answers on one folder pair up clip by clip (the report's paired table).
+
+Left out, with a warning line each: audio files in folders that are not a
+class of the model or directly in DIR, files that cannot be read (other
+files than audio in a class folder among them: the reason says so), and
+silent files (no note to classify).  Hidden files and folders, and other
+files than audio outside the class folders, are skipped unsaid.
+
+Scoring (:func:`score_recordings`) writes nothing; :func:`write_recordings_report`
+writes, so that a command can score every folder for every model before it
+writes any report.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,84 +48,158 @@ from tqdm import tqdm
 
 from .audio import SUPPORTED_EXTENSIONS, AudioError
 from .cli import UserError, warn
+from .dataset import PARAMETERS_CSV
 from .evaluation import check_dataset_name, links_to_neighbours, write_report
 from .metrics import predictions_table
-from .model_files import EVALUATION_DIR
+from .model_files import EVALUATION_DIR, read_model_records
 from .prediction import Predictor
 
+LEFT_OUT_CSV = "left_out.csv"
 
-def find_recordings(folder: str | os.PathLike, class_names: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The audio files under ``folder``'s class folders: (a table of ``file`` (the path under
-    ``folder``) and ``true`` (the class), in path order; {what was left out: how many files}).
 
-    UserError when ``folder`` is not a folder, or holds no audio file in a folder named after a class.
-    """
+def recording_files(folder: str | os.PathLike) -> list[str]:
+    """Every file under ``folder`` (linked folders followed, each real folder once; hidden files and folders
+    left out), as paths under it in sorted order: the order :func:`find_recordings` numbers them in."""
+    if not str(folder).strip():  # before Path(), which makes "" the current folder
+        raise UserError("the recordings folder is an empty path")
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder of recordings" if folder.exists()
                         else f"recordings folder {folder} not found")
+    files, seen = [], set()
+    for top, folders, names in os.walk(folder, followlinks=True):
+        status = os.stat(top)
+        if (status.st_dev, status.st_ino) in seen:  # a link back up the tree
+            folders[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        relative = Path(top).relative_to(folder)
+        files += [(relative / name).as_posix() for name in names
+                  if not name.startswith(".") and os.path.isfile(os.path.join(top, name))]
+    return sorted(files)
+
+
+def find_recordings(folder: str | os.PathLike, class_names: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The files of ``folder``'s class folders: (a table of ``sample_id``, ``file`` (the path under ``folder``)
+    and ``true`` (the class), in path order; {where audio files were left out: how many}).
+
+    UserError when ``folder`` is not a folder, or holds no file in a folder named after a class.
+    """
     by_name = {name.casefold(): name for name in class_names}
     rows, left_out = [], {}
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file() \
-                or path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            continue
-        label = by_name.get(relative.parts[0].casefold()) if len(relative.parts) > 1 else None
-        if label is None:
-            where = f"in {relative.parts[0]}/" if len(relative.parts) > 1 else "directly in the folder"
+    for sample_id, file in enumerate(recording_files(folder)):
+        parts = file.split("/")
+        label = by_name.get(parts[0].casefold()) if len(parts) > 1 else None
+        if label is not None:
+            rows.append({"sample_id": sample_id, "file": file, "true": label})
+        elif Path(file).suffix.lower() in SUPPORTED_EXTENSIONS:  # notes and licences beside them: unsaid
+            where = f"in {parts[0]}/, not a class of the model" if len(parts) > 1 else \
+                "directly in the folder (put each in a class folder)"
             left_out[where] = left_out.get(where, 0) + 1
-            continue
-        rows.append({"file": relative.as_posix(), "true": label})
     if not rows:
-        raise UserError(f"{folder} holds no audio file in a folder named after a class of the model "
+        raise UserError(f"{folder} holds no file in a folder named after a class of the model "
                         f"({', '.join(class_names)}): put each recording in FOLDER/<class>/")
     return pd.DataFrame(rows), left_out
 
 
-def evaluate_on_recordings(model_dir: str | os.PathLike, recordings_dir: str | os.PathLike, *,
-                           jobs: int | None = None, quiet: bool = False) -> Path:
-    """Classify every labelled recording of ``recordings_dir`` (:func:`find_recordings`) with the model of
-    ``model_dir``, as ``predict.py`` does, and write the report into ``evaluation/<folder name>/``;
-    return its index.html."""
-    recordings_dir = Path(recordings_dir)
-    name = check_dataset_name(recordings_dir)
-    predictor = Predictor(model_dir)
-    files, left_out = find_recordings(recordings_dir, predictor.class_names)
-    rows, proba, unreadable = [], [], []
-    results = predictor.predict_files([recordings_dir / f for f in files["file"]], jobs=jobs)
-    for row, (_, result) in zip(files.itertuples(index=False), tqdm(
-            results, total=len(files), desc=f"recordings of {name}", unit="file", disable=quiet)):
+def check_recordings(folders: list[str | os.PathLike], model_dirs: list[str | os.PathLike]) -> None:
+    """UserError for a folder that cannot be scored by every model (:func:`find_recordings`), is a dataset
+    (``--dataset`` scores its chromagrams), or lies inside a model folder (the report would be written there)."""
+    for folder in folders:
+        if str(folder).strip() and (Path(folder) / PARAMETERS_CSV).is_file():
+            raise UserError(f"{folder} is a dataset: give it with --dataset")
+        for model_dir in model_dirs:
+            if str(folder).strip() and Path(folder).resolve().is_relative_to(Path(model_dir).resolve()):
+                raise UserError(f"{folder} lies inside the model folder {model_dir}, where its report would be "
+                                "written: keep the recordings elsewhere")
+            find_recordings(folder, read_model_records(model_dir).class_names)
+
+
+@dataclass
+class ScoredRecordings:
+    """A model's answers on one recordings folder, before anything is written."""
+
+    folder: Path
+    name: str                                  # of the report folder, evaluation/<name>/
+    model_dir: Path
+    model_id: str
+    class_names: list[str]
+    predictions: pd.DataFrame                  # as predictions.csv
+    left_out: pd.DataFrame                     # file, reason
+    warnings: list[str] = field(default_factory=list)
+
+
+def score_recordings(predictor: Predictor, folder: str | os.PathLike, *, jobs: int | None = None,
+                     quiet: bool = False) -> ScoredRecordings:
+    """Classify every file of ``folder``'s class folders (:func:`find_recordings`) as ``predict.py`` does.
+
+    UserError when no file could be classified.
+    """
+    folder = Path(folder)
+    name = check_dataset_name(folder)
+    files, elsewhere = find_recordings(folder, predictor.class_names)
+    rows, proba, left_out = [], [], []
+    results = predictor.predict_files([folder / f for f in files["file"]], jobs=jobs)
+    progress = tqdm(results, total=len(files), desc=f"recordings of {name}", unit="file", disable=quiet)
+    for (_, result), row in zip(progress, files.itertuples(index=False)):
         if isinstance(result, AudioError):
-            unreadable.append(str(result))
-            continue
-        rows.append({"file": row.file, "true": row.true, "peak_dbfs": round(result.peak_dbfs, 2),
-                     "warnings": "; ".join(result.warnings)})
-        proba.append([result.probabilities[c] for c in predictor.class_names])
+            left_out.append({"file": row.file, "reason": str(result).removeprefix(f"{folder / row.file}: ")})
+        elif any(warning.startswith("silent clip") for warning in result.warnings):
+            left_out.append({"file": row.file, "reason": "silent: no note to classify"})
+        else:
+            rows.append({"sample_id": row.sample_id, "file": row.file, "true": row.true,
+                         "peak_dbfs": round(result.peak_dbfs, 2), "warnings": "; ".join(result.warnings)})
+            proba.append([result.probabilities[c] for c in predictor.class_names])
+    left_out = pd.DataFrame(left_out, columns=["file", "reason"])
     if not rows:
-        raise UserError(f"none of the {len(files)} recordings of {recordings_dir} could be read "
-                        f"(the first: {unreadable[0]})")
-    for where, count in left_out.items():
-        warn(f"{recordings_dir}: left out {count} file{'s' * (count != 1)} {where}, not a class of the model "
-             f"({', '.join(predictor.class_names)})" if where.endswith("/") else
-             f"{recordings_dir}: left out {count} file{'s' * (count != 1)} {where}: put each in a class folder")
-    if unreadable:
-        warn(f"{recordings_dir}: left out {len(unreadable)} file{'s' * (len(unreadable) != 1)} that could not be "
-             f"read (the first: {unreadable[0]})")
+        raise UserError(f"none of the {len(files)} files of {folder}'s class folders could be classified "
+                        f"({left_out['file'].iloc[0]}: {left_out['reason'].iloc[0]})")
+    warnings = [f"{folder}: left out {count} audio file{'s' * (count != 1)} {where}"
+                for where, count in elsewhere.items()]
+    silent = left_out["reason"].str.startswith("silent:")
+    if unread := int((~silent).sum()):
+        first = left_out[~silent].iloc[0]
+        warnings.append(f"{folder}: left out {unread} file{'s' * (unread != 1)} that could not be read "
+                        f"({first.file}: {first.reason}{'; all in ' + LEFT_OUT_CSV if unread > 1 else ''})")
+    if quiet_ones := int(silent.sum()):
+        warnings.append(f"{folder}: left out {quiet_ones} silent file{'s' * (quiet_ones != 1)} (no note to classify)")
     kept = pd.DataFrame(rows)
     index_of = {c: i for i, c in enumerate(predictor.class_names)}
-    parameters = kept.assign(sample_id=np.arange(len(kept)))
-    table = predictions_table(parameters, np.full(len(kept), "all"), kept["true"].map(index_of).to_numpy(),
+    table = predictions_table(kept, np.full(len(kept), "all"), kept["true"].map(index_of).to_numpy(),
                               np.asarray(proba, dtype=np.float64), predictor.class_names)
     table = table.assign(file=kept["file"], peak_dbfs=kept["peak_dbfs"], warnings=kept["warnings"])
-    notes = [f"Model {predictor.model_id} applied to the {len(kept)} labelled recordings of "
-             f"{recordings_dir.resolve()}, each read as predict.py reads a file (the window from its onset, "
+    return ScoredRecordings(folder, name, Path(predictor.model_dir), predictor.model_id, predictor.class_names,
+                            table, left_out, warnings)
+
+
+def score_every_folder(model_dirs: list[str | os.PathLike], folders: list[str | os.PathLike], *,
+                       quiet: bool = False) -> list[ScoredRecordings]:
+    """:func:`score_recordings` of every folder by every model (each model loaded once), writing nothing;
+    each warning printed once (models of the same classes leave the same files out)."""
+    scored, said = [], set()
+    for model_dir in model_dirs if folders else []:
+        predictor = Predictor(model_dir)
+        for folder in folders:
+            scored.append(score_recordings(predictor, folder, quiet=quiet))
+            for line in scored[-1].warnings:
+                if line not in said:
+                    said.add(line)
+                    warn(line)
+    return scored
+
+
+def write_recordings_report(scored: ScoredRecordings) -> Path:
+    """Write a :func:`score_recordings` result into ``MODEL/evaluation/<folder name>/``; return its index.html."""
+    notes = [f"Model {scored.model_id} applied to the {len(scored.predictions)} labelled recordings of "
+             f"{scored.folder.resolve()}, each read as predict.py reads a file (the window from its onset, "
              f"resampled, levels brought into the training range)."]
-    if left_out or unreadable:
-        notes.append(f"Left out: {sum(left_out.values())} files outside the class folders, {len(unreadable)} "
-                     f"that could not be read.")
-    evaluation_dir = predictor.model_dir / EVALUATION_DIR
-    return write_report(evaluation_dir / name, table, predictor.class_names, ["all"],
-                        title=f"Evaluation of {predictor.model_id} on the recordings of {name}",
-                        links=links_to_neighbours(predictor.model_dir, evaluation_dir, own=False), notes=notes,
-                        with_predictions=True)
+    if len(scored.left_out):
+        notes.append(f"{len(scored.left_out)} files of the class folders were left out ({LEFT_OUT_CSV}: "
+                     f"each with its reason).")
+    evaluation_dir = scored.model_dir / EVALUATION_DIR
+    return write_report(evaluation_dir / scored.name, scored.predictions, scored.class_names, ["all"],
+                        title=f"Evaluation of {scored.model_id} on the recordings of {scored.name}",
+                        links=links_to_neighbours(scored.model_dir, evaluation_dir, own=False), notes=notes,
+                        with_predictions=True, tables={LEFT_OUT_CSV: scored.left_out} if len(scored.left_out)
+                        else None)

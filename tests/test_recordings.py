@@ -15,8 +15,10 @@ import pytest
 import soundfile as sf
 
 import evaluate
-from conftest import assert_one_line_error, run_script
+from conftest import assert_one_line_error, run_script, train_tiny_model
 from instrument_classifier.audio import resample
+
+RATE = 44_100
 
 
 @pytest.fixture
@@ -46,9 +48,18 @@ def recordings(tiny_model_dir, tmp_path):
     shutil.copy(dataset / parameters["audio_file"][0], folder / "drums" / "kick.flac")  # not a class
     shutil.copy(dataset / parameters["audio_file"][0], folder / "loose.flac")  # in no class folder
     (folder / "piano" / "broken.wav").write_bytes(b"RIFF" + bytes(40))  # cannot be read
-    (folder / "README.txt").write_text("recorded in my room")  # not audio: skipped unsaid
+    (folder / "piano" / "take.m4a").write_bytes(b"\0" * 100)  # a format libsndfile does not read: said so
+    sf.write(folder / "piano" / "silence.wav", np.zeros(RATE), RATE)  # no note: left out, not scored
+    (folder / "README.txt").write_text("recorded in my room")  # not audio, not in a class folder: unsaid
     (folder / ".hidden").mkdir()
     shutil.copy(dataset / parameters["audio_file"][0], folder / ".hidden" / "piano.flac")
+    # A sample library linked in as a class folder is read like any other (and a link back up, once).
+    library = tmp_path / "library" / "more-violins"
+    library.mkdir(parents=True)
+    violin = parameters[parameters["family_name"] == "strings"]["audio_file"].iloc[2]
+    shutil.copy(dataset / violin, library / "violin.flac")
+    (library / "loop").symlink_to(folder)
+    (folder / "strings" / "linked").symlink_to(library)
     return folder
 
 
@@ -57,10 +68,14 @@ def test_a_model_is_scored_on_labelled_recordings_as_predict_reads_them(model_co
     assert status == 0, err
     report = model_copy / "evaluation" / "my-recordings"
     predictions = pd.read_csv(report / "predictions.csv", keep_default_na=False)
-    expected = sorted(p.relative_to(recordings).as_posix() for p in recordings.glob("[A-Za-z]*/**/*-[01].*")
-                      if p.parent.name != "drums")
-    assert list(predictions["file"]) == expected and list(predictions["sample_id"]) == list(range(14))
+    expected = sorted([p.relative_to(recordings).as_posix() for p in recordings.glob("[A-Za-z]*/**/*-[01].*")
+                       if p.parent.name != "drums"] + ["strings/linked/violin.flac"])
+    assert list(predictions["file"]) == expected
     assert list(predictions["true"]) == [f.split("/")[0].lower() for f in expected]
+    # Numbered among every file under the folder, in path order, whichever the model scored.
+    every = sorted([p.relative_to(recordings).as_posix() for p in recordings.rglob("*")
+                    if p.is_file() and ".hidden" not in p.parts] + ["strings/linked/violin.flac"])
+    assert list(predictions["sample_id"]) == [every.index(f) for f in expected]
     for row in predictions.itertuples():  # the answers predict.py gives for the same files
         result = predictor.predict_file(recordings / row.file)
         assert row.predicted == result.label and row.correct == (result.label == row.true)
@@ -68,17 +83,33 @@ def test_a_model_is_scored_on_labelled_recordings_as_predict_reads_them(model_co
             assert getattr(row, f"p_{name}") == pytest.approx(p, abs=1e-6)
         assert row.warnings == "; ".join(result.warnings)
     metrics = pd.read_csv(report / "metrics.csv")
-    assert (metrics["split"].tolist(), metrics["n"].tolist()) == (["all"], [14])
+    assert (metrics["split"].tolist(), metrics["n"].tolist()) == (["all"], [15])
     assert metrics["error"][0] == pytest.approx(1 - predictions["correct"].mean())
     assert (report / "index.html").is_file() and (report / "confusion_all.png").is_file()
     assert f"error {metrics['error'][0]:.2%}" in out and str(report / "index.html") in out
     warnings = [line for line in err.splitlines() if "warning:" in line]  # beside the progress bar
-    assert len(warnings) == 3, err
-    assert "left out 1 file in drums/, not a class of the model (brass, " in warnings[0]
-    assert "left out 1 file directly in the folder: put each in a class folder" in warnings[1]
-    assert "left out 1 file that could not be read (the first: " in warnings[2] and "broken.wav" in warnings[2]
-    # The model's own report links to it; its own figures are left as they were.
+    assert len(warnings) == 4, err
+    assert warnings[0].endswith("left out 1 audio file in drums/, not a class of the model")
+    assert warnings[1].endswith("left out 1 audio file directly in the folder (put each in a class folder)")
+    assert warnings[2].endswith("left out 2 files that could not be read (piano/broken.wav: not an audio file or "
+                                "corrupt (Format not recognised.); all in left_out.csv)")
+    assert warnings[3].endswith("left out 1 silent file (no note to classify)")
+    left_out = pd.read_csv(report / "left_out.csv")
+    assert list(left_out["file"]) == ["piano/broken.wav", "piano/silence.wav", "piano/take.m4a"]
+    assert "unsupported file type .m4a" in left_out["reason"].iloc[2]
+    assert "100%" in err  # the progress bar's end
+    # Only the recordings' report: the model's own figures are left as they were.
     assert not (model_copy / "evaluation" / "metrics.csv").exists()
+
+
+def test_two_models_pair_up_on_the_same_recordings(model_copy, recordings, tiny_dataset, tmp_path, capsys):
+    """Two models' answers on one folder are compared clip by clip (the report's paired table)."""
+    second = train_tiny_model(tmp_path / "second", tiny_dataset, epochs=1)
+    status, _, _ = run_script(evaluate, [model_copy, second, "--recordings", recordings, "--report",
+                                         tmp_path / "report", "-q"], capsys)
+    assert status == 0
+    paired = pd.read_csv(tmp_path / "report" / "generalisation_paired.csv")
+    assert list(paired["part"]) == ["my-recordings"] and paired["n"][0] == 15
 
 
 def test_recordings_get_a_column_of_the_generalisation_report(model_copy, recordings, capsys):
@@ -97,14 +128,36 @@ def test_bad_recordings_folders_are_one_line_before_anything_is_written(model_co
     shutil.copy(next((tiny_model_dir.parent.parent / "audio").glob("*.flac")), tmp_path / "unsorted" / "a.flac")
     (tmp_path / "file.wav").write_bytes(b"")
     cases = [(tmp_path / "missing", "recordings folder"),
+             ("", "the recordings folder is an empty path"),
+             (model_copy / "evaluation" / "mine", "lies inside the model folder"),
              (tmp_path / "file.wav", "is not a folder of recordings"),
              (tiny_model_dir.parent.parent, "is a dataset: give it with --dataset"),
-             (tmp_path / "empty", "holds no audio file in a folder named after a class of the model (brass, "),
+             (tmp_path / "empty", "holds no file in a folder named after a class of the model (brass, "),
              (tmp_path / "unsorted", "put each recording in FOLDER/<class>/")]
     for folder, message in cases:
         assert_one_line_error(*run_script(evaluate, [model_copy, "--recordings", folder], capsys)[::2], message)
     assert not (model_copy / "evaluation").exists()
+    # A folder of nothing readable, after one that is fine: found before anything is written.
+    (tmp_path / "fine" / "strings").mkdir(parents=True)
+    shutil.copy(tmp_path / "unsorted" / "a.flac", tmp_path / "fine" / "strings" / "a.flac")
+    (tmp_path / "junk" / "strings").mkdir(parents=True)
+    (tmp_path / "junk" / "strings" / "a.wav").write_bytes(b"")
+    status, _, err = run_script(evaluate, [model_copy, "--recordings", tmp_path / "fine", tmp_path / "junk",
+                                           "-q"], capsys)
+    assert_one_line_error(status, err, "none of the 1 files of", "a.wav: empty file")
+    assert not (model_copy / "evaluation" / "fine").exists()
     same_name = tmp_path / "other" / "empty"
     same_name.mkdir(parents=True)
     assert_one_line_error(*run_script(evaluate, [model_copy, "--recordings", tmp_path / "empty", same_name],
                                       capsys)[::2], "two datasets named 'empty'")
+
+
+def test_a_report_replacing_another_keeps_none_of_its_figures(model_copy, recordings, capsys):
+    """A dataset's report under the same name had an error by pitch and by font; recordings have neither."""
+    report = model_copy / "evaluation" / "my-recordings"
+    report.mkdir(parents=True)
+    for name in ("error_by_pitch.csv", "error_by_pitch.png", "error_by_soundfont.csv"):
+        (report / name).write_text("of other clips")
+    assert run_script(evaluate, [model_copy, "--recordings", recordings, "-q"], capsys)[0] == 0
+    assert not [p.name for p in report.glob("error_by_*")]
+    assert (report / "predictions.csv").is_file() and (report / "left_out.csv").is_file()
