@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is not None:
         from instrument_classifier.generalisation import check_report_datasets, check_report_dir, write_report
 
-        check_report_dir(args.report)
+        check_report_dir(args.report, models)
         check_report_datasets(models, args.dataset or [])
     scored = score_every_folder(models, recordings, quiet=args.quiet)  # before any report is written
     for model_dir in models:

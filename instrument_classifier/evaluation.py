@@ -28,6 +28,7 @@ template ``templates/evaluation.html``.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 
@@ -51,6 +52,13 @@ from .training_data import SPLITS, target_labels
 PITCH_BAND = 6
 # Sub-folder names that a report for another dataset must not take.
 RESERVED_NAMES = ("errors",)
+# The files left out of a report on recordings, each with its reason (labelled_recordings).
+LEFT_OUT_CSV = "left_out.csv"
+# The report's files that some reports have and others not: one left from an earlier report in the same
+# folder is removed (the names of write_report and _write_split, per split for the patterns).
+OPTIONAL_REPORT_FILES = ("predictions.csv", "error_by_soundfont.csv", "learning_curves.png", "per_class_metrics.csv",
+                         "error_by_pitch.csv", "error_by_pitch.png", "calibration.csv", "calibration.png",
+                         LEFT_OUT_CSV, "confusion_*.csv", "confusion_*.png", "roc_*.png", "per_class_*.png")
 
 
 def read_learning_curves(path: str | os.PathLike) -> pd.DataFrame:
@@ -294,8 +302,9 @@ def write_report(out_dir: Path, predictions: pd.DataFrame, class_names: list[str
             links=links or {}, sections=sections))
         written = {p.name for p in staging.iterdir()}
     for stale in out_dir.iterdir():
-        if stale.is_file() and stale.suffix in (".csv", ".png") and stale.name not in written:
-            stale.unlink()  # a report folder holds the report's files only (sub-reports are folders)
+        if stale.name not in written and stale.is_file() and not stale.name.startswith(".") and any(
+                fnmatch.fnmatchcase(stale.name, pattern) for pattern in OPTIONAL_REPORT_FILES):
+            stale.unlink()
     return out_dir / INDEX_HTML
 
 
@@ -396,6 +405,9 @@ def check_dataset_name(dataset_dir: str | os.PathLike) -> str:
     """The name of ``dataset_dir``'s report folder, ``evaluation/<name>/``; UserError for one that would clash
     with the other report folders (:data:`RESERVED_NAMES`) or be hidden."""
     name = dataset_name(dataset_dir)
+    if not name:  # "/": the report would be evaluation/ itself, the model's own
+        raise UserError(f"{dataset_dir} has no folder name to give its report (evaluation/<name>/): give a folder "
+                        "under it")
     if name in RESERVED_NAMES or name.startswith("."):
         raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
     return name

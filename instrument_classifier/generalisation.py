@@ -353,16 +353,21 @@ def write_generalisation_report(table: pd.DataFrame, out_dir: str | os.PathLike,
     return out_dir / GENERALISATION_MD
 
 
-def check_report_dir(out_dir: str | os.PathLike) -> Path:
+def check_report_dir(out_dir: str | os.PathLike, model_dirs: list[str | os.PathLike] = ()) -> Path:
     """``out_dir`` as a Path, if a report may be written there: a new folder, or an earlier report's.
 
-    UserError for a path that is, or lies under, a file, and for a folder
+    UserError for a path that is, or lies under, a file, for a folder
     holding other files than a report's (a dataset's or a model's, say:
-    the report would mix in with them, and replace some).
+    the report would mix in with them, and replace some), and for one inside
+    any of ``model_dirs`` (where evaluate.py writes the model's own reports).
     """
     if not str(out_dir).strip():
         raise UserError("the report folder is an empty path")
     out_dir = Path(out_dir)
+    for model_dir in model_dirs:
+        if out_dir.resolve().is_relative_to(Path(model_dir).resolve()):
+            raise UserError(f"the report folder {out_dir} lies inside the model folder {model_dir}, whose reports "
+                            "evaluate.py rewrites: give a folder outside it")
     blocker = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise UserError(f"cannot write the report into {out_dir}: {blocker} is a file, not a folder")

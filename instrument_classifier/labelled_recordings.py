@@ -49,34 +49,51 @@ from tqdm import tqdm
 from .audio import SUPPORTED_EXTENSIONS, AudioError
 from .cli import UserError, warn
 from .dataset import PARAMETERS_CSV
-from .evaluation import check_dataset_name, links_to_neighbours, write_report
+from .evaluation import LEFT_OUT_CSV, check_dataset_name, links_to_neighbours, write_report
 from .metrics import predictions_table
 from .model_files import EVALUATION_DIR, read_model_records
 from .prediction import Predictor
 
-LEFT_OUT_CSV = "left_out.csv"
-
-
 def recording_files(folder: str | os.PathLike) -> list[str]:
-    """Every file under ``folder`` (linked folders followed, each real folder once; hidden files and folders
-    left out), as paths under it in sorted order: the order :func:`find_recordings` numbers them in."""
+    """Every file under ``folder`` (linked folders followed; hidden files and folders left out), as paths
+    under it in sorted order: the order :func:`find_recordings` numbers them in.
+
+    A link back up the tree is not followed again; one real folder reached under two first-level folders (two
+    classes) is a UserError, reached twice under one its files are listed once.
+    """
     if not str(folder).strip():  # before Path(), which makes "" the current folder
         raise UserError("the recordings folder is an empty path")
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder of recordings" if folder.exists()
                         else f"recordings folder {folder} not found")
-    files, seen = [], set()
-    for top, folders, names in os.walk(folder, followlinks=True):
-        status = os.stat(top)
-        if (status.st_dev, status.st_ino) in seen:  # a link back up the tree
-            folders[:] = []
+    files, reached = [], {}  # real folder -> (first-level folder, path) it was first reached as
+    stack = [((), frozenset())]
+    while stack:
+        parts, ancestors = stack.pop()
+        path = folder.joinpath(*parts)
+        status = path.stat()
+        key = (status.st_dev, status.st_ino)
+        if key in ancestors:  # a link back up
             continue
-        seen.add((status.st_dev, status.st_ino))
-        folders[:] = [name for name in folders if not name.startswith(".")]
-        relative = Path(top).relative_to(folder)
-        files += [(relative / name).as_posix() for name in names
-                  if not name.startswith(".") and os.path.isfile(os.path.join(top, name))]
+        top = parts[0] if parts else None
+        if key in reached:
+            if reached[key][0] != top:
+                raise UserError(f"{path} is the folder {reached[key][1]} too (a link): its recordings would "
+                                f"belong to two classes, {reached[key][0]} and {top}; keep each in one")
+            continue
+        reached[key] = (top, folder.joinpath(*parts))
+        try:
+            entries = sorted(os.scandir(path), key=lambda entry: entry.name, reverse=True)
+        except OSError as error:
+            raise UserError(f"cannot read the folder {path}: {error.strerror or error}") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                stack.append(((*parts, entry.name), ancestors | {key}))
+            elif entry.is_file():
+                files.append("/".join((*parts, entry.name)))
     return sorted(files)
 
 
@@ -116,6 +133,10 @@ def check_recordings(folders: list[str | os.PathLike], model_dirs: list[str | os
             find_recordings(folder, read_model_records(model_dir).class_names)
 
 
+def _files(count: int) -> str:
+    return f"{count} file{'s' * (count != 1)}"
+
+
 @dataclass
 class ScoredRecordings:
     """A model's answers on one recordings folder, before anything is written."""
@@ -144,26 +165,30 @@ def score_recordings(predictor: Predictor, folder: str | os.PathLike, *, jobs: i
     progress = tqdm(results, total=len(files), desc=f"recordings of {name}", unit="file", disable=quiet)
     for (_, result), row in zip(progress, files.itertuples(index=False)):
         if isinstance(result, AudioError):
-            left_out.append({"file": row.file, "reason": str(result).removeprefix(f"{folder / row.file}: ")})
-        elif any(warning.startswith("silent clip") for warning in result.warnings):
-            left_out.append({"file": row.file, "reason": "silent: no note to classify"})
+            kind = "not audio" if result.kind == "unsupported" and \
+                Path(row.file).suffix.lower() not in SUPPORTED_EXTENSIONS else "unreadable"
+            left_out.append({"file": row.file, "kind": kind,
+                             "reason": str(result).removeprefix(f"{folder / row.file}: ")})
+        elif silent := next((w for w in result.warnings if w.startswith("silent clip")), None):
+            left_out.append({"file": row.file, "kind": "silent", "reason": silent})
         else:
             rows.append({"sample_id": row.sample_id, "file": row.file, "true": row.true,
                          "peak_dbfs": round(result.peak_dbfs, 2), "warnings": "; ".join(result.warnings)})
             proba.append([result.probabilities[c] for c in predictor.class_names])
-    left_out = pd.DataFrame(left_out, columns=["file", "reason"])
+    left_out = pd.DataFrame(left_out, columns=["file", "kind", "reason"])
     if not rows:
-        raise UserError(f"none of the {len(files)} files of {folder}'s class folders could be classified "
+        raise UserError(f"none of the {_files(len(files))} of {folder}'s class folders could be classified "
                         f"({left_out['file'].iloc[0]}: {left_out['reason'].iloc[0]})")
     warnings = [f"{folder}: left out {count} audio file{'s' * (count != 1)} {where}"
                 for where, count in elsewhere.items()]
-    silent = left_out["reason"].str.startswith("silent:")
-    if unread := int((~silent).sum()):
-        first = left_out[~silent].iloc[0]
-        warnings.append(f"{folder}: left out {unread} file{'s' * (unread != 1)} that could not be read "
-                        f"({first.file}: {first.reason}{'; all in ' + LEFT_OUT_CSV if unread > 1 else ''})")
-    if quiet_ones := int(silent.sum()):
-        warnings.append(f"{folder}: left out {quiet_ones} silent file{'s' * (quiet_ones != 1)} (no note to classify)")
+    for kind, what in (("not audio", "that are not audio predict.py reads"), ("unreadable", "that could not be read"),
+                       ("silent", "that are silent, no note to classify")):
+        part = left_out[left_out["kind"] == kind]
+        if len(part):
+            suffixes = ", ".join(sorted({Path(f).suffix.lower() or "no suffix" for f in part["file"]}))
+            shown = f"{suffixes}" if kind == "not audio" else f"{part['file'].iloc[0]}: {part['reason'].iloc[0]}"
+            warnings.append(f"{folder}: left out {_files(len(part))} of the class folders {what} ({shown}; "
+                            f"listed in {LEFT_OUT_CSV})")
     kept = pd.DataFrame(rows)
     index_of = {c: i for i, c in enumerate(predictor.class_names)}
     table = predictions_table(kept, np.full(len(kept), "all"), kept["true"].map(index_of).to_numpy(),

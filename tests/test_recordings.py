@@ -88,14 +88,19 @@ def test_a_model_is_scored_on_labelled_recordings_as_predict_reads_them(model_co
     assert (report / "index.html").is_file() and (report / "confusion_all.png").is_file()
     assert f"error {metrics['error'][0]:.2%}" in out and str(report / "index.html") in out
     warnings = [line for line in err.splitlines() if "warning:" in line]  # beside the progress bar
-    assert len(warnings) == 4, err
+    assert len(warnings) == 5, err
     assert warnings[0].endswith("left out 1 audio file in drums/, not a class of the model")
     assert warnings[1].endswith("left out 1 audio file directly in the folder (put each in a class folder)")
-    assert warnings[2].endswith("left out 2 files that could not be read (piano/broken.wav: not an audio file or "
-                                "corrupt (Format not recognised.); all in left_out.csv)")
-    assert warnings[3].endswith("left out 1 silent file (no note to classify)")
+    assert warnings[2].endswith("left out 1 file of the class folders that are not audio predict.py reads (.m4a; "
+                                "listed in left_out.csv)")
+    assert warnings[3].endswith("left out 1 file of the class folders that could not be read (piano/broken.wav: "
+                                "not an audio file or corrupt (Format not recognised.); listed in left_out.csv)")
+    assert warnings[4].endswith("left out 1 file of the class folders that are silent, no note to classify "
+                                "(piano/silence.wav: silent clip: there is no note to classify, the label means "
+                                "nothing; listed in left_out.csv)")
     left_out = pd.read_csv(report / "left_out.csv")
     assert list(left_out["file"]) == ["piano/broken.wav", "piano/silence.wav", "piano/take.m4a"]
+    assert list(left_out["kind"]) == ["unreadable", "silent", "not audio"]
     assert "unsupported file type .m4a" in left_out["reason"].iloc[2]
     assert "100%" in err  # the progress bar's end
     # Only the recordings' report: the model's own figures are left as they were.
@@ -144,12 +149,28 @@ def test_bad_recordings_folders_are_one_line_before_anything_is_written(model_co
     (tmp_path / "junk" / "strings" / "a.wav").write_bytes(b"")
     status, _, err = run_script(evaluate, [model_copy, "--recordings", tmp_path / "fine", tmp_path / "junk",
                                            "-q"], capsys)
-    assert_one_line_error(status, err, "none of the 1 files of", "a.wav: empty file")
+    assert_one_line_error(status, err, "none of the 1 file of", "a.wav: empty file")
     assert not (model_copy / "evaluation" / "fine").exists()
+    # A folder with no name (the root) would have had evaluation/ itself, the model's own report, as its report.
+    assert_one_line_error(*run_script(evaluate, [model_copy, "--recordings", "/"], capsys)[::2],
+                          "/ has no folder name to give its report")
+    # A generalisation report inside a model folder: the model's reports would later delete its tables.
+    assert_one_line_error(*run_script(evaluate, [model_copy, "--recordings", tmp_path / "fine", "--report",
+                                                 model_copy / "evaluation" / "r"], capsys)[::2],
+                          "lies inside the model folder")
+    assert not (model_copy / "evaluation").exists()
     same_name = tmp_path / "other" / "empty"
     same_name.mkdir(parents=True)
     assert_one_line_error(*run_script(evaluate, [model_copy, "--recordings", tmp_path / "empty", same_name],
                                       capsys)[::2], "two datasets named 'empty'")
+
+
+def test_a_folder_linked_under_two_classes_is_refused(model_copy, recordings, capsys):
+    """Its files took the class of whichever link the walk met first, and the other class lost them, unsaid."""
+    (recordings / "strings" / "more").symlink_to(recordings / "reed")
+    status, _, err = run_script(evaluate, [model_copy, "--recordings", recordings], capsys)
+    assert_one_line_error(status, err, "belong to two classes, reed and strings")
+    assert not (model_copy / "evaluation").exists()
 
 
 def test_a_report_replacing_another_keeps_none_of_its_figures(model_copy, recordings, capsys):
@@ -158,6 +179,15 @@ def test_a_report_replacing_another_keeps_none_of_its_figures(model_copy, record
     report.mkdir(parents=True)
     for name in ("error_by_pitch.csv", "error_by_pitch.png", "error_by_soundfont.csv"):
         (report / name).write_text("of other clips")
+    (report / "my-notes.csv").write_text("a user's")
     assert run_script(evaluate, [model_copy, "--recordings", recordings, "-q"], capsys)[0] == 0
     assert not [p.name for p in report.glob("error_by_*")]
     assert (report / "predictions.csv").is_file() and (report / "left_out.csv").is_file()
+    assert (report / "my-notes.csv").is_file()  # only the report's own kinds of file go
+    # The model's own report, written again, leaves the sub-reports, the error listing and a user's file alone.
+    (model_copy / "evaluation" / "errors").mkdir()
+    (model_copy / "evaluation" / "errors" / "errors.csv").write_text("x")
+    (model_copy / "evaluation" / "notes.csv").write_text("mine")
+    assert run_script(evaluate, [model_copy, "-q"], capsys)[0] == 0
+    assert (model_copy / "evaluation" / "errors" / "errors.csv").is_file() and (report / "index.html").is_file()
+    assert (model_copy / "evaluation" / "notes.csv").is_file()
