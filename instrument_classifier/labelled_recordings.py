@@ -18,18 +18,19 @@ a user gets.  ``evaluate.py MODEL --recordings DIR`` writes the report of
 :func:`evaluation.write_report` into ``MODEL/evaluation/<DIR name>/``: its
 ``predictions.csv`` has a row per file (``file``, the path under DIR;
 ``warnings``, what ``predict.py`` would have said about it) and
-``left_out.csv`` the files left out and why; the generalisation report
+``left_out.csv`` the files of the class folders left out, their kind and
+reason; the generalisation report
 (``--report``) gives the folder a column, as it does a dataset.
 
 ``sample_id`` numbers every file under DIR in path order, whatever the
 model's classes and whichever files it could read, so that two models'
 answers on one folder pair up clip by clip (the report's paired table).
 
-Left out, with a warning line each: audio files in folders that are not a
-class of the model or directly in DIR, files that cannot be read (other
-files than audio in a class folder among them: the reason says so), and
-silent files (no note to classify).  Hidden files and folders, and other
-files than audio outside the class folders, are skipped unsaid.
+Left out, with a warning line for each kind: audio files in folders that
+are not a class of the model or directly in DIR (counted), and files of a
+class folder that are not audio ``predict.py`` reads, cannot be read, or
+are silent (listed in ``left_out.csv``).  Hidden files and folders, and
+other files than audio outside the class folders, are skipped unsaid.
 
 Scoring (:func:`score_recordings`) writes nothing; :func:`write_recordings_report`
 writes, so that a command can score every folder for every model before it
@@ -53,6 +54,7 @@ from .evaluation import LEFT_OUT_CSV, check_dataset_name, links_to_neighbours, w
 from .metrics import predictions_table
 from .model_files import EVALUATION_DIR, read_model_records
 from .prediction import Predictor
+
 
 def recording_files(folder: str | os.PathLike) -> list[str]:
     """Every file under ``folder`` (linked folders followed; hidden files and folders left out), as paths
@@ -82,7 +84,7 @@ def recording_files(folder: str | os.PathLike) -> list[str]:
                 raise UserError(f"{path} is the folder {reached[key][1]} too (a link): its recordings would "
                                 f"belong to two classes, {reached[key][0]} and {top}; keep each in one")
             continue
-        reached[key] = (top, folder.joinpath(*parts))
+        reached[key] = (top, path)
         try:
             entries = sorted(os.scandir(path), key=lambda entry: entry.name, reverse=True)
         except OSError as error:
@@ -133,8 +135,8 @@ def check_recordings(folders: list[str | os.PathLike], model_dirs: list[str | os
             find_recordings(folder, read_model_records(model_dir).class_names)
 
 
-def _files(count: int) -> str:
-    return f"{count} file{'s' * (count != 1)}"
+def _files(count: int, noun: str = "file") -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 @dataclass
@@ -147,7 +149,7 @@ class ScoredRecordings:
     model_id: str
     class_names: list[str]
     predictions: pd.DataFrame                  # as predictions.csv
-    left_out: pd.DataFrame                     # file, reason
+    left_out: pd.DataFrame                     # file, kind, reason: as left_out.csv
     warnings: list[str] = field(default_factory=list)
 
 
@@ -179,14 +181,14 @@ def score_recordings(predictor: Predictor, folder: str | os.PathLike, *, jobs: i
     if not rows:
         raise UserError(f"none of the {_files(len(files))} of {folder}'s class folders could be classified "
                         f"({left_out['file'].iloc[0]}: {left_out['reason'].iloc[0]})")
-    warnings = [f"{folder}: left out {count} audio file{'s' * (count != 1)} {where}"
+    warnings = [f"{folder}: left out {_files(count, 'audio file')} {where}"
                 for where, count in elsewhere.items()]
     for kind, what in (("not audio", "that are not audio predict.py reads"), ("unreadable", "that could not be read"),
                        ("silent", "that are silent, no note to classify")):
         part = left_out[left_out["kind"] == kind]
         if len(part):
             suffixes = ", ".join(sorted({Path(f).suffix.lower() or "no suffix" for f in part["file"]}))
-            shown = f"{suffixes}" if kind == "not audio" else f"{part['file'].iloc[0]}: {part['reason'].iloc[0]}"
+            shown = suffixes if kind == "not audio" else f"{part['file'].iloc[0]}: {part['reason'].iloc[0]}"
             warnings.append(f"{folder}: left out {_files(len(part))} of the class folders {what} ({shown}; "
                             f"listed in {LEFT_OUT_CSV})")
     kept = pd.DataFrame(rows)
@@ -220,8 +222,8 @@ def write_recordings_report(scored: ScoredRecordings) -> Path:
              f"{scored.folder.resolve()}, each read as predict.py reads a file (the window from its onset, "
              f"resampled, levels brought into the training range)."]
     if len(scored.left_out):
-        notes.append(f"{len(scored.left_out)} files of the class folders were left out ({LEFT_OUT_CSV}: "
-                     f"each with its reason).")
+        notes.append(f"{_files(len(scored.left_out))} of the class folders left out ({LEFT_OUT_CSV}: "
+                     f"each with its kind and reason).")
     evaluation_dir = scored.model_dir / EVALUATION_DIR
     return write_report(evaluation_dir / scored.name, scored.predictions, scored.class_names, ["all"],
                         title=f"Evaluation of {scored.model_id} on the recordings of {scored.name}",
