@@ -263,7 +263,7 @@ def test_a_fifo_among_the_clips_is_refused_at_once(dataset, capsys):
 def test_ctrl_c_stops_extraction_at_once(dataset):
     """Ctrl-C while threads decode and transform: exit 130 within seconds, one line, no features."""
     parameters = pd.read_csv(dataset / "parameters.csv")
-    many = pd.concat([parameters] * 80, ignore_index=True)  # 4480 rows, the same 56 clips: ~10 s of work
+    many = pd.concat([parameters] * 400, ignore_index=True)  # 22,400 rows, the same 56 clips: ~50 s of work
     many["sample_id"] = range(len(many))
     many.to_csv(dataset / "parameters.csv", index=False)
     process = subprocess.Popen([sys.executable, "extract_features.py", str(dataset), "-q", "-j", "2"], cwd=REPO,
@@ -285,7 +285,8 @@ def test_ctrl_c_stops_extraction_at_once(dataset):
     _, err = process.communicate(timeout=60)
     stopped_after = time.monotonic() - start
     assert process.returncode == 130 and err.strip().splitlines() == ["extract_features.py: interrupted"]
-    assert stopped_after < 5, stopped_after  # ~0.1 s; generous for a loaded machine
+    # ~0.1 s; a machine loaded by other work took 5 s once: the bound is "long before the work was done"
+    assert stopped_after < 20, stopped_after
     assert not (dataset / "features").exists() or not any((dataset / "features").iterdir())
 
 
