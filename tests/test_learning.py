@@ -793,6 +793,10 @@ def test_analyze_errors_is_rerunnable(model_dir, capsys):
         assert (errors_dir / f"{name}.flac").is_file() and (errors_dir / f"{name}.png").is_file()
         assert f'src="{name}.flac"' in page
     assert len(list(model_dir.parent.parent.joinpath("audio").glob("*.flac"))) == 56  # originals untouched
+    # The default, --split test: the test clips' mistakes only.
+    assert run_script(analyze_errors, [model_dir, "-q"], capsys)[0] == 0
+    listed = pd.read_csv(errors_dir / "errors.csv")
+    assert set(listed["split"]) <= {"test"} and len(listed) == len(wrong[wrong["split"] == "test"]) < len(wrong)
 
 
 def copy_with_its_dataset(model_dir: Path, dataset: Path, models: Path) -> tuple[Path, Path]:
@@ -852,9 +856,18 @@ def test_error_plots_reuse_one_figure_yet_show_each_clip_alone(tmp_path):
     assert (difference > 0).sum() < 50 and difference.max() < 0.1, ((difference > 0).sum(), difference.max())
 
 
-def test_play_without_audio_player_is_one_line_error(model_dir, capsys, monkeypatch):
-    monkeypatch.setenv("PATH", "/nonexistent")
-    assert_one_line_error(*run_script(analyze_errors, [model_dir, "--play"], capsys)[::2], "no audio player")
+def test_play_without_audio_player_is_one_line_error(model_dir, tmp_path, capsys, monkeypatch):
+    """Said before any work (no listening page built for nothing), and so is a player that fails."""
+    from instrument_classifier.error_analysis import analyze_errors as listening_page, play_clips
+
+    _, model = copy_with_its_dataset(model_dir, tmp_path / "dataset", tmp_path / "dataset" / "models")
+    with monkeypatch.context() as patched:
+        patched.setenv("PATH", "/nonexistent")
+        assert_one_line_error(*run_script(analyze_errors, [model, "--play"], capsys)[::2], "no audio player")
+    assert not (model / "evaluation" / "errors").exists()
+    index = listening_page(model, split="all", quiet=True)
+    with pytest.raises(UserError, match=r"cannot play audio with false \(exit 1\)"):
+        play_clips(index.parent, player=("false", ["false"]))
 
 
 def test_leaderboard(model_dir, capsys):

@@ -103,6 +103,17 @@ def test_leaderboard_options_choose_the_rows(models_dir, capsys, argv, expected,
     assert [line.split(":")[0] for line in latest_lines] == latest
     shown = len(expected)
     assert out.startswith(f"best {shown} of ")
+    # Ranks count within the models the options keep: the best family model is first of 4, not second of 5.
+    kept = {"--target": None, "--split": None}
+    for option in kept:
+        if option in argv:
+            kept[option] = argv[argv.index(option) + 1]
+    among = [name for name, target, split, _ in MODELS
+             if kept["--target"] in (None, target) and kept["--split"] in (None, split)]
+    ranked = sorted(among, key=lambda name: next(error for n, *_, error in MODELS if n == name))
+    assert out.splitlines()[2].split()[0] == "1"
+    for line in latest_lines:
+        assert f": rank {ranked.index(line.split(':')[0]) + 1} of {len(among)} " in line, line
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -120,8 +131,9 @@ def test_leaderboard_filter_that_matches_nothing_is_one_line(models_dir, capsys)
     status, _, err = run_script(leaderboard, [models_dir, "--split", "soundfont"], capsys)
     assert status == 2 and err.count("\n") == 1 and "no finished models" in err
     # Options of the table, given to --best, were silently ignored.
-    status, out, err = run_script(leaderboard, [models_dir, "--best", "--top", "3"], capsys)
-    assert status == 2 and out == "" and err.count("\n") == 1 and "--best prints only the best model's folder" in err
+    for shaping in (["--top", "3"], ["--latest", "1"]):
+        status, out, err = run_script(leaderboard, [models_dir, "--best", *shaping], capsys)
+        assert status == 2 and out == "" and err.count("\n") == 1 and "--best prints only the best model's folder" in err
 
 
 def test_ties_go_to_the_lower_validation_loss_and_no_error_ranks_last(tiny_model_dir, tmp_path, capsys):
