@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import math
 
@@ -209,6 +210,14 @@ def test_hum_adds_the_mains_frequency_and_its_harmonics():
                                 np.random.default_rng(2))
     assert _band_level_db(out, 55, 65) - _band_level_db(out, 70, 110) > 40
     assert _band_level_db(out, 175, 185) - _band_level_db(out, 190, 230) > 30  # the third harmonic
+    # At the level parameters.csv records (hum_db under the peak), and the same hum whether noise is on or off.
+    clean = apply_recording_chain(_sine(3000.0), Variation(level_dbfs=-20.0), RATE, np.random.default_rng(2))
+    assert 20 * np.log10(np.sqrt(np.mean((out - clean) ** 2))) == pytest.approx(-50.0, abs=0.5)
+    noisy = Variation(level_dbfs=-20.0, noise_db=-40.0, noise_color="white")
+    with_noise = apply_recording_chain(_sine(3000.0), noisy, RATE, np.random.default_rng(2))
+    both = apply_recording_chain(_sine(3000.0), dataclasses.replace(noisy, hum_db=-30.0, hum_hz=60.0), RATE,
+                                 np.random.default_rng(2))
+    np.testing.assert_allclose(both - with_noise, out - clean, atol=1e-6)
 
 
 def test_filters_shape_the_spectrum():
