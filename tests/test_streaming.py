@@ -102,8 +102,9 @@ def test_streamed_scaler_is_bit_for_bit_the_in_memory_one(n, block):
 
 def test_chunk_writer_refuses_a_partial_chunk_and_an_incomplete_array(tmp_path):
     out = ChunkWriter(tmp_path / "a", row_shape=(2,), dtype="float32", n_rows=5, chunk_rows=2)
-    with pytest.raises(ValueError, match="not one whole chunk"):
-        out[1:3] = np.zeros((2, 2), np.float32)
+    for rows, n in ((slice(1, 3), 2), (slice(0, 1), 1), (slice(2, 5), 3)):  # off a chunk's start, short, long
+        with pytest.raises(ValueError, match="not one whole chunk"):
+            out[rows] = np.zeros((n, 2), np.float32)
     with pytest.raises(ValueError, match="expected"):
         out[0:2] = np.zeros((2, 3), np.float32)
     out[4:5] = np.ones((1, 2), np.float32)
@@ -237,6 +238,14 @@ def test_batches_read_the_rows_asked(both_layouts):
         batches[3]
     for empty in ([], np.array([], dtype=int), np.zeros(len(lazy), dtype=bool)):  # no rows: an empty array
         assert lazy[empty].shape == (0, 44, 115) and lazy[empty].dtype == x.dtype
+    # Rows past either end are an IndexError, as numpy's (a row read modulo the length would be another clip's).
+    n = len(lazy)
+    assert np.array_equal(lazy[-1], x[-1]) and np.array_equal(lazy[[0, -n]], x[[0, -n]])
+    for outside in (n, -n - 1, [0, n], [-n - 1]):
+        with pytest.raises(IndexError):
+            x[outside]
+        with pytest.raises(IndexError):
+            lazy[outside]
 
 
 def test_a_failed_chunked_extraction_leaves_the_features_as_they_were(both_layouts, tmp_path, capsys):
