@@ -58,6 +58,9 @@ def test_classify(server, predictor, clips):
     status, body = post_form(server, "/api/classify/instrument?chromagram=1",
                              files={"audio_file": (name, data, "audio/flac")})[::2]
     assert json.loads(body)["chromagram_png"].startswith("data:image/png;base64,")
+    status, body = post_form(server, "/api/classify/instrument?chromagram=0",
+                             files={"audio_file": (name, data, "audio/flac")})[::2]
+    assert status == 200 and "chromagram_png" not in json.loads(body)
     headers = post_form(server, files={"audio_file": (name, data, "audio/flac")})[1]
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
 
@@ -454,3 +457,50 @@ def test_examples_of_an_instrument_model_come_from_parameters_csv(tiny_model_dir
     for example in examples:
         row = parameters[parameters["audio_file"] == example.path.relative_to(tiny_model_dir.parent.parent).as_posix()]
         assert target_labels(row, "instrument").iloc[0] == example.label
+
+
+def test_the_chromagram_picture_has_time_across_and_pitch_up(tmp_path):
+    """The page's picture: the first frame at the left, the lowest pitch at the bottom, one pixel a cell."""
+    from matplotlib.image import imread
+
+    from instrument_classifier.webapp import chromagram_png
+
+    chromagram = np.zeros((44, 115), np.float32)
+    chromagram[0, 0] = 1.0  # the first frame's lowest bin
+    (tmp_path / "c.png").write_bytes(chromagram_png(chromagram))
+    image = imread(tmp_path / "c.png")
+    assert image.shape[:2] == (115, 44)
+    brightness = image[..., :3].sum(axis=2)
+    assert np.unravel_index(brightness.argmax(), brightness.shape) == (114, 0)
+    assert (brightness == brightness[0, 0]).sum() == brightness.size - 1  # every other cell as dark as silence
+
+
+def test_examples_are_correct_test_clips_unless_the_dataset_was_generated_again(tiny_model_dir, tmp_path):
+    """A class's example is a test clip the model got right, where there is one; a dataset generated again since
+    training holds other clips under the same ids, so its examples come from its parameters.csv."""
+    import shutil
+
+    import pandas as pd
+
+    from instrument_classifier.model_files import own_dataset_changed
+    from instrument_classifier.prediction import Predictor
+    from instrument_classifier.webapp import find_examples
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("evaluation")))
+    predictions = pd.read_csv(model / "predictions.csv")
+    label = json.loads((model / "preprocessing.json").read_text())["class_names"][0]
+    ids = sorted(predictions.loc[predictions["true"] == label, "sample_id"])
+    assert len(ids) >= 3
+    of_label = predictions["true"] == label
+    predictions.loc[of_label, ["split", "correct"]] = ["train", True]  # right, but heard in training
+    predictions.loc[predictions["sample_id"] == ids[0], ["split", "correct"]] = ["test", False]  # wrong
+    predictions.loc[predictions["sample_id"] == ids[-1], ["split", "correct"]] = ["test", True]  # the one
+    predictions.to_csv(model / "predictions.csv", index=False)
+    assert [e.sample_id for e in find_examples(Predictor(model)) if e.label == label] == [str(ids[-1])]
+
+    config = json.loads((model / "config.json").read_text())
+    assert config.get("features_identity") and not own_dataset_changed({}, "anything")  # older models: unchanged
+    (model / "config.json").write_text(json.dumps({**config, "features_identity": "generated again"}))
+    parameters = pd.read_csv(tiny_model_dir.parent.parent / "parameters.csv")
+    first = parameters.loc[parameters["family_name"] == label, "sample_id"].min()
+    assert [e.sample_id for e in find_examples(Predictor(model)) if e.label == label] == [str(first)]
