@@ -317,6 +317,23 @@ def test_the_temporary_folder_of_a_killed_run_is_cleaned_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dataset", alive.name, other_machine.name])
 
 
+def test_the_temporaries_of_live_runs_are_kept(tmp_path, monkeypatch):
+    """What this process is writing, and what another user's live process is (it cannot be signalled), stay."""
+    from instrument_classifier import temporaries
+
+    own = temporaries.new_temporary_name(tmp_path / "dataset", "")
+    own.mkdir()
+    another_users = tmp_path / f".features.{os.getpid() + 1}-{temporaries.host_tag()}-abcd.tmp"
+    another_users.mkdir()
+
+    def not_permitted(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(temporaries.os, "kill", not_permitted)
+    assert temporaries.remove_stale_temporaries(tmp_path) == []
+    assert own.is_dir() and another_users.is_dir()
+
+
 def test_every_note_of_an_instrument_s_range_is_drawn_its_top_too():
     from instrument_classifier.generation import draw_note
     from instrument_classifier.instruments import select_instruments
