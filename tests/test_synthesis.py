@@ -115,6 +115,9 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     (lambda d, m: ["--set-default", "additive"], "our own synthesiser, not a SoundFont file"),
     (lambda d, m: ["--set-default", "all"], "--set-default stores one SoundFont"),
     (lambda d, m: ["-s", "nope", str(m), str(d / "o.wav")], "give a path or a name from soundfonts.csv"),
+    (lambda d, m: [str(m), str(d / "o.wav"), "-r", "0"], "sample rate must be within 8000..192000 Hz, got 0"),
+    (lambda d, m: [str(m), str(d / "o.wav"), "-r", "100"], "sample rate must be within"),  # not a 100 Hz file
+    (lambda d, m: ["-s", "additive", str(m)], "renders to a file only"),  # played: ours has no player
 ])
 def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, make_args, message):
     (tmp_path / "junk.mid").write_text("not midi")
@@ -135,6 +138,18 @@ def test_playing_without_an_audio_device_is_a_clear_error(a4_flute_midi, capsys,
         pytest.skip("this machine has an audio device")
     assert fluidsynth_wrapper.main([str(a4_flute_midi)]) == 2
     assert "no audio device" in capsys.readouterr().err
+
+
+def test_chord_example_whose_audio_cannot_be_written_leaves_no_midi(tmp_path, capsys, monkeypatch):
+    """The MIDI file appears only with its audio: a failed write leaves neither (README, *Reliability*)."""
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(generate_chords, "write_audio", disk_full)
+    status = generate_chords.main(["-o", str(tmp_path / "chords.mid"), "--audio", str(tmp_path / "chords.flac")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "No space left on device" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_chord_example_writes_midi_and_audio(tmp_path):
