@@ -87,6 +87,10 @@ def set_sample_rate_to_1e12(folder):  # once allocated 7 TiB for the first clip
     edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "sample_rate": 10**12}})
 
 
+def set_block_to_6_s(folder):  # a window longer than any clip
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "block_size": 2**18}})
+
+
 def set_hop_to_1024(folder):
     edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "hop_size": 1024}})
 
@@ -113,6 +117,7 @@ def truncate_the_model(folder):  # Keras said "File not found" of it
     (set_config_to_a_list, "config.json: not a JSON object"),
     (set_level_range_to_text, "peak_dbfs_range must be two numbers"),
     (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
+    (set_block_to_6_s, "feature block_size 262144 is longer than the 2 s clip"),
     (set_hop_to_1024, "chromagrams of shape (87, 115), the network takes (44, 115)"),
     (repeat_a_class_name, "preprocessing.json: class_names must be distinct names"),
     (empty_the_feature_parameters, "preprocessing.json: no feature parameters"),
