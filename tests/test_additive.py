@@ -73,6 +73,29 @@ def test_struck_and_plucked_strings_decay_where_organs_and_winds_hold(synth, ban
         assert energy(audio, 1.2, 1.5) > 0.4 * energy(audio, 0.3, 0.6), program
 
 
+def envelope_throb(audio, low=7.0, high=17.0):
+    """The envelope's strongest modulation between ``low`` and ``high`` Hz over 0.5-1.5 s, as a fraction of its mean."""
+    frames = audio[int(0.5 * RATE):int(1.5 * RATE)].reshape(-1, 441)  # 10 ms frames
+    envelope = np.sqrt((frames ** 2).mean(axis=1))
+    modulation = 2 * np.abs(np.fft.rfft(envelope - envelope.mean())) / len(envelope)
+    frequency = np.fft.rfftfreq(len(envelope), 441 / RATE)
+    return modulation[(frequency >= low) & (frequency <= high)].max() / envelope.mean()
+
+
+@pytest.mark.parametrize("bank", [1, 2, 3, 4])
+def test_muted_guitars_die_at_once_and_tremolo_strings_throb(synth, bank):
+    """Two articulations GM names by program: palm-muted strings (28) stop ringing within a few tenths of a
+    second where open ones (24, 25) ring on; tremolo strings (44) throb at 8-16 Hz where bowed ones hold."""
+    def fall_db(program):
+        audio = play(synth, program, bank=bank, seconds=1.9)
+        return 10 * np.log10(energy(audio, 0.6, 0.9) / energy(audio, 0.0, 0.3))
+
+    assert fall_db(28) < -30 and min(fall_db(24), fall_db(25)) > -25
+    assert envelope_throb(play(synth, 44, bank=bank, seconds=1.9)) > 0.2
+    for program in (40, 41, 48):  # violin, viola, string ensemble
+        assert envelope_throb(play(synth, program, bank=bank, seconds=1.9)) < 0.1, program
+
+
 @pytest.mark.parametrize("bank", [1, 2, 3, 4])
 def test_a_clarinets_even_harmonics_are_weak(synth, bank):
     audio = play(synth, 71, bank=bank, pitch=50)  # D3, 146.8 Hz
