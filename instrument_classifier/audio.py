@@ -38,7 +38,7 @@ from scipy.ndimage import median_filter
 from scipy.signal import welch
 
 from .cli import UserError
-from .dataset import open_error
+from .dataset import open_error, soundfile_path
 
 # Onset detection works on the mean power over short windows of this length.
 ONSET_WINDOW_SECONDS = 0.005
@@ -167,7 +167,7 @@ def _decode(source: str | os.PathLike | BinaryIO | bytes, *, name: str | None, m
     source, name = _checked_source(source, name)
     suffix = Path(str(name)).suffix.lower()
     try:
-        with sf.SoundFile(source) as audio:
+        with sf.SoundFile(soundfile_path(source) if isinstance(source, str) else source) as audio:
             rate, channels, frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
             if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
                 raise AudioError(f"{name}: unsupported sample rate {rate} Hz (use {MIN_SAMPLE_RATE} to "

@@ -114,23 +114,21 @@ def finite_float(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least 1")
-    return value
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer of at least 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least 0")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least {low}")
     return value
 
 
@@ -215,6 +213,8 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
         prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "instrument_classifier"
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+        if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 printed as its bytes, as ls does
+            sys.stdout.reconfigure(errors="surrogateescape")
         try:
             status = main(*args, **kwargs)
         except UserError as error:

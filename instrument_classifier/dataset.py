@@ -85,10 +85,28 @@ def open_error(source) -> str | None:
     return None
 
 
+def soundfile_path(path: str | os.PathLike) -> bytes:
+    """``path`` as soundfile should be given it: bytes.
+
+    soundfile encodes a str path as strict UTF-8, so a file name that is not
+    UTF-8 (Linux allows any bytes; Python holds them as surrogates) failed to
+    open or be written ("surrogates not allowed").
+    """
+    return os.fsencode(path)
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name, say) as valid text: bytes that are not UTF-8 shown as ``\\xff``, as ``ls -b`` shows them.
+
+    For what is written to text files (CSV, HTML), which refuse a surrogate.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> np.ndarray:
     """Read one dataset clip as float32 of shape (length,), checking rate, length and that every sample is finite."""
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=False)
+        audio, rate = sf.read(soundfile_path(path), dtype="float32", always_2d=False)
     except (OSError, RuntimeError, sf.LibsndfileError) as error:
         raise UserError(f"cannot read audio clip {path}: {open_error(path) or error}") from None
     if rate != sample_rate:

@@ -28,7 +28,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .cli import UserError, atomic_dir
-from .dataset import PARAMETERS_CSV
+from .dataset import PARAMETERS_CSV, soundfile_path
 from .feature_store import features_identity, load_dataset_features
 from .features import ChromagramExtractor
 from .metrics import read_predictions
@@ -171,7 +171,7 @@ def analyze_errors(model_dir: str | os.PathLike, *, split: str = "test", quiet: 
             if not source.is_file():
                 raise UserError(f"clip not found: {source}")
             try:  # the header only: the page is for listening, a clip that is not audio is of no use there
-                sf.info(str(source))
+                sf.info(soundfile_path(source))
             except (sf.LibsndfileError, RuntimeError) as error:
                 raise UserError(f"clip {source} is not readable audio ({str(error).splitlines()[0]}); "
                                 "was the dataset changed since its features were extracted?") from None
@@ -208,7 +208,7 @@ def play_clips(errors_dir: str | os.PathLike, *, player: tuple[str, list[str]] |
         if name == "aplay" and clip.suffix != ".wav":
             with tempfile.TemporaryDirectory() as tmp:
                 wav = Path(tmp) / "clip.wav"
-                audio, rate = sf.read(clip)
+                audio, rate = sf.read(soundfile_path(clip))
                 sf.write(wav, audio, rate)
                 _run_player(name, command, wav)
         else:

@@ -39,6 +39,7 @@ from markupsafe import Markup
 from .cli import UserError, atomic_files, warn
 from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
+from .dataset import printable
 from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
 from .model_files import (EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir,
                           dataset_name, is_own_dataset)
@@ -47,8 +48,7 @@ from .pages import render_page
 from .plots import figure
 from .training_data import SPLITS, target_labels
 
-# Width of the MIDI-number bands of the error-by-pitch plot, in semitones:
-# ~6 test clips per band on single-notes-2000, enough for a rate.
+# Width of the MIDI-number bands of the error-by-pitch plot, in semitones: ~6 test clips per band on single-notes-2000.
 PITCH_BAND = 6
 # Sub-folder names that a report for another dataset must not take.
 RESERVED_NAMES = ("errors",)
@@ -408,8 +408,9 @@ def check_dataset_name(dataset_dir: str | os.PathLike) -> str:
     if not name:  # "/": the report would be evaluation/ itself, the model's own
         raise UserError(f"{dataset_dir} has no folder name to give its report (evaluation/<name>/): give a folder "
                         "under it")
-    if name in RESERVED_NAMES or name.startswith("."):
-        raise UserError(f"a dataset named {name!r} would clash with the report folders; rename it")
+    if name in RESERVED_NAMES or name.startswith(".") or printable(name) != name:
+        why = "would clash with the report folders" if printable(name) == name else "is not UTF-8, as its pages are"
+        raise UserError(f"a dataset named '{printable(name)}' {why}; rename it")
     return name
 
 

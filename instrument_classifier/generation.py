@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from .cli import UserError, atomic_dir, check_output_dir, library_versions, warn, write_json
 from .dataset import (CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PARAMETERS_CSV, PLOT_PNG,
-                      RENDERER_VERSION, RUN_RECORD, SPLITS_CSV, TRAINING_RECORD_JSON)
+                      RENDERER_VERSION, RUN_RECORD, SPLITS_CSV, TRAINING_RECORD_JSON, soundfile_path)
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .midi_files import midi_file_bytes
 from .model_files import is_model_dir
@@ -232,7 +232,7 @@ def render_shard(settings: GenerationSettings, sample_ids: range, out_dir: Path)
             midi_file = f"midi/{name}.mid"
             clipped = bool(np.abs(audio).max() > 1.0)
             audio = np.clip(audio, -1.0, 1.0)
-            sf.write(out_dir / audio_file, audio, settings.sample_rate,
+            sf.write(soundfile_path(out_dir / audio_file), audio, settings.sample_rate,
                      subtype=FORMATS[settings.audio_format], format=settings.audio_format.upper())
             (out_dir / midi_file).write_bytes(midi_file_bytes(events, settings.sample_rate))
             peak = float(np.abs(audio).max())

@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from .audio import SUPPORTED_EXTENSIONS, AudioError
 from .cli import UserError, warn
-from .dataset import PARAMETERS_CSV
+from .dataset import PARAMETERS_CSV, printable
 from .evaluation import LEFT_OUT_CSV, check_dataset_name, links_to_neighbours, write_report
 from .metrics import predictions_table
 from .model_files import EVALUATION_DIR, read_model_records
@@ -169,12 +169,12 @@ def score_recordings(predictor: Predictor, folder: str | os.PathLike, *, jobs: i
         if isinstance(result, AudioError):
             kind = "not audio" if result.kind == "unsupported" and \
                 Path(row.file).suffix.lower() not in SUPPORTED_EXTENSIONS else "unreadable"
-            left_out.append({"file": row.file, "kind": kind,
-                             "reason": str(result).removeprefix(f"{folder / row.file}: ")})
+            left_out.append({"file": printable(row.file), "kind": kind,
+                             "reason": printable(str(result).removeprefix(f"{folder / row.file}: "))})
         elif silent := next((w for w in result.warnings if w.startswith("silent clip")), None):
-            left_out.append({"file": row.file, "kind": "silent", "reason": silent})
-        else:
-            rows.append({"sample_id": row.sample_id, "file": row.file, "true": row.true,
+            left_out.append({"file": printable(row.file), "kind": "silent", "reason": silent})
+        else:  # names as text files can hold them: bytes that are not UTF-8 written as \xff
+            rows.append({"sample_id": row.sample_id, "file": printable(row.file), "true": row.true,
                          "peak_dbfs": round(result.peak_dbfs, 2), "warnings": "; ".join(result.warnings)})
             proba.append([result.probabilities[c] for c in predictor.class_names])
     left_out = pd.DataFrame(left_out, columns=["file", "kind", "reason"])

@@ -329,12 +329,13 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     import soundfile as sf
 
     from .cli import atomic_path
+    from .dataset import soundfile_path
 
     path = check_audio_path(path)
     audio_format, subtype = AUDIO_FORMATS[path.suffix.lower()]
     try:
         with atomic_path(path) as tmp:
-            sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, format=audio_format, subtype=subtype)
+            sf.write(soundfile_path(tmp), np.clip(audio, -1.0, 1.0), sample_rate, format=audio_format, subtype=subtype)
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from None
     return path

@@ -781,3 +781,39 @@ def test_fractions_that_leave_no_training_clips_and_zero_epochs_are_refused(tiny
         status, _, err = run_script(train, [dataset, option, "0", "--models-dir", tmp_path / "models"], capsys)
         assert_one_line_error(status, err, f"{option[2:]} must be at least 1")
         assert not (tmp_path / "models").exists()
+
+
+def test_file_names_that_are_not_utf8_are_read_and_written(tiny_model_dir, tmp_path, capsys):
+    """Linux allows any bytes in a file name; soundfile took such a path for corrupt audio, or failed to write it
+    with a traceback ("surrogates not allowed").  Text files name it with the bytes escaped, as ``ls -b`` does."""
+    import soundfile as sf
+
+    odd = os.fsdecode(b"take-\xff")
+    clip = next((tiny_model_dir.parent.parent / "audio").glob("*.flac"))
+    shutil.copy(clip, tmp_path / f"{odd}.flac")
+    def run(*argv):  # a separate process: what it prints holds the name's bytes, which capsys cannot decode
+        done = subprocess.run([sys.executable, *map(str, argv)], cwd=REPO, capture_output=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    answers = [run("predict.py", "-m", tiny_model_dir, path) for path in (clip, tmp_path / f"{odd}.flac")]
+    assert answers[1] == os.fsencode(tmp_path / f"{odd}.flac") + b"\t" + answers[0].split(b"\t")[-1]
+    written = tmp_path / f"{odd}-violin.flac"
+    run("render_note.py", "--instrument", "violin", "-o", written, "--midi", tmp_path / "n.mid")
+    assert sf.info(os.fsencode(written)).frames == 88_200
+    run("fluidsynth_wrapper.py", tmp_path / "n.mid", tmp_path / f"{odd}.wav")
+    assert (tmp_path / f"{odd}.wav").is_file()
+
+    (tmp_path / "recordings" / "piano").mkdir(parents=True)
+    shutil.copy(clip, tmp_path / "recordings" / "piano" / f"{odd}.flac")
+    (tmp_path / "recordings" / "piano" / f"{odd}.wav").write_text("not audio")
+    model = copy_model(tiny_model_dir, tmp_path)
+    assert evaluate.main([str(model), "--recordings", str(tmp_path / "recordings"), "-q"]) == 0
+    report = model / "evaluation" / "recordings"
+    assert list(pd.read_csv(report / "predictions.csv")["file"]) == ["piano/take-\\xff.flac"]
+    assert list(pd.read_csv(report / "left_out.csv")["file"]) == ["piano/take-\\xff.wav"]
+    capsys.readouterr()
+    (tmp_path / odd / "piano").mkdir(parents=True)
+    shutil.copy(clip, tmp_path / odd / "piano")
+    one_line_error(capsys, evaluate.main([str(model), "--recordings", str(tmp_path / odd)]),
+                   "a dataset named 'take-\\xff' is not UTF-8, as its pages are; rename it")
