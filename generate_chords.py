@@ -18,6 +18,7 @@ import math
 import sys
 from pathlib import Path
 
+from instrument_classifier.audio import SUPPORTED_EXTENSIONS
 from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point
 from instrument_classifier.defaults import SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, select_instruments
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{len(args.progression)} chords of {args.beats:g} beats at {args.tempo} bpm last "
                         f"{seconds:,.0f} s; at most {MAX_MIDI_SECONDS} s")
     output = Path(args.output)
-    if output.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+    if output.suffix.lower() in SUPPORTED_EXTENSIONS:
         raise UserError(f"-o is the MIDI file ({output.name}): name it .mid and give the audio file with --audio")
     if args.audio and Path(args.audio).resolve() == output.resolve():
         raise UserError("the MIDI file and the audio file must differ")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instrument_classifier.audio import SUPPORTED_EXTENSIONS
 from instrument_classifier.cli import ArgumentParser, UserError, atomic_path, entry_point, finite_float, seed_type, warn
 from instrument_classifier.defaults import CLIP_SECONDS, DEFAULT_SEED, SAMPLE_RATE
 from instrument_classifier.instruments import load_instruments, pitch_number, select_instruments
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     midi_path = Path(args.midi) if args.midi else output.with_suffix(".mid")
     if midi_path.resolve() == output.resolve():
         raise UserError("the MIDI file and the audio file must differ")
+    if midi_path.suffix.lower() in SUPPORTED_EXTENSIONS:  # an audio file it would overwrite with MIDI
+        raise UserError(f"--midi is the MIDI file ({midi_path.name}): name it .mid")
     instrument = select_instruments(load_instruments(), instruments=[args.instrument]).iloc[0]
     pitch = pitch_number(args.pitch)
     if args.volume is not None:

@@ -341,6 +341,8 @@ def test_pitch_names(text, number):
     (["--instrument", "violin", "--soundfont", "Nope"], "unknown SoundFont 'Nope'"),
     (["--instrument", "violin", "--velocity", "0"], "--velocity must be within 1..127"),  # a silent note
     (["--instrument", "violin", "--bank", "16384", "--soundfont", "additive"], "--bank must be within 0..16383"),
+    (["--instrument", "violin", "--midi", "take.wav"], "--midi is the MIDI file (take.wav): name it .mid"),  # a
+    # recording there was overwritten with MIDI
 ])
 def test_render_note_bad_input(tmp_path, capsys, argv, message):
     assert render_note.main([*argv, "-o", str(tmp_path / "x.flac")]) == 2
