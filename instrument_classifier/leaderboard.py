@@ -66,10 +66,10 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
             config = json.loads((path / CONFIG_JSON).read_text())
             metrics = read_final_metrics(path)
             row = {
-                "model_id": config.get("model_id", path.name),
-                "arch": config.get("arch"),
-                "target": config.get("target"),
-                "split": config.get("split"),
+                "model_id": _text(config, "model_id", path.name),
+                "arch": _text(config, "arch"),
+                "target": _text(config, "target"),
+                "split": _text(config, "split"),
                 "parameters": config.get("parameters"),
                 "epochs_run": config.get("epochs_run"),
                 "train_seconds": config.get("train_seconds"),
@@ -78,7 +78,7 @@ def collect_models(models_dir: str | os.PathLike) -> pd.DataFrame:
                 "valid_auc": _number(metrics["valid"]["auc"]),
                 "test_error": _number(metrics["test"]["error"]),
                 "test_auc": _number(metrics["test"]["auc"]),
-                "created": config.get("created", ""),
+                "created": _text(config, "created", ""),
                 "path": str(path),
                 "valid_set": validation_set(path, config.get("features_identity")),
                 "valid_n": _number(metrics["valid"].get("n")),
@@ -119,6 +119,14 @@ def validation_set(model_dir: Path, features_identity: str | None) -> str:
 def _shown(value: float, spec: str = ".2%") -> str:
     """A metric as the table shows it ("12.34%" by default), "-" where there is none."""
     return "-" if pd.isna(value) else format(value, spec)
+
+
+def _text(config: dict, key: str, default: str | None = None) -> str | None:
+    """``config[key]``, checked to be text where given (a list there stopped the ranking with a traceback)."""
+    value = config.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key} is {value!r}, not text")
+    return value
 
 
 def _number(value: float | None) -> float:

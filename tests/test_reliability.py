@@ -354,6 +354,12 @@ def test_the_leaderboard_says_which_folders_it_skips(tiny_model_dir, tmp_path, c
     metrics[metrics["split"] != "test"].to_csv(bad / "final_metrics.csv", index=False)
     assert leaderboard.main([str(models)]) == 0
     assert f"skipping model {bad}: its final_metrics.csv lacks 'test'" in capsys.readouterr().err
+    shutil.copy(good / "final_metrics.csv", bad / "final_metrics.csv")
+    for key in ("model_id", "created"):  # a list there stopped the ranking with a traceback
+        edit_json(bad / "config.json", lambda config: {**json.loads((good / "config.json").read_text()), key: ["x"]})
+        assert leaderboard.main([str(models), "--best"]) == 0
+        out, err = capsys.readouterr()
+        assert out.strip() == str(good) and f"skipping model {bad}: " in err and f"{key} is ['x'], not text" in err
 
 
 def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, capsys):
