@@ -26,6 +26,8 @@ from .cli import UserError
 
 # Values summed at a time by fit_rows (32 MB of float64): memory stays flat.
 STREAM_BLOCK_VALUES = 1 << 22
+# The smallest standard deviation a stored scaler may have (a fit on constant chromagrams stores 1).
+MIN_STD = 1e-6
 
 
 class ChromagramScaler:
@@ -106,8 +108,12 @@ class ChromagramScaler:
             scaler.std_ = float(state["std"])
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"invalid scaler parameters {state!r}: {error}") from None
-        if not np.isfinite(scaler.std_) or scaler.std_ <= 0:
-            raise UserError(f"invalid scaler std {scaler.std_}")
+        # Fitted on chromagrams in [0, 1]: any other mean, or a std that would blow the input up, is damage
+        # (a NaN mean gave NaN probabilities and an answer, silently).
+        if not np.isfinite(scaler.std_) or not MIN_STD <= scaler.std_ <= 1:
+            raise UserError(f"invalid scaler std {scaler.std_} (a scaler of chromagrams has {MIN_STD:g}..1)")
+        if not 0 <= scaler.mean_ <= 1:
+            raise UserError(f"invalid scaler mean {scaler.mean_} (a scaler of chromagrams has 0..1)")
         return scaler
 
 

@@ -393,6 +393,10 @@ def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, ca
     ({"features": {}}, "no feature parameters"),
     ({"scaler": {"kind": "standard-scalar", "mean": 0.0, "std": 0.0}}, "invalid scaler std 0.0"),
     ({"scaler": {"kind": "standard-scalar", "mean": 0.0, "std": float("nan")}}, "invalid scaler std nan"),
+    ({"scaler": {"kind": "standard-scalar", "mean": 0.1, "std": 1e-320}}, "invalid scaler std 1e-320"),
+    # A mean of NaN or 1e308 gave every probability NaN, and an answer: silently.
+    ({"scaler": {"kind": "standard-scalar", "mean": float("nan"), "std": 0.2}}, "invalid scaler mean nan"),
+    ({"scaler": {"kind": "standard-scalar", "mean": 1e308, "std": 0.2}}, "invalid scaler mean 1e+308"),
     ({"peak_dbfs_range": [-10.0, -30.0]}, "peak_dbfs_range must be two numbers, low then high"),
     ({"peak_dbfs_range": "loud"}, "peak_dbfs_range must be two numbers"),
     ({"features": {"sample_rate": 10**12}}, "sample_rate 1000000000000 Hz is outside"),
