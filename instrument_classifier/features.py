@@ -53,7 +53,6 @@ out literally and with ``librosa.reassigned_spectrogram``.
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
@@ -167,10 +166,11 @@ class ChromagramExtractor:
             raise ValueError(f"bin_division must be a positive integer, got {self.bin_division!r}")
         if not (isinstance(self.base_frequency, (int, float)) and self.base_frequency > 0):
             raise ValueError(f"base_frequency must be positive, got {self.base_frequency!r}")
+        # In dB of full scale: float32 audio lies well within +-1000 dB (and 10^(1e308 / 20) overflowed).
         for name in ("floor_db", "top_db", "gate_db"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if not (isinstance(value, (int, float)) and -1000 <= value <= 1000):
+                raise ValueError(f"{name} must be a number of dB within -1000..1000, got {value!r}")
         if not self.floor_db < self.top_db:
             raise ValueError(f"floor_db must be below top_db, got {self.floor_db!r} and {self.top_db!r}")
 

@@ -91,6 +91,10 @@ def set_block_to_6_s(folder):  # a window longer than any clip
     edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "block_size": 2**18}})
 
 
+def set_gate_to_1e308(folder):  # an OverflowError traceback
+    edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "gate_db": 1e308}})
+
+
 def set_hop_to_1024(folder):
     edit_json(folder / "preprocessing.json", lambda r: {**r, "features": {**r["features"], "hop_size": 1024}})
 
@@ -118,6 +122,7 @@ def truncate_the_model(folder):  # Keras said "File not found" of it
     (set_level_range_to_text, "peak_dbfs_range must be two numbers"),
     (set_sample_rate_to_1e12, "feature sample_rate 1000000000000 Hz is outside"),
     (set_block_to_6_s, "feature block_size 262144 is longer than the 2 s clip"),
+    (set_gate_to_1e308, "gate_db must be a number of dB within -1000..1000, got 1e+308"),
     (set_hop_to_1024, "chromagrams of shape (87, 115), the network takes (44, 115)"),
     (repeat_a_class_name, "preprocessing.json: class_names must be distinct names"),
     (empty_the_feature_parameters, "preprocessing.json: no feature parameters"),
