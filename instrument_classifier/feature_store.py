@@ -36,7 +36,8 @@ from .chunked_array import ChunkedArray, file_sha256, index_sha256, open_chunked
 from .cli import UserError, read_json
 from .dataset import (CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PARAMETERS_CSV,  # noqa: F401
                       PLOT_PNG, SingleToneDataset)
-from .features import ALGORITHM_VERSION
+from .defaults import CLIP_SAMPLES
+from .features import ALGORITHM_VERSION, ChromagramExtractor
 
 SAMPLE_ID_NPY = "sample_id.npy"     # inside CHROMAGRAMS_DIR
 
@@ -70,13 +71,18 @@ def load_features(dataset_dir: str | os.PathLike, *, verify: bool = True
         raise UserError(f"{record_path} has no extractor parameters: run extract_features.py --overwrite")
     version = record.get("algorithm_version", 1)  # absent from the first records: version 1
     if version != ALGORITHM_VERSION:
-        raise UserError(f"the features of {dataset_dir} were computed by version {version} of the chromagram "
+        raise UserError(f"the features of {dataset_dir} were computed by version {version!r} of the chromagram "
                         f"algorithm, this code's is {ALGORITHM_VERSION}: run extract_features.py again")
+    try:  # else a model trained on them would be saved that nothing can load
+        extractor = ChromagramExtractor.from_params(record["params"])
+    except UserError as error:
+        raise UserError(f"{record_path}: {error}: run extract_features.py --overwrite") from None
     if layout == "npz":
         chromagrams, sample_id, source = _load_npz(features_dir, record, verify=verify)
     else:
         chromagrams, sample_id, source = _open_chunked_features(features_dir, record, verify=verify)
-    if chromagrams.ndim != 3 or len(chromagrams) != len(sample_id) or len(sample_id) != record.get("n_clips"):
+    if (chromagrams.ndim != 3 or len(chromagrams) != len(sample_id) or len(sample_id) != record.get("n_clips")
+            or chromagrams.shape[1:] != (extractor.n_frames(CLIP_SAMPLES), extractor.n_bins)):
         raise UserError(f"{source} does not match {record_path}: run extract_features.py --overwrite")
     csv_path = dataset_dir / PARAMETERS_CSV
     if csv_path.is_file() and file_sha256(csv_path) != record.get("parameters_csv_sha256"):

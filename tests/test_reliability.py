@@ -248,6 +248,19 @@ def test_prepare_training_refuses_nan_features_before_writing(tiny_model_dir, tm
     assert not [p for p in dataset.iterdir() if p.name.startswith(".")]
 
 
+def test_features_of_unusable_parameters_are_refused_before_training(tiny_model_dir, tmp_path, capsys):
+    """A features.json whose parameters no extractor takes: the model trained on it was saved, then nothing could
+    load it."""
+    dataset = Path(shutil.copytree(tiny_model_dir.parent.parent, tmp_path / "dataset",
+                                   ignore=shutil.ignore_patterns("models")))
+    edit_json(dataset / "features" / "features.json", lambda r: {**r, "params": {**r["params"], "hop_size": 0}})
+    for script in (prepare_training, train):
+        one_line_error(capsys, script.main([str(dataset), "--overwrite"] if script is prepare_training
+                                           else [str(dataset), "--epochs", "1", "-q"]),
+                       "features.json: bad feature parameters: hop_size", "run extract_features.py --overwrite")
+    assert not (dataset / "models").exists()
+
+
 # ---------------------------------------------------------------------------
 # Items 10 and 11: extract_features.py
 
