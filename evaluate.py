@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         models.append(default_model_dir())
     if not models:
         raise UserError("give a model directory or --best")
+    resolved = [Path(model).resolve() for model in models]
+    if twice := next((model for i, model in enumerate(models) if resolved[i] in resolved[:i]), None):
+        raise UserError(f"model {twice} is given twice{' (--best names it too)' if args.best else ''}: "
+                        "give each model once")
     from instrument_classifier.dataset import PARAMETERS_CSV
     from instrument_classifier.evaluation import check_dataset_name, evaluate_model, print_summary
     from instrument_classifier.labelled_recordings import (check_recordings, score_every_folder,

@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--families", nargs="+", metavar="FAMILY",
                         help=f"families that play (default: {' '.join(DEFAULT_FAMILIES)})")
     parser.add_argument("--instruments", nargs="+", metavar="NAME_OR_ID",
-                        help="instruments that play (names or ids 1-128); overrides --families")
+                        help="instruments that play (names or ids 1-128); not with --families")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier dataset in the output folder, with its features and splits "
                              "(never a folder that holds other files or trained models)")
@@ -102,6 +102,8 @@ def default_output_dir(args: argparse.Namespace, settings: GenerationSettings) -
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.families and args.instruments:
+        raise UserError("--instruments names the instruments, --families chooses them by family: give one of them")
     instruments = select_instruments(load_instruments(), families=args.families, instruments=args.instruments)
     settings = GenerationSettings(count=args.count, seed=args.seed, audio_format=args.format.lower(),
                                   soundfonts=resolve_soundfonts(args.soundfont), instruments=instruments,

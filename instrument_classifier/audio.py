@@ -218,6 +218,8 @@ def _checked_source(source: str | os.PathLike | BinaryIO | bytes, name: str | No
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = _Upload(source)
     if isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source):  # Path("") is the current folder: "an empty path" is what was given
+            raise AudioError("an empty path: give an audio file", kind="missing")
         path = Path(source)
         name = name or str(path)
         if not path.exists():

@@ -86,7 +86,8 @@ def read_model_records(model_dir: str | os.PathLike) -> ModelRecords:
         feature_params = dict(preprocessing["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: missing or bad {error}") from None
-    if not class_names or len(set(class_names)) != len(class_names):
+    listed = isinstance(preprocessing["class_names"], list)  # a string was taken for a class per letter
+    if not listed or not class_names or len(set(class_names)) != len(class_names):
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: class_names must be distinct names")
     if not feature_params:
         raise UserError(f"invalid {model_dir / PREPROCESSING_JSON}: no feature parameters")

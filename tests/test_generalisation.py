@@ -279,6 +279,12 @@ def test_a_report_refuses_datasets_whose_columns_would_be_wrong(fonts_dataset, h
         assert_one_line_error(status, err, message)
         assert not (tmp_path / "r").exists()
         assert sorted(p.name for p in (held_out_model / "evaluation").iterdir()) == before
+    # One model named twice was evaluated twice, and paired with itself.
+    status, _, err = run_script(evaluate, [held_out_model, held_out_model / ".", "--dataset", first, "--report",
+                                           tmp_path / "r"], capsys)
+    assert_one_line_error(status, err, "is given twice: give each model once")
+    assert not (tmp_path / "r").exists()
+    assert sorted(p.name for p in (held_out_model / "evaluation").iterdir()) == before
 
 
 def test_a_soundfont_split_takes_any_valid_fraction_and_records_no_test_fraction(fonts_dataset, tmp_path):

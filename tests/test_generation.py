@@ -213,6 +213,7 @@ def test_overwrite_replaces_only_an_earlier_dataset_never_other_files_or_models(
     (["--vary", "room_probability=0", "--vary", "room_probability=1"], "--vary room_probability is given twice"),
     (["--soundfont", "all", "FluidR3_GM"], "SoundFont FluidR3_GM is named twice ('all' names every font"),
     (["--soundfont", "TimGM6mb", "timgm6mb"], "SoundFont TimGM6mb is named twice: name each font once"),
+    (["--instruments", "violin", "--families", "piano"], "give one of them"),  # --families was dropped, unsaid
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "bad"

@@ -396,6 +396,9 @@ def test_cli_bad_files_one_line_each_and_the_rest_classified(tiny_model_dir, cli
     warnings = [line for line in err.splitlines() if ": warning: " in line]
     assert len(errors) == 3 and len(warnings) == 1 and "silent" in warnings[0]
     assert "Traceback" not in err
+    # An empty path was taken for the current folder (".: not a file").
+    assert predict.main(["-m", str(tiny_model_dir), ""]) == 1
+    assert "error: an empty path: give an audio file" in capsys.readouterr().err
 
 
 def test_cli_classifies_huge_samples_beside_a_good_file(tiny_model_dir, clip_files, capsys):

@@ -408,6 +408,7 @@ def test_best_model_skips_a_folder_that_cannot_load(tiny_model_dir, tmp_path, ca
 
 @pytest.mark.parametrize("change, reason", [
     ({"class_names": ["brass", "brass"]}, "class_names must be distinct"),
+    ({"class_names": "bgoppr"}, "class_names must be distinct names"),  # was taken for a class per letter
     ({"features": {}}, "no feature parameters"),
     ({"scaler": {"kind": "standard-scalar", "mean": 0.0, "std": 0.0}}, "invalid scaler std 0.0"),
     ({"scaler": {"kind": "standard-scalar", "mean": 0.0, "std": float("nan")}}, "invalid scaler std nan"),

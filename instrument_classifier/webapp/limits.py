@@ -26,5 +26,5 @@ MAX_UPLOAD_SAMPLES = 60 * 48_000 * 2
 
 def request_too_large_message(size: int | None, upload_limit: int = MAX_UPLOAD_BYTES) -> str:
     limit = f"the {upload_limit / 1024 / 1024:g} MB upload limit"
-    return f"request too large: {size / 1024 / 1024:.1f} MB, over {limit}" if size else \
+    return f"request too large: {size / 1024 / 1024:,.1f} MB, over {limit}" if size else \
         f"request too large: over {limit}"
