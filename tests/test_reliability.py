@@ -259,6 +259,10 @@ def test_features_of_unusable_parameters_are_refused_before_training(tiny_model_
                                            else [str(dataset), "--epochs", "1", "-q"]),
                        "features.json: bad feature parameters: hop_size", "run extract_features.py --overwrite")
     assert not (dataset / "models").exists()
+    # Parameters an extractor takes, but not those of the chromagrams stored (44 frames, not 87).
+    edit_json(dataset / "features" / "features.json", lambda r: {**r, "params": {**r["params"], "hop_size": 1024}})
+    one_line_error(capsys, train.main([str(dataset), "--epochs", "1", "-q"]),
+                   "chromagrams.npz does not match", "features.json: run extract_features.py --overwrite")
 
 
 # ---------------------------------------------------------------------------
@@ -789,9 +793,10 @@ def test_the_leaderboard_of_one_model_folder_points_to_its_parent(tiny_model_dir
 def test_features_of_other_parameters_name_what_differs(tiny_model_dir, tmp_path, capsys):
     dataset = tmp_path / "dataset"
     shutil.copytree(tiny_model_dir.parent.parent, dataset, ignore=shutil.ignore_patterns("models"))
-    record = json.loads((dataset / "features" / "features.json").read_text())
-    record["params"]["hop_size"] = record["params"]["hop_size"] // 2
-    (dataset / "features" / "features.json").write_text(json.dumps(record))
+    from instrument_classifier.feature_extraction import extract_dataset
+    from instrument_classifier.features import ChromagramExtractor
+
+    extract_dataset(dataset, overwrite=True, quiet=True, extractor=ChromagramExtractor(hop_size=1024))
     model = copy_model(tiny_model_dir, tmp_path / "model")
     one_line_error(capsys, evaluate.main([str(model), "--dataset", str(dataset), "-q"]),
                    "(hop_size 1024 there, 2048 the model's): the model cannot read them")
