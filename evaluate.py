@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         raise UserError("give a model directory or --best")
     resolved = [Path(model).resolve() for model in models]
-    if twice := next((model for i, model in enumerate(models) if resolved[i] in resolved[:i]), None):
-        raise UserError(f"model {twice} is given twice{' (--best names it too)' if args.best else ''}: "
-                        "give each model once")
+    twice = next((i for i in range(len(models)) if resolved[i] in resolved[:i]), None)
+    if twice is not None:
+        by_best = " (--best names it too)" if args.best and twice == len(models) - 1 else ""
+        raise UserError(f"model {models[twice]} is given twice{by_best}: give each model once")
     from instrument_classifier.dataset import PARAMETERS_CSV
     from instrument_classifier.evaluation import check_dataset_name, evaluate_model, print_summary
     from instrument_classifier.labelled_recordings import (check_recordings, score_every_folder,

@@ -95,14 +95,6 @@ def soundfile_path(path: str | os.PathLike) -> bytes:
     return os.fsencode(path)
 
 
-def printable(text: str) -> str:
-    """``text`` (a file name, say) as valid text: bytes that are not UTF-8 shown as ``\\xff``, as ``ls -b`` shows them.
-
-    For what is written to text files (CSV, HTML), which refuse a surrogate.
-    """
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def read_clip(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> np.ndarray:
     """Read one dataset clip as float32 of shape (length,), checking rate, length and that every sample is finite."""
     try:

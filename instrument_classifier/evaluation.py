@@ -36,10 +36,9 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from .cli import UserError, atomic_files, warn
+from .cli import UserError, atomic_files, printable, warn
 from .generalisation import errors_by_soundfont
 from .model_bundle import ModelBundle, load_model_dir
-from .dataset import printable
 from .metrics import calibration_bins, metrics_table, predictions_table, read_predictions
 from .model_files import (EVALUATION_DIR, INDEX_HTML, LEARNING_CURVES_CSV, PREDICTIONS_CSV, check_model_dir,
                           dataset_name, is_own_dataset)

@@ -136,10 +136,10 @@ class ChromagramExtractor:
         unknown = sorted(set(params) - set(cls().get_params()))
         if unknown:
             raise UserError(f"unknown feature parameters: {', '.join(unknown)}")
-        extractor = cls(**params)
         try:
+            extractor = cls(**params)  # tuple(bin_range) of a number was a TypeError
             extractor.check_params()
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise UserError(f"bad feature parameters: {error}") from None
         return extractor
 

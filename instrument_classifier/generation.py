@@ -52,12 +52,13 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from .cli import UserError, atomic_dir, check_output_dir, library_versions, warn, write_json
+from .cli import UserError, atomic_dir, library_versions, warn, write_json
 from .dataset import (CHROMAGRAMS_DIR, CHROMAGRAMS_NPZ, FEATURES_DIR, FEATURES_JSON, PARAMETERS_CSV, PLOT_PNG,
                       RENDERER_VERSION, RUN_RECORD, SPLITS_CSV, TRAINING_RECORD_JSON, soundfile_path)
 from .defaults import CLIP_SECONDS, SAMPLE_RATE
 from .midi_files import midi_file_bytes
 from .model_files import is_model_dir
+from .output_folders import check_output_dir
 from .scheduling import WorkerRecord, check_jobs, dask_client, run_tasks, software_stack, worker_records
 from .soundfonts import SoundFont
 from .synthesis import Renderer

@@ -48,8 +48,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from .audio import SUPPORTED_EXTENSIONS, AudioError
-from .cli import UserError, warn
-from .dataset import PARAMETERS_CSV, printable
+from .cli import UserError, printable, warn
+from .dataset import PARAMETERS_CSV
 from .evaluation import LEFT_OUT_CSV, check_dataset_name, links_to_neighbours, write_report
 from .metrics import predictions_table
 from .model_files import EVALUATION_DIR, read_model_records

@@ -26,7 +26,7 @@ from .cli import UserError
 
 # Values summed at a time by fit_rows (32 MB of float64): memory stays flat.
 STREAM_BLOCK_VALUES = 1 << 22
-# The smallest standard deviation a stored scaler may have (a fit on constant chromagrams stores 1).
+# The smallest standard deviation a scaler may have (a fit on chromagrams nearly constant stores 1).
 MIN_STD = 1e-6
 
 
@@ -54,7 +54,7 @@ class ChromagramScaler:
         if chromagrams.size == 0:
             raise ValueError("cannot fit a scaler on no data")
         self.mean_ = float(chromagrams.mean())
-        self.std_ = float(chromagrams.std()) or 1.0
+        self.std_ = _usable_std(float(chromagrams.std()))
         return self
 
     def fit_rows(self, chromagrams, rows: np.ndarray, *, block_values: int = STREAM_BLOCK_VALUES
@@ -84,7 +84,7 @@ class ChromagramScaler:
         mean = _pairwise_sum(values, 0, count, block_values) / count
         variance = _pairwise_sum(lambda start, n: np.square(values(start, n) - mean), 0, count, block_values) / count
         self.mean_ = float(mean)
-        self.std_ = float(np.sqrt(variance)) or 1.0
+        self.std_ = _usable_std(float(np.sqrt(variance)))
         return self
 
     def transform(self, chromagrams: np.ndarray) -> np.ndarray:
@@ -115,6 +115,11 @@ class ChromagramScaler:
         if not 0 <= scaler.mean_ <= 1:
             raise UserError(f"invalid scaler mean {scaler.mean_} (a scaler of chromagrams has 0..1)")
         return scaler
+
+
+def _usable_std(std: float) -> float:
+    """A fitted std, or 1 for (nearly) constant chromagrams: dividing by ~0 would blow the input up."""
+    return std if std >= MIN_STD else 1.0
 
 
 def _pairwise_sum(values, start: int, n: int, block: int) -> np.float64:

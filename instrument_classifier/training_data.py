@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 
 from .chunked_array import ChunkedArray
-from .cli import UserError, atomic_dir, check_replaceable_dir, library_versions, read_json, warn, write_json
+from .cli import UserError, atomic_dir, library_versions, read_json, warn, write_json
 from .defaults import DEFAULT_SEED
 from .dataset import (PARAMETERS_CSV, SPLITS_CSV, TRAINING_DATA_DIR, TRAINING_RECORD_JSON,  # noqa: F401
                       stale_renders)
 from .feature_store import features_identity, load_dataset_features
 from .instruments import load_instruments
+from .output_folders import check_replaceable_dir
 from .scaling import ChromagramScaler, to_model_input
 
 TARGETS = ("family", "instrument")

@@ -285,6 +285,7 @@ def test_params_round_trip_through_json():
     ({"window": "hamming"}, "unknown feature parameters: window"),
     ({"hop_size": 0}, "hop_size"),
     ({"bin_range": [10, 5]}, "bin_range"),
+    ({"bin_range": 5}, "bad feature parameters"),  # a TypeError traceback from prepare_training.py and train.py
     ({"floor_db": float("-inf")}, "floor_db"),
     (["not", "a", "dict"], "JSON object"),
 ])

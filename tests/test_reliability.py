@@ -41,6 +41,7 @@ from instrument_classifier.cli import (UMASK, Terminated, UserError, atomic_dir,
                                       signals_between_steps)
 from instrument_classifier.dataset import SingleToneDataset
 from instrument_classifier.feature_store import load_features
+from instrument_classifier.soundfonts import resolve_soundfont
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -830,6 +831,13 @@ def test_file_names_that_are_not_utf8_are_read_and_written(tiny_model_dir, tmp_p
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    # Said in messages with the bytes escaped, as ls -b shows them (stderr showed "\udcff").
+    one_line_error(capsys, render_note.main(["--instrument", "violin", "-o", str(tmp_path / "n.flac"), "--midi",
+                                             str(tmp_path / f"{odd}.wav")]), "(take-\\xff.wav): name it .mid")
+    font = tmp_path / f"{odd}.sf2"  # FluidSynth's own loader takes only UTF-8 names
+    font.symlink_to(resolve_soundfont("TimGM6mb").path)
+    one_line_error(capsys, generate_audio_samples.main(["-c", "2", "-q", "-o", str(tmp_path / "d"), "--soundfont",
+                                                        str(font)]), "take-\\xff.sf2: FluidSynth takes only UTF-8")
     answers = run("predict.py", "-m", tiny_model_dir, clip, tmp_path / f"{odd}.flac").splitlines()
     assert answers[1] == os.fsencode(tmp_path / f"{odd}.flac") + b"\t" + answers[0].split(b"\t")[-1]
     written = tmp_path / f"{odd}-violin.flac"

@@ -100,6 +100,14 @@ def test_streamed_scaler_is_bit_for_bit_the_in_memory_one(n, block):
     assert (streamed.mean_, streamed.std_) == (reference.mean_, reference.std_)
 
 
+def test_a_scaler_of_nearly_constant_chromagrams_divides_by_one_and_loads_again():
+    """A std of 3e-7 was stored by prepare_training.py, then refused when read (a model folder's must be >= 1e-6)."""
+    x = np.zeros((2000, 44, 115), np.float32)
+    x[0, 0, 0] = 1e-3
+    for scaler in (ChromagramScaler().fit(x), ChromagramScaler().fit_rows(x, np.arange(len(x)))):
+        assert scaler.std_ == 1.0 and ChromagramScaler.from_dict(scaler.to_dict()).std_ == 1.0
+
+
 def test_chunk_writer_refuses_a_partial_chunk_and_an_incomplete_array(tmp_path):
     out = ChunkWriter(tmp_path / "a", row_shape=(2,), dtype="float32", n_rows=5, chunk_rows=2)
     for rows, n in ((slice(1, 3), 2), (slice(0, 1), 1), (slice(2, 5), 3)):  # off a chunk's start, short, long
