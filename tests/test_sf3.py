@@ -50,6 +50,23 @@ def test_decoded_copy_renders_the_same_bytes_as_the_sf3(mono_sf3, decoded_dir):
     assert audible > 100  # of 130 (a few programs are silent at the extremes)
 
 
+def test_the_copy_is_a_soundfont_by_the_specification(mono_sf3, decoded_dir):
+    """Each sample is followed by 46 zero words (SoundFont 2.01, 7.10): FluidSynth renders the same without them,
+    other readers (a sampler interpolating past a sample's end) would not."""
+    from instrument_classifier import sf3
+
+    data = uncompressed(mono_sf3, decoded_dir).read_bytes()
+    lists = sf3._lists(data)
+    smpl, = (c for c in sf3._chunks(data, *lists[b"sdta"]) if c.id == b"smpl")
+    shdr, = (c for c in sf3._chunks(data, *lists[b"pdta"]) if c.id == b"shdr")
+    words = np.frombuffer(data, "<i2", count=smpl.size // 2, offset=smpl.offset)
+    records = [sf3.SHDR.unpack_from(data, shdr.offset + k * sf3.SHDR.size) for k in range(shdr.size // sf3.SHDR.size)]
+    spans = sorted((start, end) for _, start, end, *_ in records[:-1])  # the last record ends the list (EOS)
+    assert len(spans) > 500
+    for (start, end), (next_start, _) in zip(spans, [*spans[1:], (len(words), None)]):
+        assert start < end and next_start - end >= 46 and not words[end:end + 46].any(), (start, end)
+
+
 def test_the_copy_is_written_once_and_other_fonts_load_as_they_are(mono_sf3, decoded_dir):
     copy = uncompressed(mono_sf3, decoded_dir)
     written = copy.stat().st_mtime_ns
