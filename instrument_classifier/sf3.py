@@ -31,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import mmap
 import os
 import struct
 import sys
@@ -91,6 +92,15 @@ def _lists(data: bytes) -> dict[bytes, tuple[int, int]]:
     if set(lists) != {b"INFO", b"sdta", b"pdta"}:
         raise NotDecodable("a SoundFont has the lists INFO, sdta and pdta")
     return lists
+
+
+def check_lists(path: str | os.PathLike) -> None:
+    """NotDecodable unless the SoundFont at ``path`` holds its three lists (INFO, sdta, pdta), each within the file.
+
+    Reads only the chunk headers (the file is mapped, not read).
+    """
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        _lists(data)
 
 
 def is_sf3(path: str | os.PathLike) -> bool:

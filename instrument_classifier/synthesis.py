@@ -48,7 +48,7 @@ import numpy as np
 from .cli import UserError, printable
 from .defaults import DEFAULT_SOUNDFONT_FILE, SAMPLE_RATE, SOUNDFONT_CACHE_DIR, SYSTEM_SOUNDFONTS
 from .midi_files import NoteEvent, read_midi_events
-from .sf3 import uncompressed
+from .sf3 import check_lists, uncompressed
 
 # FluidSynth renders in blocks of this many samples (FLUID_BUFSIZE).
 BLOCK = 64
@@ -129,6 +129,10 @@ def check_soundfont(path: str | os.PathLike) -> Path:
     declared, size = int.from_bytes(header[4:8], "little") + 8, path.stat().st_size
     if declared > size:  # FluidSynth would print several lines of its own about it
         raise UserError(f"SoundFont {path} is truncated: its header says {declared} bytes, the file has {size}")
+    try:  # else FluidSynth loads what it can and prints lines of its own before failing
+        check_lists(path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"not a complete SoundFont: {path} ({error})") from None
     if printable(str(path)) != str(path):  # pyfluidsynth encodes a path as strict UTF-8, and takes no bytes
         raise UserError(f"SoundFont {printable(str(path))}: FluidSynth takes only UTF-8 file names; rename it")
     return path

@@ -101,14 +101,24 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
         assert len(err.splitlines()) == 1 and f"{stored} is a folder: it should be the file that stores" in err, err
 
 
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 @pytest.mark.parametrize("make_args, message", [
     (lambda d, m: [str(d / "missing.mid"), str(d / "o.wav")], "MIDI file not found"),
     (lambda d, m: [str(d / "junk.mid"), str(d / "o.wav")], "cannot read MIDI file"),
     (lambda d, m: ["-s", str(d / "missing.sf2"), str(m), str(d / "o.wav")], "SoundFont not found"),
     (lambda d, m: ["-s", str(m), str(m), str(d / "o.wav")], "not a SoundFont"),
+    # A header and no samples: FluidSynth printed four lines of its own before the error.
+    (lambda d, m: ["-s", str(_write(d / "empty.sf2", b"RIFF\x10\0\0\0sfbkLIST\x04\0\0\0INFO")), str(m),
+                   str(d / "o.wav")], "not a complete SoundFont"),
     (lambda d, m: [str(m), str(d / "o.mp4")], "unknown output format"),
     (lambda d, m: [str(m), str(d / "no" / "such" / "dir" / "o.wav")], None),
     (lambda d, m: ["--set-default", str(d / "missing.sf2")], "SoundFont not found"),
+    (lambda d, m: ["--set-default", str(_write(d / "empty.sf2", b"RIFF\x10\0\0\0sfbkLIST\x04\0\0\0INFO"))],
+     "not a complete SoundFont"),
     (lambda d, m: [], "give a MIDI file"),
     (lambda d, m: [str(d), str(d / "o.wav")], "is not a file"),
     (lambda d, m: [str(m), str(d / "o.wav"), "--set-default", "FluidR3_GM"], "each work alone"),  # converted nothing
@@ -119,7 +129,8 @@ def test_set_default_soundfont(tmp_path, monkeypatch, capsys):
     (lambda d, m: [str(m), str(d / "o.wav"), "-r", "100"], "sample rate must be within"),  # not a 100 Hz file
     (lambda d, m: ["-s", "additive", str(m)], "renders to a file only"),  # played: ours has no player
 ])
-def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, make_args, message):
+def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, monkeypatch, make_args, message):
+    monkeypatch.setenv("HOME", str(tmp_path))  # where --set-default would store a font, were a check to fail
     (tmp_path / "junk.mid").write_text("not midi")
     status = fluidsynth_wrapper.main(make_args(tmp_path, a4_flute_midi))
     err = capsys.readouterr().err
@@ -128,7 +139,7 @@ def test_wrapper_bad_input_is_one_line(tmp_path, a4_flute_midi, capsys, make_arg
         return
     assert status == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "o.wav").exists()
+    assert not (tmp_path / "o.wav").exists() and not (tmp_path / ".fluidsynth").exists()
 
 
 def test_playing_without_an_audio_device_is_a_clear_error(a4_flute_midi, capsys, monkeypatch):
