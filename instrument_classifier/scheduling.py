@@ -179,7 +179,9 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, threads: int 
     import dask
     import distributed
 
-    quiet_logs = {"distributed": logging.CRITICAL}
+    # Off, CRITICAL too: Ctrl-C amid many queued tasks made the scheduler log "Closed comm ... while trying to
+    # write cancelled-keys" at CRITICAL before the one line that says the run was interrupted.
+    quiet_logs = {"distributed": LOGS_OFF}
     with dask.config.set(LOCAL_CONFIG), log_levels(quiet_logs):
         if scheduler is None:
             if warming is not None:
@@ -207,6 +209,9 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, threads: int 
                     cluster.close()
 
 
+LOGS_OFF = logging.CRITICAL + 1  # a level above every message Dask logs
+
+
 def _local_cluster(workers: int, threads: int = 1) -> Any:
     import distributed
     import distributed.versions
@@ -219,7 +224,7 @@ def _local_cluster(workers: int, threads: int = 1) -> Any:
     try:
         return distributed.LocalCluster(
             n_workers=workers, threads_per_worker=threads, processes=processes,
-            dashboard_address=None, silence_logs=logging.CRITICAL, worker_dashboard_address=None,
+            dashboard_address=None, silence_logs=LOGS_OFF, worker_dashboard_address=None,
             # No dashboard; the scheduler's HTTP server (health, metrics) on a free loopback port,
             # not 8787, which may be taken (a warning) or reachable from the network.
             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
