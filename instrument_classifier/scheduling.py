@@ -75,6 +75,9 @@ LOCAL_CONFIG = {
     "distributed.admin.system-monitor.disk": False,
 }
 
+# Dask's log level during a run: above every message it logs, CRITICAL too (our own errors say what failed).
+LOGS_OFF = logging.CRITICAL + 1
+
 
 # The Python distributions whose version can change a clip's or a chromagram's bytes.
 BYTE_PACKAGES = ("numpy", "scipy", "pandas", "soundfile", "pyfluidsynth", "pedalboard", "pyroomacoustics", "mido")
@@ -207,9 +210,6 @@ def dask_client(scheduler: str | None = None, *, workers: int = 1, threads: int 
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close()
-
-
-LOGS_OFF = logging.CRITICAL + 1  # a level above every message Dask logs
 
 
 def _local_cluster(workers: int, threads: int = 1) -> Any:
